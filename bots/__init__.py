@@ -1,0 +1,1 @@
+"""Front ends that talk to people (the Slack approval bot)."""

@@ -1,0 +1,1 @@
+"""The Slack approval bot (see docs/slack.md)."""

@@ -1,0 +1,5 @@
+"""``python -m regprune``."""
+
+from .cli import main
+
+main()

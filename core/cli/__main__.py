@@ -1,0 +1,5 @@
+"""``python -m regprune.cli``."""
+
+from . import main
+
+main()

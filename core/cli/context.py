@@ -1,0 +1,73 @@
+"""What every command needs: settings, the state DB and the engine, opened lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pluggy
+import typer
+
+from ..config import Settings, find_config, find_state_path, load_settings
+from ..engine import Engine
+from ..errors import ConfigError
+from ..state import State
+
+
+@dataclass
+class CliContext:
+    """Global options and the objects built from them, shared by the commands of one run."""
+
+    manager: pluggy.PluginManager
+    config_path: str | None = None
+    state_path: str | None = None
+    verbose: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+    _state: State | None = field(default=None, repr=False)
+    _engines: list[Engine] = field(default_factory=list, repr=False)
+
+    def settings(self, *, required: bool = True) -> Settings:
+        """The config file's settings; an empty config when none exists and none is required."""
+        if self._settings is None:
+            path = find_config(self.config_path)
+            if path is None:
+                if required:
+                    raise ConfigError(
+                        "no config file: create ./regprune.toml (see docs/configuration.md), pass "
+                        "--config or set REGPRUNE_CONFIG; or use quick mode: --registry URL --repo GLOB"
+                    )
+                self._settings = Settings()
+            else:
+                self._settings = load_settings(Path(path))
+        return self._settings
+
+    def state(self) -> State:
+        if self._state is None:
+            self._state = State(find_state_path(self.state_path))
+        return self._state
+
+    def engine(self, settings: Settings | None = None) -> Engine:
+        engine = Engine(settings or self.settings(), self.state(), manager=self.manager)
+        self._engines.append(engine)
+        return engine
+
+    def close(self) -> None:
+        if self.verbose:
+            for engine in self._engines:
+                for name, client in engine._clients.items():
+                    by_method = ", ".join(
+                        f"{m} {n}" for m, n in sorted(client.requests_by_method.items())
+                    )
+                    typer.echo(
+                        f"{name}: {client.request_count} HTTP requests ({by_method})", err=True
+                    )
+        for engine in self._engines:
+            engine.close()
+        if self._state is not None:
+            self._state.close()
+
+
+def get_context(ctx: typer.Context) -> CliContext:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliContext)
+    return obj

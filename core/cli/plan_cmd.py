@@ -1,0 +1,115 @@
+"""``regprune plan``: compute and store a plan; print what it deletes and keeps, and why."""
+
+from __future__ import annotations
+
+import typer
+
+from ..engine import Engine
+from ..models import Plan
+from .context import CliContext, get_context
+from .options import quick_policy
+from .render import plan_tables, print_json
+
+
+class QuickOptions:
+    """The flags of quick mode, shared by ``plan`` and ``run``."""
+
+    registry = typer.Option(
+        None, "--registry", "-r", help="Quick mode: registry URL or configured name."
+    )
+    repo = typer.Option([], "--repo", help="Quick mode: repository glob (repeatable).")
+    exclude = typer.Option(
+        [], "--exclude", help="Quick mode: repository glob to leave out (repeatable)."
+    )
+    tags = typer.Option(None, "--tags", help="Quick mode: only tags matching this regex.")
+    older_than = typer.Option(
+        None, "--older-than", help="Quick mode: select images older than this (14d, 12h)."
+    )
+    keep = typer.Option(None, "--keep", help="Quick mode: keep the newest N images per repository.")
+    keep_tag = typer.Option(
+        [], "--keep-tag", help="Quick mode: never delete tags matching this regex (repeatable)."
+    )
+    approval = typer.Option("cli", "--approval", help="Quick mode: cli, auto or slack.")
+
+
+def make_plans(
+    cli: CliContext,
+    *,
+    policy: str | None,
+    registry: str | None,
+    repo: list[str],
+    exclude: list[str],
+    tags: str | None,
+    older_than: str | None,
+    keep: int | None,
+    keep_tag: list[str],
+    approval: str,
+) -> tuple[Engine, list[Plan]]:
+    """Plans for one policy, every configured policy, or a quick-mode policy from flags."""
+    quick = bool(repo or older_than is not None or keep is not None or keep_tag or tags or exclude)
+    if quick or (registry and not policy):
+        if policy:
+            raise typer.BadParameter("use either --policy or the quick-mode flags, not both")
+        settings, name = quick_policy(
+            cli,
+            registry=registry,
+            repos=repo,
+            exclude=exclude,
+            tags=tags,
+            older_than=older_than,
+            keep=keep,
+            keep_tags=keep_tag,
+            approval=approval,
+        )
+        engine = cli.engine(settings)
+        return engine, [engine.plan(name)]
+    engine = cli.engine()
+    names = [policy] if policy else sorted(engine.settings.policy)
+    if not names:
+        raise typer.BadParameter("the config defines no [policy.NAME]; add one or use quick mode")
+    for name in names:
+        engine.settings.get_policy(name)
+    engine.validate()
+    return engine, [engine.plan(name) for name in names]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    def plan(
+        ctx: typer.Context,
+        policy: str | None = typer.Option(
+            None, "--policy", "-p", help="Policy to plan (default: every policy)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+        no_keep: bool = typer.Option(False, "--no-keep", help="Do not list kept images."),
+        registry: str | None = QuickOptions.registry,
+        repo: list[str] = QuickOptions.repo,
+        exclude: list[str] = QuickOptions.exclude,
+        tags: str | None = QuickOptions.tags,
+        older_than: str | None = QuickOptions.older_than,
+        keep: int | None = QuickOptions.keep,
+        keep_tag: list[str] = QuickOptions.keep_tag,
+        approval: str = QuickOptions.approval,
+    ) -> None:
+        """Compute and store a plan: what would be deleted and kept, and why. Deletes nothing."""
+        cli = get_context(ctx)
+        engine, plans = make_plans(
+            cli,
+            policy=policy,
+            registry=registry,
+            repo=repo,
+            exclude=exclude,
+            tags=tags,
+            older_than=older_than,
+            keep=keep,
+            keep_tag=keep_tag,
+            approval=approval,
+        )
+        if as_json:
+            data = [p.to_json_dict() for p in plans]
+            print_json(data[0] if len(data) == 1 else data)
+            return
+        for p in plans:
+            plan_tables(p, engine.now(), show_keep=not no_keep)
+            if p.delete:
+                typer.echo(f"Apply it with: regprune apply {p.id}")

@@ -1,0 +1,40 @@
+"""``regprune plugins``: installed plugins and the hooks they implement."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ..plugin_manager import build_catalog, plugin_rows
+from .context import get_context
+from .render import console, print_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plugins")
+    def plugins(
+        ctx: typer.Context,
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """List installed plugins, the hooks they implement and the names they register."""
+        manager = get_context(ctx).manager
+        rows = plugin_rows(manager)
+        catalog = build_catalog(manager)
+        registered = {
+            "selectors": sorted(catalog.selectors),
+            "protectors": sorted(catalog.protectors),
+            "approvers": sorted(catalog.approvers),
+            "time_sources": sorted(catalog.time_sources),
+        }
+        if as_json:
+            print_json({"plugins": rows, "registered": registered})
+            return
+        table = Table()
+        for column in ("plugin", "kind", "hooks"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            kind = "built-in" if row["builtin"] else (row["distribution"] or "plugin")
+            table.add_row(row["name"], kind, ", ".join(row["hooks"]))
+        console.print(table)
+        for kind, names in registered.items():
+            console.print(f"{kind}: {', '.join(names) or '-'}")

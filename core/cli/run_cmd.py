@@ -1,0 +1,78 @@
+"""``regprune run``: plan, approve, apply and optionally garbage-collect in one step (for cron)."""
+
+from __future__ import annotations
+
+import typer
+
+from .apply_cmd import apply_plan
+from .context import get_context
+from .plan_cmd import QuickOptions, make_plans
+from .render import apply_result, gc_result, print_json, summary_line
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        ctx: typer.Context,
+        policy: str | None = typer.Option(
+            None, "--policy", "-p", help="Policy to run (default: every policy)."
+        ),
+        yes: bool = typer.Option(
+            False, "--yes", "-y", help="Approve cli-approved plans without asking."
+        ),
+        gc: bool = typer.Option(
+            False, "--gc", help="Garbage-collect afterwards (also when a policy sets gc = true)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        registry: str | None = QuickOptions.registry,
+        repo: list[str] = QuickOptions.repo,
+        exclude: list[str] = QuickOptions.exclude,
+        tags: str | None = QuickOptions.tags,
+        older_than: str | None = QuickOptions.older_than,
+        keep: int | None = QuickOptions.keep,
+        keep_tag: list[str] = QuickOptions.keep_tag,
+        approval: str = QuickOptions.approval,
+    ) -> None:
+        """Plan, approve and apply each policy; then run gc where asked. Exit 1 if anything failed."""
+        cli = get_context(ctx)
+        engine, plans = make_plans(
+            cli,
+            policy=policy,
+            registry=registry,
+            repo=repo,
+            exclude=exclude,
+            tags=tags,
+            older_than=older_than,
+            keep=keep,
+            keep_tag=keep_tag,
+            approval=approval,
+        )
+        report: dict = {"plans": [], "gc": []}
+        failed = False
+        collect: list[str] = []
+        for plan in plans:
+            entry = plan.to_json_dict()
+            if not as_json:
+                typer.echo(summary_line(plan))
+            if not plan.delete:
+                entry["apply"] = None
+                report["plans"].append(entry)
+                continue
+            result = apply_plan(engine, plan.id, yes=yes, as_json=as_json)
+            entry["apply"] = result.to_json_dict()
+            report["plans"].append(entry)
+            if not as_json:
+                apply_result(result)
+            failed = failed or result.status != "done"
+            if (gc or plan.gc) and result.of("deleted") and plan.registry not in collect:
+                collect.append(plan.registry)
+        for name in collect:
+            result = engine.gc(name)
+            report["gc"].append(result.to_json_dict())
+            if not as_json:
+                gc_result(result)
+            failed = failed or not result.ok
+        if as_json:
+            print_json(report)
+        if failed:
+            raise typer.Exit(1)

@@ -1,0 +1,308 @@
+"""The TOML configuration: registries, policies and the Slack bot, validated with pydantic.
+
+Every string may use ``${ENV_VAR}`` (``$$`` for a literal ``$``); a variable that is
+not set is an error naming the key.  Errors name the offending key, e.g.
+``policy.ci.keep_tags.0: invalid regular expression '(': missing ), ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .durations import parse_duration
+from .errors import ConfigError
+
+CONFIG_ENV = "REGPRUNE_CONFIG"
+STATE_ENV = "REGPRUNE_STATE"
+DEFAULT_TIME_SOURCES = ["created", "label"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Regex = Annotated[str, Field(description="A Python regular expression, matched with re.search.")]
+
+
+class GcSettings(_Model):
+    """How to run the registry's garbage collector for one registry."""
+
+    command: list[str] | None = Field(
+        default=None,
+        description="The garbage-collect command, as a list, e.g. "
+        '["registry", "garbage-collect", "/etc/docker/registry/config.yml"].',
+    )
+    before: list[list[str]] = Field(
+        default_factory=list,
+        description="Commands run before GC, in order (e.g. switch the registry to read-only "
+        "mode and restart it). GC does not run if one fails.",
+    )
+    after: list[list[str]] = Field(
+        default_factory=list,
+        description="Commands run after GC, even when it failed (e.g. leave read-only mode, "
+        "restart the registry so its blob descriptor cache is cleared).",
+    )
+    storage_path: str | None = Field(
+        default=None,
+        description="The registry's storage root on this machine; when set, regprune records "
+        "the bytes GC freed.",
+    )
+    timeout: str = Field(default="2h", description="Longest a GC command may run.")
+
+    _timeout = field_validator("timeout")(_check_duration)
+
+
+class RegistrySettings(_Model):
+    """One registry regprune talks to."""
+
+    url: str = Field(
+        description="Base URL, e.g. https://registry.example.org or http://127.0.0.1:5000."
+    )
+    username: str | None = Field(default=None, description="User for basic or token auth.")
+    password: str | None = Field(default=None, description="Password; use ${ENV} expansion.")
+    docker_config: str | None = Field(
+        default=None,
+        description="Path of a Docker config.json to take credentials from when username is "
+        "not set (default ~/.docker/config.json; credsStore and credHelpers are honoured).",
+    )
+    ca_file: str | None = Field(default=None, description="CA bundle to verify the registry's TLS.")
+    concurrency: int = Field(default=8, ge=1, le=64, description="Requests in flight at once.")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
+    retries: int = Field(
+        default=3, ge=0, le=10, description="Retries on connection errors, 429 and 5xx."
+    )
+    version: Literal[2, 3] | None = Field(
+        default=None,
+        description="Distribution major version; 2 makes gc warn before --delete-untagged "
+        "while multi-arch images exist.",
+    )
+    gc: GcSettings = Field(default_factory=GcSettings, description="Garbage collection.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"invalid registry url {value!r}: use http://host:port or https://host"
+            )
+        return value.rstrip("/")
+
+
+class PluginSpec(BaseModel):
+    """A selector or protector to use, with its options: ``{ use = "age", older_than = "14d" }``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    use: str = Field(description="Registered name of the selector or protector.")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PolicySettings(_Model):
+    """What to delete in which repositories of one registry, and who approves it."""
+
+    registry: str = Field(description="Name of a [registry.NAME] section.")
+    repositories: list[str] = Field(
+        min_length=1, description="Repository globs, e.g. ['ci/*']; '*' matches across '/'."
+    )
+    exclude: list[str] = Field(default_factory=list, description="Repository globs to leave out.")
+    tags: Regex | None = Field(
+        default=None,
+        description="Only tags matching this regex are considered; an image that also carries "
+        "another tag is kept.",
+    )
+    keep_tags: list[Regex] = Field(
+        default_factory=list, description="Tags matching any of these regexes are always kept."
+    )
+    selectors: list[PluginSpec] = Field(
+        min_length=1, description="Selectors; an image is deleted only when all select it."
+    )
+    protectors: list[PluginSpec] = Field(
+        default_factory=list, description="Extra keep rules (e.g. images in use)."
+    )
+    approval: str = Field(default="cli", description='"cli" (prompt), "auto" or "slack".')
+    gc: bool = Field(default=False, description="Run garbage collection after apply (run, bot).")
+    time_source: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TIME_SOURCES),
+        min_length=1,
+        description="Where an image's time comes from, in order: created, label, first_seen.",
+    )
+    schedule: str | None = Field(
+        default=None, description="Cron expression; the Slack bot plans this policy on it."
+    )
+
+    _tags = field_validator("tags")(lambda v: v if v is None else _check_regex(v))
+
+    @field_validator("keep_tags")
+    @classmethod
+    def _keep_tags(cls, values: list[str]) -> list[str]:
+        return [_check_regex(value) for value in values]
+
+
+class SlackSettings(_Model):
+    """The Slack approval bot."""
+
+    channel: str | None = Field(default=None, description="Channel ID plans are posted to.")
+    approvers: list[str] = Field(
+        default_factory=list, description="Slack user IDs who may approve."
+    )
+    approver_groups: list[str] = Field(
+        default_factory=list, description="Slack user-group IDs whose members may approve."
+    )
+    team_id: str | None = Field(default=None, description="Only clicks from this workspace count.")
+    approvals_required: int = Field(default=1, ge=1, description="Distinct approvals needed.")
+    allow_self_approval: bool = Field(
+        default=False, description="Whether the requester may approve their own plan."
+    )
+    plan_ttl: str = Field(default="24h", description="How long a posted plan can be approved.")
+    api_url: str | None = Field(
+        default=None, description="Slack Web API base URL (proxies, tests)."
+    )
+
+    _ttl = field_validator("plan_ttl")(_check_duration)
+
+
+class Settings(_Model):
+    """The whole configuration file."""
+
+    registry: dict[str, RegistrySettings] = Field(default_factory=dict)
+    policy: dict[str, PolicySettings] = Field(default_factory=dict)
+    slack: SlackSettings | None = None
+
+    def check_references(self) -> None:
+        for name, policy in self.policy.items():
+            if policy.registry not in self.registry:
+                known = ", ".join(sorted(self.registry)) or "none"
+                raise ConfigError(
+                    f"policy.{name}.registry: unknown registry {policy.registry!r} (defined: {known})"
+                )
+
+    def get_policy(self, name: str) -> PolicySettings:
+        if name not in self.policy:
+            known = ", ".join(sorted(self.policy)) or "none"
+            raise ConfigError(f"unknown policy {name!r} (defined: {known})")
+        return self.policy[name]
+
+    def get_registry(self, name: str) -> RegistrySettings:
+        if name not in self.registry:
+            known = ", ".join(sorted(self.registry)) or "none"
+            raise ConfigError(f"unknown registry {name!r} (defined: {known})")
+        return self.registry[name]
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${NAME}`` in every string of a parsed TOML document."""
+    if isinstance(data, dict):
+        return {
+            key: expand_env(value, environ, f"{path}.{key}" if path else key)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [expand_env(value, environ, f"{path}.{index}") for index, value in enumerate(data)]
+    if isinstance(data, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REF.sub(substitute, data)
+    return data
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see docs/configuration.md)"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{location}: {message}{suffix}"
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, source: str = "config", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a parsed TOML document; raise ConfigError naming the offending key."""
+    expanded = expand_env(dict(data), os.environ if environ is None else environ)
+    try:
+        settings = Settings.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_validation_error(exc)}") from None
+    try:
+        settings.check_references()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    return settings
+
+
+def default_config_paths() -> list[Path]:
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path("regprune.toml"), xdg / "regprune" / "config.toml"]
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """The config file to use: --config, then $REGPRUNE_CONFIG, then the defaults."""
+    chosen = explicit or os.environ.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {chosen} does not exist; pass an existing file to --config"
+            )
+        return path
+    for path in default_config_paths():
+        if path.is_file():
+            return path
+    return None
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_settings(data, source=str(path))
+
+
+def default_state_path() -> Path:
+    xdg = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return xdg / "regprune" / "state.db"
+
+
+def find_state_path(explicit: str | None) -> Path:
+    chosen = explicit or os.environ.get(STATE_ENV)
+    return Path(chosen).expanduser() if chosen else default_state_path()

@@ -1,0 +1,321 @@
+"""The one engine every front end calls: plan, approve, apply, garbage-collect, list.
+
+The CLI and the Slack bot both build an `Engine` and render the `Plan` and
+`ApplyResult` objects it returns; neither has logic of its own.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pluggy
+
+from .apply import Applier, Progress
+from .config import RegistrySettings, Settings
+from .errors import ConfigError, RegpruneError, UsageError
+from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
+from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
+from .plugin_manager import Catalog, build_catalog, get_plugin_manager
+from .registry import RegistryClient
+from .scan import RepositoryScan, Scanner
+from .state import State
+from .timing import check_time_sources
+
+RESUMABLE = ("approved", "applying", "failed")
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def lock_name(registry: str) -> str:
+    return f"registry:{registry}"
+
+
+class Engine:
+    """Plans, approvals, deletions and GC for one configuration and one state DB."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: State,
+        *,
+        manager: pluggy.PluginManager | None = None,
+        now: Callable[[], datetime] | None = None,
+        client_factory: Callable[[str, RegistrySettings], RegistryClient] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.manager = manager or get_plugin_manager()
+        self._now = now or (lambda: datetime.now(UTC))
+        self._client_factory = client_factory or (
+            lambda name, reg: RegistryClient.from_settings(reg)
+        )
+        self._catalog: Catalog | None = None
+        self._clients: dict[str, RegistryClient] = {}
+
+    # -- plumbing -----------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = build_catalog(self.manager)
+        return self._catalog
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def registry_settings(self, name: str) -> RegistrySettings:
+        return self.settings.get_registry(name)
+
+    def client(self, registry: str) -> RegistryClient:
+        """A shared client for a configured registry (quick-mode plans use their URL)."""
+        if registry not in self._clients:
+            settings = self.settings.registry.get(registry)
+            if settings is None:
+                raise ConfigError(
+                    f"unknown registry {registry!r}; define [registry.{registry}] in the config"
+                )
+            self._clients[registry] = self._client_factory(registry, settings)
+        return self._clients[registry]
+
+    def client_for_plan(self, plan: Plan) -> RegistryClient:
+        if plan.registry in self.settings.registry:
+            return self.client(plan.registry)
+        # A quick-mode plan: the registry is only known by its URL.
+        settings = RegistrySettings(url=plan.registry_url)
+        self.settings.registry[plan.registry] = settings
+        return self.client(plan.registry)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    @property
+    def request_count(self) -> int:
+        return sum(client.request_count for client in self._clients.values())
+
+    # -- plan -----------------------------------------------------------------
+
+    def compile(self, policy: str) -> CompiledPolicy:
+        return compile_policy(policy, self.settings.get_policy(policy), self.catalog)
+
+    def validate(self) -> list[CompiledPolicy]:
+        """Build every policy's plugins so config errors surface before any work."""
+        return [self.compile(name) for name in self.settings.policy]
+
+    def plan(self, policy: str, *, requested_by: str | None = None) -> Plan:
+        """Scan the policy's repositories, decide, store the plan and announce it."""
+        compiled_all = {compiled.name: compiled for compiled in self.validate()}
+        compiled = compiled_all[policy]
+        registry = compiled.settings.registry
+        client = self.client(registry)
+        now = self.now()
+        scanner = Scanner(client, self.state, registry, now)
+        repositories = scanner.repositories(
+            compiled.settings.repositories, compiled.settings.exclude
+        )
+        scans = scanner.scan(repositories)
+        others = [
+            c for c in compiled_all.values() if c.name != policy and c.settings.registry == registry
+        ]
+
+        def keepers_for(repository: str) -> list:
+            # Keep always wins, across policies: other policies' keep rules guard this repository too.
+            return [
+                (f"policy {other.name}", protector)
+                for other in others
+                if other.covers(repository)
+                for label, protector in other.protectors
+            ]
+
+        plan = build_plan(
+            policy_name=policy,
+            registry_name=registry,
+            registry_url=self.registry_settings(registry).url,
+            scans=scans,
+            compiled=compiled,
+            keepers_for=keepers_for,
+            catalog=self.catalog,
+            now=now,
+            requested_by=requested_by or default_actor(),
+        )
+        self.state.save_plan(plan)
+        self.manager.hook.plan_created(plan=plan, state=self.state)
+        return plan
+
+    # -- approve ---------------------------------------------------------------
+
+    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
+        """Ask the plan's approver; record and announce the decision when one is made."""
+        approver = self.catalog.approvers.get(plan.approval)
+        if approver is None:
+            raise ConfigError(
+                f"plan {plan.id} needs approver {plan.approval!r}, which no installed plugin provides"
+            )
+        approval = approver.approve(plan, context)
+        if approval.decision == "pending":
+            return approval
+        self.record_decision(plan, approval)
+        return approval
+
+    def record_decision(self, plan: Plan, approval: Approval) -> bool:
+        """Move a pending plan to approved or rejected, once; False if it was no longer pending."""
+        target = "approved" if approval.decision == "approved" else "rejected"
+        if not self.state.set_plan_status(plan.id, target, expected=("pending",)):
+            return False
+        self.state.add_approval(plan.id, approval, at=self.now())
+        plan.status = target  # type: ignore[assignment]
+        self.manager.hook.plan_decided(plan=plan, approval=approval, state=self.state)
+        return True
+
+    # -- apply -----------------------------------------------------------------
+
+    def apply(
+        self,
+        plan_id: str,
+        *,
+        context: ApprovalContext | None = None,
+        progress: Progress | None = None,
+    ) -> ApplyResult:
+        """Approve if needed, then delete what the plan lists; resumable."""
+        plan = self.state.get_plan(plan_id)
+        context = context or ApprovalContext(
+            assume_yes=False, interactive=False, actor=default_actor()
+        )
+        context = ApprovalContext(
+            assume_yes=context.assume_yes,
+            interactive=context.interactive,
+            actor=context.actor,
+            state=self.state,
+            settings=self.settings,
+        )
+        if plan.status == "pending":
+            expires = self.state.plan_fields(plan.id).get("expires_at")
+            if expires and expires <= self.now():
+                self.state.set_plan_status(plan.id, "expired", expected=("pending",))
+                raise UsageError(
+                    f"plan {plan.id} expired at {expires:%Y-%m-%d %H:%M} UTC; make a new plan"
+                )
+            approval = self.approve(plan, context)
+            if approval.decision == "pending":
+                raise UsageError(
+                    f"plan {plan.id} is waiting for approval ({approval.note or plan.approval})"
+                )
+            if approval.decision == "rejected":
+                return ApplyResult(plan_id=plan.id, status="rejected")
+            plan = self.state.get_plan(plan.id)
+        if plan.status == "done":
+            return self._result_from_state(plan)
+        if plan.status not in RESUMABLE:
+            raise UsageError(f"plan {plan.id} is {plan.status}; only approved plans can be applied")
+        return self._apply_approved(plan, progress)
+
+    def _apply_approved(self, plan: Plan, progress: Progress | None) -> ApplyResult:
+        client = self.client_for_plan(plan)
+        name = lock_name(plan.registry)
+        with self.state.lock(name, purpose=f"apply of plan {plan.id}"):
+            applier = Applier(
+                plan,
+                state=self.state,
+                manager=self.manager,
+                client=client,
+                lock_name=name,
+                progress=progress,
+            )
+            pending = applier.pending_items()
+            applier.preflight(item.repository for item in pending)
+            self.state.set_plan_status(plan.id, "applying", expected=RESUMABLE)
+            try:
+                applier.run()
+            except RegpruneError:
+                self.state.set_plan_status(plan.id, "failed", expected=("applying",))
+                result = self._result_from_state(self.state.get_plan(plan.id))
+                self.manager.hook.apply_finished(plan=plan, result=result, state=self.state)
+                raise
+            statuses = self.state.item_statuses(plan.id)
+            final = (
+                "failed"
+                if any(s != "deleted" and s != "skipped" for s, _ in statuses.values())
+                else "done"
+            )
+            self.state.set_plan_status(plan.id, final, expected=("applying",))
+        plan = self.state.get_plan(plan.id)
+        result = self._result_from_state(plan)
+        self.manager.hook.apply_finished(plan=plan, result=result, state=self.state)
+        return result
+
+    def _result_from_state(self, plan: Plan) -> ApplyResult:
+        from .models import ItemOutcome
+
+        statuses = self.state.item_statuses(plan.id)
+        outcomes = [ItemOutcome(item, *statuses[item.seq]) for item in plan.delete]  # type: ignore[arg-type]
+        return ApplyResult(plan_id=plan.id, status=plan.status, outcomes=outcomes)
+
+    # -- gc ----------------------------------------------------------------------
+
+    def gc(self, registry: str, *, dry_run: bool = False) -> GcResult:
+        """Run the registry's garbage collector through the configured command, under the lock."""
+        settings = self.registry_settings(registry)
+        with self.state.lock(
+            lock_name(registry), purpose="garbage collection" + (" (dry run)" if dry_run else "")
+        ):
+            result = self.manager.hook.collect_garbage(
+                registry=settings, name=registry, dry_run=dry_run
+            )
+            if result is None:
+                raise ConfigError(
+                    f"no garbage collector for registry {registry!r}: set [registry.{registry}.gc] command = [...]"
+                )
+            result.warnings[:0] = self.gc_warnings(registry, settings)
+        self.state.record_gc(registry, result)
+        self.manager.hook.gc_finished(name=registry, result=result, state=self.state)
+        return result
+
+    def gc_warnings(self, registry: str, settings: RegistrySettings) -> list[str]:
+        command = settings.gc.command or []
+        if (
+            "--delete-untagged" in command
+            and settings.version != 3
+            and self.state.has_indexes(registry)
+        ):
+            return [
+                "--delete-untagged on Distribution 2.x deletes the platform manifests of multi-arch "
+                "images (fixed in 3.0); remove the flag or set version = 3 if the registry runs 3.x"
+            ]
+        return []
+
+    # -- list ----------------------------------------------------------------------
+
+    def list_images(
+        self, registry: str, patterns: list[str], time_sources: list[str] | None = None
+    ) -> list[RepositoryScan]:
+        """Scan repositories (globs) and give each image its time, for `regprune ls`."""
+        client = self.client(registry)
+        now = self.now()
+        sources = time_sources or ["created", "label", "first_seen"]
+        check_time_sources(sources, self.catalog.time_sources, "time_source")
+        scanner = Scanner(client, self.state, registry, now)
+        scans = scanner.scan(scanner.repositories(patterns))
+        for scan in scans:
+            assign_times(scan.images, sources, self.catalog, now)
+        return scans
+
+
+def images_by_time(scans: list[RepositoryScan]) -> list[Image]:
+    images = [image for scan in scans for image in scan.images]
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(images, key=lambda image: (image.repository, image.time or oldest, image.digest))
+
+
+def is_interactive() -> bool:
+    return os.isatty(0) and os.isatty(1)

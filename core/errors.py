@@ -1,0 +1,65 @@
+"""Errors regprune reports to people: one clear line each, with an exit code.
+
+`UsageError` (exit 2) is for anything the user can fix in their input or
+environment: a bad flag, a malformed config, an unreachable registry, wrong
+credentials, a registry that refuses deletes.  Nothing has changed when it is
+raised.  `RegpruneError` (exit 1) is for a failure while doing the work.
+"""
+
+from __future__ import annotations
+
+
+class RegpruneError(Exception):
+    """A failure while doing the work (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(RegpruneError):
+    """Bad input or environment the user can fix; nothing was changed (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The configuration file or a plugin's options are invalid."""
+
+
+class RegistryError(RegpruneError):
+    """The registry answered with an error we cannot work around."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RegistryUnreachable(UsageError):
+    """No connection to the registry could be made (DNS, refused, timeout, TLS)."""
+
+
+class AuthenticationFailed(UsageError):
+    """The registry rejected the credentials."""
+
+
+class DeletesDisabled(UsageError):
+    """The registry answers DELETE with 405 UNSUPPORTED."""
+
+
+class MissingScope(UsageError):
+    """The credentials are valid but lack a scope the operation needs (e.g. delete)."""
+
+
+class ManifestNotFound(RegistryError):
+    """The manifest (by tag or digest) does not exist in the repository."""
+
+
+class LockHeld(RegpruneError):
+    """Another apply or gc holds the registry's lock."""

@@ -1,0 +1,138 @@
+"""The hooks regprune calls.  Built-in behaviour is implemented by plugins in
+``regprune.plugins`` through exactly these hooks; third-party plugins register
+through the ``regprune`` entry-point group.
+
+Every hook is documented in ``docs/plugins/hooks.md``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from .config import RegistrySettings
+    from .models import (
+        ApplyResult,
+        Approval,
+        Approver,
+        GcResult,
+        Image,
+        Plan,
+        PlanItem,
+        Protector,
+        Selector,
+        TimeReading,
+    )
+    from .registry import RegistryClient
+    from .state import State
+
+hookspec = pluggy.HookspecMarker("regprune")
+hookimpl = pluggy.HookimplMarker("regprune")
+
+SelectorFactory = Callable[[dict[str, Any]], "Selector"]
+ProtectorFactory = Callable[[dict[str, Any]], "Protector"]
+TimeSource = Callable[["Image"], "TimeReading | None"]
+
+
+@hookspec
+def register_selectors(register: Callable[[str, SelectorFactory], None]) -> None:
+    """Register selectors by name: ``register("age", factory)``.
+
+    ``factory(options)`` receives a policy's options for the selector (everything in
+    ``{ use = "age", older_than = "14d" }`` but ``use``) and returns an object with
+    ``select(images, context) -> {digest: (selected, reason)}``.  It raises
+    ``ValueError`` with a one-line message when the options are wrong.
+    """
+
+
+@hookspec
+def register_protectors(register: Callable[[str, ProtectorFactory], None]) -> None:
+    """Register keep rules by name: ``register("in_use", factory)``.
+
+    ``factory(options)`` returns an object with ``protect(images, context) ->
+    {digest: reason}``.  Every image it names is kept, whatever any selector says.
+    """
+
+
+@hookspec
+def register_approvers(register: Callable[[str, Approver], None]) -> None:
+    """Register approval methods by name (a policy's ``approval`` key): ``register("cli", approver)``.
+
+    ``approver.approve(plan, context)`` returns an ``Approval`` that is approved,
+    rejected, or pending (the decision is made elsewhere, as in Slack).
+    """
+
+
+@hookspec
+def register_time_sources(register: Callable[[str, TimeSource], None]) -> None:
+    """Register where an image's time can come from: ``register("created", fn)``.
+
+    ``fn(image)`` returns a ``TimeReading`` (a time or None, and a note), or None
+    when it knows nothing.  A policy's ``time_source`` list picks the order; the
+    engine takes the first trustworthy time (not missing, not before 2013, not in
+    the future).
+    """
+
+
+@hookspec
+def register_commands(cli: typer.Typer) -> None:
+    """Add commands to the ``regprune`` command line: ``@cli.command()``."""
+
+
+@hookspec(firstresult=True)
+def delete_manifest(client: RegistryClient, repository: str, digest: str) -> str | None:
+    """Delete one manifest by digest.  firstresult: the first non-None answer wins.
+
+    Return ``"deleted"``, or ``"absent"`` when it was already gone; raise a
+    ``regprune.errors.RegpruneError`` on failure.  Return None to let the next
+    implementation (ultimately the built-in registry DELETE) do it.
+    """
+
+
+@hookspec(firstresult=True)
+def collect_garbage(registry: RegistrySettings, name: str, dry_run: bool) -> GcResult | None:
+    """Run garbage collection for one registry.  firstresult: the first non-None answer wins.
+
+    The built-in runs the configured ``gc.command`` with its ``before`` and
+    ``after`` commands.  Return None to leave it to the next implementation.
+    """
+
+
+@hookspec
+def plan_created(plan: Plan, state: State) -> None:
+    """Called once a plan is computed and stored, before anyone approves it."""
+
+
+@hookspec
+def plan_decided(plan: Plan, approval: Approval, state: State) -> None:
+    """Called when a plan is approved or rejected (by a prompt, --yes, auto or Slack)."""
+
+
+@hookspec
+def item_deleted(plan: Plan, item: PlanItem, state: State) -> None:
+    """Called after one manifest of a plan was deleted (or found already gone)."""
+
+
+@hookspec
+def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State) -> None:
+    """Called when apply skips an item because the registry changed since the plan."""
+
+
+@hookspec
+def item_failed(plan: Plan, item: PlanItem, error: str, state: State) -> None:
+    """Called when deleting an item failed; a later apply of the plan retries it."""
+
+
+@hookspec
+def apply_finished(plan: Plan, result: ApplyResult, state: State) -> None:
+    """Called when an apply run ends, whatever its outcome."""
+
+
+@hookspec
+def gc_finished(name: str, result: GcResult, state: State) -> None:
+    """Called after a garbage-collection run (or dry run) of registry ``name``."""

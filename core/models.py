@@ -1,0 +1,392 @@
+"""The data regprune passes between scan, select, protect, plan and apply.
+
+Facts about a digest never change, so `ManifestFacts` is frozen and cached by
+digest.  An `Image` is one top-level manifest digest in one repository with every
+ordinary tag that points to it, its index children, and the signature or
+attestation artifacts that belong to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A blob (config or layer) referenced by a manifest."""
+
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ManifestFacts:
+    """What a manifest digest says about itself; immutable, cached forever by digest."""
+
+    digest: str
+    media_type: str
+    size: int
+    config_digest: str | None = None
+    created: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    blobs: tuple[Blob, ...] = ()
+    children: tuple[str, ...] = ()
+    subject: str | None = None
+    artifact_type: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ManifestFacts:
+        data = json.loads(text)
+        data["blobs"] = tuple(Blob(**blob) for blob in data.get("blobs", ()))
+        data["children"] = tuple(data.get("children", ()))
+        return cls(**data)
+
+
+@dataclass
+class Image:
+    """One top-level manifest digest in a repository, with everything that goes with it."""
+
+    repository: str
+    digest: str
+    tags: list[str]
+    facts: ManifestFacts
+    children: list[ManifestFacts] = field(default_factory=list)
+    artifacts: list[Image] = field(default_factory=list)
+    first_seen: datetime | None = None
+    # Filled in by the time sources: when the image was built, and from where.
+    time: datetime | None = None
+    time_source: str | None = None
+    time_note: str | None = None
+
+    @property
+    def manifests(self) -> list[ManifestFacts]:
+        """This image's own manifest followed by its index children."""
+        return [self.facts, *self.children]
+
+    @property
+    def blobs(self) -> set[Blob]:
+        return {blob for manifest in self.manifests for blob in manifest.blobs}
+
+    @property
+    def size(self) -> int:
+        """Bytes of the manifests and distinct blobs of this image (artifacts excluded)."""
+        return sum(m.size for m in self.manifests) + sum(b.size for b in self.blobs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.repository}@{self.digest[:19]}"
+
+
+Verdict = tuple[bool, str]
+"""A selector's answer for one image: (selected, reason)."""
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """What a selector or protector may know besides the images themselves."""
+
+    now: datetime
+    registry: str
+    repository: str
+    policy: str
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Marks images of one repository it would delete.  Built by a factory from options."""
+
+    def select(self, images: Sequence[Image], context: SelectionContext) -> Mapping[str, Verdict]:
+        """Return ``{digest: (selected, reason)}``; images left out count as not selected."""
+        ...
+
+
+@runtime_checkable
+class Protector(Protocol):
+    """Vetoes deletion of images (keep rules, images in use)."""
+
+    def protect(self, images: Sequence[Image], context: SelectionContext) -> Mapping[str, str]:
+        """Return ``{digest: reason}`` for every image that must be kept."""
+        ...
+
+
+@dataclass(frozen=True)
+class TimeReading:
+    """A time source's answer: the time it found (or None) and a note saying where from."""
+
+    time: datetime | None
+    note: str
+
+
+Role = Literal["image", "child", "artifact"]
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One manifest a plan deletes.  Children and artifacts are items of their own."""
+
+    seq: int
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    role: Role
+    parent: str | None
+    media_type: str
+    created: str | None
+    size: int
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "repository": self.repository,
+            "digest": self.digest,
+            "tags": list(self.tags),
+            "role": self.role,
+            "parent": self.parent,
+            "media_type": self.media_type,
+            "created": self.created,
+            "size": self.size,
+            "reasons": list(self.reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PlanItem:
+        return cls(
+            seq=data["seq"],
+            repository=data["repository"],
+            digest=data["digest"],
+            tags=tuple(data["tags"]),
+            role=data["role"],
+            parent=data.get("parent"),
+            media_type=data["media_type"],
+            created=data.get("created"),
+            size=data["size"],
+            reasons=tuple(data["reasons"]),
+        )
+
+
+@dataclass(frozen=True)
+class KeepItem:
+    """An image the plan keeps, with every reason it is kept."""
+
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    created: str | None
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": self.digest,
+            "tags": list(self.tags),
+            "created": self.created,
+            "reasons": list(self.reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KeepItem:
+        return cls(
+            repository=data["repository"],
+            digest=data["digest"],
+            tags=tuple(data["tags"]),
+            created=data.get("created"),
+            reasons=tuple(data["reasons"]),
+        )
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    images: int
+    manifests: int
+    tags: int
+    bytes: int
+    kept_images: int
+    repositories: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "manifests": self.manifests,
+            "tags": self.tags,
+            "bytes": self.bytes,
+            "kept_images": self.kept_images,
+            "repositories": dict(self.repositories),
+        }
+
+
+PlanStatus = Literal[
+    "pending", "approved", "rejected", "expired", "applying", "done", "failed", "cancelled"
+]
+
+
+@dataclass
+class Plan:
+    """What a policy would delete and keep, and why.  Immutable once stored."""
+
+    id: str
+    registry: str
+    registry_url: str
+    policy: str
+    created_at: datetime
+    delete: list[PlanItem]
+    keep: list[KeepItem]
+    summary: PlanSummary
+    approval: str
+    gc: bool
+    content_hash: str = ""
+    status: PlanStatus = "pending"
+    requested_by: str = ""
+    expires_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def content(self) -> dict[str, Any]:
+        """The part of the plan its hash covers: everything that decides what is deleted."""
+        return {
+            "registry": self.registry,
+            "registry_url": self.registry_url,
+            "policy": self.policy,
+            "created_at": self.created_at.isoformat(),
+            "approval": self.approval,
+            "gc": self.gc,
+            "delete": [item.to_dict() for item in self.delete],
+            "keep": [item.to_dict() for item in self.keep],
+            "summary": self.summary.to_dict(),
+            "warnings": list(self.warnings),
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The documented ``--json`` shape of a plan."""
+        return {
+            "plan_id": self.id,
+            "registry": self.registry,
+            "policy": self.policy,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "content_hash": self.content_hash,
+            "delete": [item.to_dict() for item in self.delete],
+            "keep": [item.to_dict() for item in self.keep],
+            "summary": self.summary.to_dict(),
+            "warnings": list(self.warnings),
+        }
+
+
+ApprovalDecision = Literal["approved", "rejected", "pending"]
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approver's answer for a plan."""
+
+    decision: ApprovalDecision
+    by: str
+    method: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ApprovalContext:
+    """What an approver may use: --yes, whether a person is at a terminal, who asks, the state."""
+
+    assume_yes: bool
+    interactive: bool
+    actor: str
+    state: Any = None
+    settings: Any = None
+
+
+@runtime_checkable
+class Approver(Protocol):
+    """Decides whether a plan may be applied (a prompt, a rule, a Slack vote)."""
+
+    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
+        """Return approved, rejected, or pending (decided elsewhere later, e.g. in Slack)."""
+        ...
+
+
+ItemStatus = Literal["pending", "deleting", "deleted", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    item: PlanItem
+    status: ItemStatus
+    reason: str = ""
+
+
+@dataclass
+class ApplyResult:
+    plan_id: str
+    status: PlanStatus
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+
+    def of(self, status: ItemStatus) -> list[ItemOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == status]
+
+    @property
+    def bytes_deleted(self) -> int:
+        return sum(outcome.item.size for outcome in self.of("deleted"))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        def rows(status: ItemStatus) -> list[dict[str, Any]]:
+            return [
+                {**outcome.item.to_dict(), "reason": outcome.reason} for outcome in self.of(status)
+            ]
+
+        return {
+            "plan_id": self.plan_id,
+            "status": self.status,
+            "deleted": rows("deleted"),
+            "skipped": rows("skipped"),
+            "failed": rows("failed"),
+        }
+
+
+@dataclass
+class GcResult:
+    """The outcome of one garbage-collection run."""
+
+    registry: str
+    dry_run: bool
+    command: list[str]
+    exit_code: int
+    output: str
+    started_at: datetime
+    finished_at: datetime
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def bytes_freed(self) -> int | None:
+        if self.bytes_before is None or self.bytes_after is None:
+            return None
+        return self.bytes_before - self.bytes_after
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "registry": self.registry,
+            "dry_run": self.dry_run,
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "ok": self.ok,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "bytes_freed": self.bytes_freed,
+            "warnings": self.warnings,
+            "output": self.output,
+        }

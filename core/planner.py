@@ -1,0 +1,434 @@
+"""Decide what a policy deletes and keeps, and why: select → protect → plan.
+
+Rules enforced here (each has a test in tests/test_safety.py):
+- an image is a candidate only when every selector of the policy selects it;
+- any keep rule of any policy covering the repository vetoes it, and the veto
+  covers every tag of the digest ("shares digest with kept tag");
+- a tag outside the policy's ``tags`` filter keeps the digest it points to;
+- a platform manifest is deleted only with its index and only when no remaining
+  index references it; a candidate that a kept index references is kept;
+- signature/attestation artifacts go with their subject and never count toward
+  ``keep``; artifacts whose subject is gone are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .config import PolicySettings
+from .models import (
+    Image,
+    KeepItem,
+    ManifestFacts,
+    Plan,
+    PlanItem,
+    PlanSummary,
+    Protector,
+    SelectionContext,
+    Selector,
+)
+from .plugin_manager import Catalog
+from .scan import RepositoryScan, match_repositories
+from .timing import check_time_sources, resolve_time
+
+
+@dataclass
+class CompiledPolicy:
+    """A policy with its selectors and keep rules built from the plugin catalog."""
+
+    name: str
+    settings: PolicySettings
+    selectors: list[tuple[str, Selector]]
+    protectors: list[tuple[str, Protector]]
+    tag_filter: re.Pattern[str] | None
+
+    def covers(self, repository: str) -> bool:
+        return bool(
+            match_repositories([repository], self.settings.repositories, self.settings.exclude)
+        )
+
+
+def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> CompiledPolicy:
+    """Build a policy's plugins; a bad selector name or option is a ConfigError naming the key."""
+    where = f"policy.{name}"
+    selectors = [
+        (spec.use, catalog.build("selector", spec.use, spec.options, f"{where}.selectors.{index}"))
+        for index, spec in enumerate(policy.selectors)
+    ]
+    protectors: list[tuple[str, Protector]] = []
+    if policy.keep_tags:
+        protectors.append(
+            (
+                "keep_tags",
+                catalog.build(
+                    "protector", "tags", {"patterns": policy.keep_tags}, f"{where}.keep_tags"
+                ),
+            )
+        )
+    for index, spec in enumerate(policy.protectors):
+        protectors.append(
+            (
+                spec.use,
+                catalog.build("protector", spec.use, spec.options, f"{where}.protectors.{index}"),
+            )
+        )
+    if policy.approval not in catalog.approvers:
+        known = ", ".join(sorted(catalog.approvers))
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"{where}.approval: unknown approval {policy.approval!r} (available: {known})"
+        )
+    check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
+    tag_filter = re.compile(policy.tags) if policy.tags else None
+    return CompiledPolicy(name, policy, selectors, protectors, tag_filter)
+
+
+@dataclass
+class RepositoryDecision:
+    """The outcome for one repository: images to delete (with reasons) and to keep."""
+
+    repository: str
+    delete: list[tuple[Image, list[str]]] = field(default_factory=list)
+    keep: list[tuple[Image, list[str]]] = field(default_factory=list)
+    child_items: dict[str, list[ManifestFacts]] = field(default_factory=dict)
+
+
+def assign_times(
+    images: Sequence[Image], time_sources: Sequence[str], catalog: Catalog, now: datetime
+) -> None:
+    for image in images:
+        image.time, image.time_source, image.time_note = resolve_time(
+            image, time_sources, catalog.time_sources, now
+        )
+
+
+def decide_repository(
+    scan: RepositoryScan,
+    policy: CompiledPolicy,
+    keepers: Sequence[tuple[str, Protector]],
+    context: SelectionContext,
+) -> RepositoryDecision:
+    """Apply selectors and keep rules to one repository's images."""
+    decision = RepositoryDecision(scan.repository)
+    considered: list[Image] = []
+    protected: dict[str, list[str]] = {}
+    for image in scan.images:
+        if policy.tag_filter is None:
+            considered.append(image)
+            continue
+        inside = [tag for tag in image.tags if policy.tag_filter.search(tag)]
+        if not inside:
+            continue  # not this policy's business
+        considered.append(image)
+        outside = [tag for tag in image.tags if tag not in inside]
+        if outside:
+            protected.setdefault(image.digest, []).append(
+                f"shares digest with tag '{outside[0]}', which this policy's tags filter does not cover"
+            )
+
+    for _label, protector in policy.protectors:
+        for digest, reason in protector.protect(considered, context).items():
+            protected.setdefault(digest, []).append(reason)
+    for label, protector in keepers:
+        for digest, reason in protector.protect(considered, context).items():
+            protected.setdefault(digest, []).append(f"{label}: {reason}")
+
+    verdicts: dict[str, list[tuple[str, bool, str]]] = {image.digest: [] for image in considered}
+    for name, selector in policy.selectors:
+        answers = selector.select(considered, context)
+        for image in considered:
+            selected, reason = answers.get(image.digest, (False, f"{name}: not selected"))
+            verdicts[image.digest].append((name, bool(selected), reason))
+
+    for image in considered:
+        if image.digest in protected and len(image.tags) > 1:
+            kept_by = _kept_tag(image, protected[image.digest])
+            if kept_by:
+                others = [tag for tag in image.tags if tag != kept_by]
+                protected[image.digest].append(
+                    f"{', '.join(others)} share{'s' if len(others) == 1 else ''} digest with kept tag '{kept_by}'"
+                )
+            else:
+                protected[image.digest].append(
+                    f"tags {', '.join(image.tags)} share this digest and are kept together"
+                )
+
+    candidates = {
+        image.digest: image
+        for image in considered
+        if image.digest not in protected
+        and all(selected for _, selected, _ in verdicts[image.digest])
+    }
+    _protect_index_children(scan, candidates, protected)
+
+    for image in sorted(considered, key=_oldest_first):
+        selection = [reason for _, selected, reason in verdicts[image.digest] if selected]
+        if image.digest in candidates:
+            decision.delete.append((image, selection))
+        else:
+            reasons = list(protected.get(image.digest, []))
+            if image.digest in protected and len(selection) == len(verdicts[image.digest]):
+                reasons.append("would otherwise be deleted: " + "; ".join(selection))
+            else:
+                reasons += [
+                    reason for _, selected, reason in verdicts[image.digest] if not selected
+                ]
+            decision.keep.append((image, reasons))
+    for artifact in scan.orphan_artifacts:
+        decision.keep.append(
+            (
+                artifact,
+                [
+                    f"artifact whose subject {artifact.facts.subject or 'named by its tag'} is not in the repository; left alone"
+                ],
+            )
+        )
+    decision.child_items = _children_to_delete(scan, candidates)
+    return decision
+
+
+def _kept_tag(image: Image, reasons: list[str]) -> str | None:
+    for tag in image.tags:
+        if any(f"'{tag}'" in reason for reason in reasons):
+            return tag
+    return None
+
+
+def _oldest_first(image: Image) -> tuple[float, str]:
+    return (image.time.timestamp() if image.time else float("inf"), image.digest)
+
+
+def _remaining_children(scan: RepositoryScan, deleting: set[str]) -> dict[str, str]:
+    """child digest → an index that stays and references it."""
+    owners: dict[str, str] = {}
+    for image in scan.images:
+        if image.digest in deleting:
+            continue
+        for manifest in [image.facts, *(a.facts for a in image.artifacts)]:
+            for child in manifest.children:
+                owners.setdefault(child, manifest.digest)
+    return owners
+
+
+def _protect_index_children(
+    scan: RepositoryScan, candidates: dict[str, Image], protected: dict[str, list[str]]
+) -> None:
+    """A candidate that a remaining index references is kept (until nothing changes)."""
+    while True:
+        owners = _remaining_children(scan, set(candidates))
+        blocked = [digest for digest in candidates if digest in owners]
+        if not blocked:
+            return
+        for digest in blocked:
+            candidates.pop(digest)
+            protected.setdefault(digest, []).append(
+                f"platform manifest of index {owners[digest][:19]}, which is kept"
+            )
+
+
+def _children_to_delete(
+    scan: RepositoryScan, candidates: dict[str, Image]
+) -> dict[str, list[ManifestFacts]]:
+    """Children of deleted indexes (and of their artifacts) that nothing remaining references."""
+    owners = _remaining_children(scan, set(candidates))
+    tagged = {image.digest for image in scan.images} | {
+        artifact.digest for image in scan.images for artifact in image.artifacts
+    }
+    taken: set[str] = set()
+    result: dict[str, list[ManifestFacts]] = {}
+    for image in candidates.values():
+        for manifest in [image.facts, *(a.facts for a in image.artifacts)]:
+            for child in manifest.children:
+                if (
+                    child in owners
+                    or child in tagged
+                    or child in taken
+                    or child not in scan.manifests
+                ):
+                    continue
+                taken.add(child)
+                result.setdefault(manifest.digest, []).append(scan.manifests[child])
+    return result
+
+
+def estimate_bytes(scans: Sequence[RepositoryScan], deleted: set[str]) -> int:
+    """Bytes GC should free: deleted manifests plus blobs no remaining manifest references.
+
+    Only the scanned repositories are considered, so blobs shared with other
+    repositories make this an upper bound.
+    """
+    remaining_blobs = set()
+    deleted_blobs = set()
+    manifest_bytes = 0
+    for scan in scans:
+        for digest, facts in scan.manifests.items():
+            if digest in deleted:
+                deleted_blobs.update(facts.blobs)
+                manifest_bytes += facts.size
+            else:
+                remaining_blobs.update(facts.blobs)
+    return manifest_bytes + sum(blob.size for blob in deleted_blobs - remaining_blobs)
+
+
+def _item(
+    seq: int,
+    repo: str,
+    facts: ManifestFacts,
+    tags: Sequence[str],
+    role: str,
+    parent: str | None,
+    created: str | None,
+    reasons: Sequence[str],
+) -> PlanItem:
+    size = facts.size + sum(blob.size for blob in facts.blobs)
+    return PlanItem(
+        seq,
+        repo,
+        facts.digest,
+        tuple(tags),
+        role,
+        parent,
+        facts.media_type,  # type: ignore[arg-type]
+        created,
+        size,
+        tuple(reasons),
+    )
+
+
+def _created(image: Image) -> str | None:
+    return image.time.isoformat() if image.time else image.facts.created
+
+
+def build_plan(
+    *,
+    policy_name: str,
+    registry_name: str,
+    registry_url: str,
+    scans: Sequence[RepositoryScan],
+    compiled: CompiledPolicy,
+    keepers_for: Any,
+    catalog: Catalog,
+    now: datetime,
+    requested_by: str,
+) -> Plan:
+    """Turn scans into a plan.  ``keepers_for(repo)`` gives other policies' keep rules."""
+    items: list[PlanItem] = []
+    keep: list[KeepItem] = []
+    per_repo: dict[str, int] = {}
+    warnings: list[str] = []
+    for scan in scans:
+        assign_times(scan.images, compiled.settings.time_source, catalog, now)
+        context = SelectionContext(
+            now=now, registry=registry_name, repository=scan.repository, policy=policy_name
+        )
+        decision = decide_repository(scan, compiled, keepers_for(scan.repository), context)
+        for image, reasons in decision.delete:
+            items.append(
+                _item(
+                    len(items),
+                    scan.repository,
+                    image.facts,
+                    image.tags,
+                    "image",
+                    None,
+                    _created(image),
+                    reasons,
+                )
+            )
+            per_repo[scan.repository] = per_repo.get(scan.repository, 0) + 1
+            for child in decision.child_items.get(image.digest, []):
+                items.append(
+                    _item(
+                        len(items),
+                        scan.repository,
+                        child,
+                        (),
+                        "child",
+                        image.digest,
+                        _created(image),
+                        [f"platform manifest of deleted index {image.digest[:19]}"],
+                    )
+                )
+            for artifact in image.artifacts:
+                items.append(
+                    _item(
+                        len(items),
+                        scan.repository,
+                        artifact.facts,
+                        artifact.tags,
+                        "artifact",
+                        image.digest,
+                        artifact.facts.created,
+                        [f"{_artifact_kind(artifact)} of deleted image {image.digest[:19]}"],
+                    )
+                )
+                for child in decision.child_items.get(artifact.digest, []):
+                    items.append(
+                        _item(
+                            len(items),
+                            scan.repository,
+                            child,
+                            (),
+                            "child",
+                            artifact.digest,
+                            None,
+                            [f"manifest of deleted artifact {artifact.digest[:19]}"],
+                        )
+                    )
+        for image, reasons in decision.keep:
+            keep.append(
+                KeepItem(
+                    scan.repository,
+                    image.digest,
+                    tuple(image.tags),
+                    _created(image),
+                    tuple(reasons),
+                )
+            )
+        orphans = len(scan.orphan_artifacts)
+        if orphans:
+            warnings.append(
+                f"{scan.repository}: {orphans} artifact(s) whose subject is gone were left alone"
+            )
+
+    deleted = {item.digest for item in items}
+    summary = PlanSummary(
+        images=sum(1 for item in items if item.role == "image"),
+        manifests=len(items),
+        tags=sum(len(item.tags) for item in items),
+        bytes=estimate_bytes(scans, deleted),
+        kept_images=len(keep),
+        repositories=per_repo,
+    )
+    policy = compiled.settings
+    return Plan(
+        id=secrets.token_hex(4),
+        registry=registry_name,
+        registry_url=registry_url,
+        policy=policy_name,
+        created_at=now,
+        delete=items,
+        keep=keep,
+        summary=summary,
+        approval=policy.approval,
+        gc=policy.gc,
+        requested_by=requested_by,
+        warnings=warnings,
+    )
+
+
+def _artifact_kind(artifact: Image) -> str:
+    for tag in artifact.tags:
+        if tag.endswith(".sig"):
+            return "signature"
+        if tag.endswith(".att"):
+            return "attestation"
+        if tag.endswith(".sbom"):
+            return "SBOM"
+    return "artifact"

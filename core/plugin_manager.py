@@ -1,0 +1,145 @@
+"""The plugin manager factory and the catalog of what plugins registered.
+
+Built-in behaviour ships as plugins listed in ``DEFAULT_PLUGINS`` and is loaded
+exactly like third-party plugins from the ``regprune`` entry-point group.
+
+Environment variables:
+- ``REGPRUNE_BLOCK_PLUGINS=name,name``: never load these plugins (built-in or not);
+  the way out when a broken plugin stops regprune from starting.
+- ``REGPRUNE_LOAD_PLUGINS=name,name``: load only these third-party plugins
+  (empty string: none).  Built-ins load unless blocked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, UsageError
+
+ENTRY_POINT_GROUP = "regprune"
+BLOCK_ENV = "REGPRUNE_BLOCK_PLUGINS"
+LOAD_ENV = "REGPRUNE_LOAD_PLUGINS"
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "regprune.plugins.age",
+    "regprune.plugins.count",
+    "regprune.plugins.branch",
+    "regprune.plugins.keep_tags",
+    "regprune.plugins.in_use",
+    "regprune.plugins.time_sources",
+    "regprune.plugins.approvers",
+    "regprune.plugins.deleter",
+    "regprune.plugins.gc_command",
+    "regprune.plugins.audit",
+)
+
+
+def _names(value: str | None) -> set[str]:
+    return {part.strip() for part in (value or "").split(",") if part.strip()}
+
+
+def get_plugin_manager(
+    *, load_entrypoints: bool = True, extra_plugins: Iterable[object] = ()
+) -> pluggy.PluginManager:
+    """Build a fresh plugin manager with the built-ins, installed plugins and ``extra_plugins``."""
+    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager.add_hookspecs(hookspecs)
+    blocked = _names(os.environ.get(BLOCK_ENV))
+    for name in blocked:
+        manager.set_blocked(name)
+    for module_name in DEFAULT_PLUGINS:
+        if module_name in blocked or module_name.rsplit(".", 1)[-1] in blocked:
+            continue
+        manager.register(importlib.import_module(module_name), name=module_name)
+    if load_entrypoints:
+        _load_entrypoints(manager, blocked)
+    for plugin in extra_plugins:
+        manager.register(plugin)
+    manager.check_pending()
+    return manager
+
+
+def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
+    only = os.environ.get(LOAD_ENV)
+    wanted = None if only is None else _names(only)
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name in blocked or (wanted is not None and entry_point.name not in wanted):
+            continue
+        if manager.get_plugin(entry_point.name) is not None:
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:  # a broken plugin must not hide how to get past it
+            raise UsageError(
+                f"plugin {entry_point.name!r} failed to load ({type(exc).__name__}: {exc}); "
+                f"set {BLOCK_ENV}={entry_point.name} to run without it"
+            ) from None
+        manager.register(plugin, name=entry_point.name)
+
+
+@dataclass
+class Catalog:
+    """Everything plugins registered by name: selectors, protectors, approvers, time sources."""
+
+    selectors: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    protectors: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    approvers: dict[str, Any] = field(default_factory=dict)
+    time_sources: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+    def build(self, kind: str, name: str, options: dict[str, Any], where: str) -> Any:
+        """Create a selector or protector from a policy's spec; errors name the config key."""
+        factories = self.selectors if kind == "selector" else self.protectors
+        if name not in factories:
+            known = ", ".join(sorted(factories)) or "none installed"
+            raise ConfigError(f"{where}: unknown {kind} {name!r} (available: {known})")
+        try:
+            return factories[name](options)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def build_catalog(manager: pluggy.PluginManager) -> Catalog:
+    """Ask every plugin to register its named things; a name registered twice is an error."""
+    catalog = Catalog()
+
+    def registrar(target: dict[str, Any], kind: str) -> Callable[[str, Any], None]:
+        def register(name: str, value: Any) -> None:
+            if name in target:
+                raise UsageError(
+                    f"two plugins register the {kind} {name!r}; block one with {BLOCK_ENV}"
+                )
+            target[name] = value
+
+        return register
+
+    manager.hook.register_selectors(register=registrar(catalog.selectors, "selector"))
+    manager.hook.register_protectors(register=registrar(catalog.protectors, "protector"))
+    manager.hook.register_approvers(register=registrar(catalog.approvers, "approver"))
+    manager.hook.register_time_sources(register=registrar(catalog.time_sources, "time source"))
+    return catalog
+
+
+def plugin_rows(manager: pluggy.PluginManager) -> list[dict[str, Any]]:
+    """Installed plugins and the hooks each implements, for ``regprune plugins``."""
+    builtin = set(DEFAULT_PLUGINS)
+    rows = []
+    for name, plugin in sorted(manager.list_name_plugin(), key=lambda pair: pair[0] or ""):
+        if plugin is None:
+            continue
+        hooks = sorted(caller.name for caller in manager.get_hookcallers(plugin) or [])
+        dist = None
+        for plugin_obj, distribution in manager.list_plugin_distinfo():
+            if plugin_obj is plugin:
+                dist = f"{distribution.project_name} {distribution.version}"
+        rows.append(
+            {"name": name, "builtin": name in builtin, "hooks": hooks, "distribution": dist}
+        )
+    return rows

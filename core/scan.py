@@ -1,0 +1,234 @@
+"""Scan repositories: tags → digests → facts → images.
+
+Request budget (see docs/performance.md): one manifest GET per tag; for a digest
+not yet in the cache, one config-blob GET (plus one GET per index child and its
+config).  Facts are cached by digest in the state DB, so a warm scan costs one
+request per tag, overlapped across the client's worker threads.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .errors import ManifestNotFound, RegistryError
+from .manifests import facts_from_manifest, needs_config, with_config
+from .mediatypes import artifact_subject, is_index
+from .models import Image, ManifestFacts
+from .registry import RegistryClient
+from .state import State
+
+
+@dataclass
+class RepositoryScan:
+    """What one repository holds right now."""
+
+    repository: str
+    tags: dict[str, str]
+    manifests: dict[str, ManifestFacts]
+    images: list[Image]
+    orphan_artifacts: list[Image] = field(default_factory=list)
+
+    def tags_by_digest(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for tag, digest in self.tags.items():
+            grouped[digest].append(tag)
+        return {digest: sorted(tags) for digest, tags in grouped.items()}
+
+
+def match_repositories(
+    names: Iterable[str], include: Sequence[str], exclude: Sequence[str] = ()
+) -> list[str]:
+    """Repositories matching any include glob and no exclude glob ('*' crosses '/')."""
+    return sorted(
+        name
+        for name in names
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
+        and not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
+    )
+
+
+def is_literal(pattern: str) -> bool:
+    return not any(char in pattern for char in "*?[")
+
+
+class Scanner:
+    """Resolves tags and digest facts for repositories, using the state DB as a cache."""
+
+    def __init__(self, client: RegistryClient, state: State, registry: str, now: datetime) -> None:
+        self.client = client
+        self.state = state
+        self.registry = registry
+        self.now = now
+
+    def repositories(self, include: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
+        """Repositories a policy covers; literal names skip the catalog (it may need extra scope)."""
+        if include and all(is_literal(pattern) for pattern in include):
+            return match_repositories(include, include, exclude)
+        return match_repositories(self.client.catalog(), include, exclude)
+
+    def scan(self, repositories: Sequence[str]) -> list[RepositoryScan]:
+        """Resolve every tag of these repositories and the facts of every digest they reach."""
+        tag_lists = self.client.map(self.client.tags, list(repositories))
+        pairs = [
+            (repo, tag) for repo, tags in zip(repositories, tag_lists, strict=True) for tag in tags
+        ]
+        resolved = self.client.map(self._resolve_tag, pairs)
+
+        known = self.state.get_facts({digest for _, digest, _ in (r for r in resolved if r)})
+        fresh: dict[tuple[str, str], ManifestFacts] = {}
+        tag_maps: dict[str, dict[str, str]] = {repo: {} for repo in repositories}
+        for (repo, tag), result in zip(pairs, resolved, strict=True):
+            if result is None:  # the tag vanished between listing and resolving
+                continue
+            _, digest, facts = result
+            tag_maps[repo][tag] = digest
+            if digest not in known:
+                fresh[(repo, digest)] = facts
+
+        manifests = self._complete(fresh, known)
+        scans = []
+        for repo in repositories:
+            scans.append(self._assemble(repo, tag_maps[repo], manifests))
+        return scans
+
+    def _resolve_tag(self, pair: tuple[str, str]) -> tuple[str, str, ManifestFacts] | None:
+        repo, tag = pair
+        try:
+            manifest = self.client.get_manifest(repo, tag)
+        except ManifestNotFound:
+            return None
+        facts = facts_from_manifest(
+            manifest.digest, manifest.media_type, manifest.content, manifest.data
+        )
+        return tag, manifest.digest, facts
+
+    def _complete(
+        self, fresh: dict[tuple[str, str], ManifestFacts], known: dict[str, ManifestFacts]
+    ) -> dict[str, ManifestFacts]:
+        """Fetch what new digests still lack (index children, config blobs) and cache it."""
+        manifests = dict(known)
+        # One repository per new digest is enough to fetch what it lacks.
+        pending: dict[str, tuple[str, ManifestFacts]] = {}
+        for (repo, digest), facts in fresh.items():
+            pending.setdefault(digest, (repo, facts))
+
+        # Index children: cached ones are reused, the rest fetched by digest.
+        child_keys: dict[str, str] = {}
+        for repo, facts in pending.values():
+            if is_index(facts.media_type):
+                for child in facts.children:
+                    child_keys.setdefault(child, repo)
+        missing = set(child_keys) - set(manifests) - set(pending)
+        manifests.update(self.state.get_facts(missing))
+        to_fetch = sorted(
+            (repo, child)
+            for child, repo in child_keys.items()
+            if child not in manifests and child not in pending
+        )
+        for (repo, child), facts in zip(
+            to_fetch, self.client.map(self._fetch_manifest, to_fetch), strict=True
+        ):
+            if facts is not None:
+                pending[child] = (repo, facts)
+
+        # Config blobs give the build time and labels of image manifests.
+        config_jobs = [(repo, facts) for repo, facts in pending.values() if needs_config(facts)]
+        new_facts = {digest: facts for digest, (_, facts) in pending.items()}
+        for facts in self.client.map(self._with_config, config_jobs):
+            new_facts[facts.digest] = facts
+        manifests.update(new_facts)
+        self.state.put_facts(new_facts.values())
+        return manifests
+
+    def _fetch_manifest(self, key: tuple[str, str]) -> ManifestFacts | None:
+        repo, digest = key
+        try:
+            manifest = self.client.get_manifest(repo, digest)
+        except ManifestNotFound:
+            return None
+        return facts_from_manifest(
+            manifest.digest, manifest.media_type, manifest.content, manifest.data
+        )
+
+    def _with_config(self, pair: tuple[str, ManifestFacts]) -> ManifestFacts:
+        repo, facts = pair
+        assert facts.config_digest is not None
+        try:
+            body = self.client.get_blob(repo, facts.config_digest)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            return facts  # a missing config blob leaves the image without a build time
+        return with_config(facts, body)
+
+    def _assemble(
+        self, repo: str, tags: dict[str, str], manifests: dict[str, ManifestFacts]
+    ) -> RepositoryScan:
+        scan = RepositoryScan(repository=repo, tags=tags, manifests={}, images=[])
+        by_digest = scan.tags_by_digest()
+        first_seen = self.state.touch_first_seen(self.registry, repo, by_digest, self.now)
+
+        images: dict[str, Image] = {}
+        artifacts: list[tuple[str, Image]] = []
+        for digest, digest_tags in by_digest.items():
+            facts = manifests[digest]
+            children = [manifests[c] for c in facts.children if c in manifests]
+            image = Image(
+                repository=repo,
+                digest=digest,
+                tags=digest_tags,
+                facts=facts,
+                children=children,
+                first_seen=first_seen.get(digest),
+            )
+            for manifest in image.manifests:
+                scan.manifests[manifest.digest] = manifest
+            subject = facts.subject or _tag_subject(digest_tags)
+            if subject and (facts.subject or all(artifact_subject(t) for t in digest_tags)):
+                artifacts.append((subject, image))
+            else:
+                images[digest] = image
+
+        owner = {child: image.digest for image in images.values() for child in image.facts.children}
+        artifact_by_digest = {image.digest: (subject, image) for subject, image in artifacts}
+        for subject, artifact in artifacts:
+            root = _root_subject(subject, images, owner, artifact_by_digest)
+            if root is None:
+                scan.orphan_artifacts.append(artifact)
+            else:
+                images[root].artifacts.append(artifact)
+        scan.images = sorted(images.values(), key=lambda image: image.digest)
+        return scan
+
+
+def _tag_subject(tags: Sequence[str]) -> str | None:
+    for tag in tags:
+        subject = artifact_subject(tag)
+        if subject:
+            return subject
+    return None
+
+
+def _root_subject(
+    subject: str,
+    images: dict[str, Image],
+    owner: dict[str, str],
+    artifacts: dict[str, tuple[str, Image]],
+) -> str | None:
+    """The top-level image an artifact belongs to, following signatures of signatures."""
+    seen: set[str] = set()
+    while subject not in seen:
+        seen.add(subject)
+        if subject in images:
+            return subject
+        if subject in owner:  # signed a platform child: belongs to its index
+            return owner[subject]
+        if subject in artifacts:
+            subject = artifacts[subject][0]
+            continue
+        return None
+    return None

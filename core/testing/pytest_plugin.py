@@ -1,0 +1,96 @@
+"""pytest fixtures that start real registries and push images to them.
+
+Loaded automatically through regprune's ``pytest11`` entry point. Fixtures:
+
+``registry_binary`` (session)
+    Path of the registry binary. Fails the test with install instructions when there
+    is none, or skips it when ``REGPRUNE_REGISTRY_MISSING=skip`` is set.
+``registry_factory``
+    ``registry_factory(**kwargs) -> RegistryServer``: a started server under
+    ``tmp_path`` taking :class:`~regprune.testing.RegistryServer` arguments (``root``
+    too); every server it made is stopped at teardown.
+``registry_server``
+    One started registry with deletes enabled.
+``pusher``
+    An :class:`~regprune.testing.ImagePusher` bound to ``registry_server``.
+``clear_proxy_env``
+    Removes ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY`` and their lower-case forms for
+    the test. Not autouse: request it, or wrap it in an autouse fixture of your own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .images import ImagePusher
+from .server import RegistryNotFoundError, RegistryServer, find_registry_binary
+
+RegistryFactory = Callable[..., RegistryServer]
+
+PROXY_VARIABLES = tuple(
+    name
+    for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+    for name in (base, base.lower())
+)
+MISSING_ENV = "REGPRUNE_REGISTRY_MISSING"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Name the registry binary the fixtures will use."""
+    try:
+        return f"regprune registry: {find_registry_binary()}"
+    except RegistryNotFoundError:
+        return "regprune registry: not found (see scripts/ensure-registry.sh)"
+
+
+@pytest.fixture(scope="session")
+def registry_binary() -> str:
+    """Path of the Distribution registry binary (see ``find_registry_binary``)."""
+    try:
+        return find_registry_binary()
+    except RegistryNotFoundError as exc:
+        if os.environ.get(MISSING_ENV) == "skip":
+            pytest.skip(str(exc))
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def registry_factory(registry_binary: str, tmp_path: Path) -> Iterator[RegistryFactory]:
+    """Start registries on demand: ``registry_factory(**RegistryServer_kwargs)``."""
+    servers: list[RegistryServer] = []
+
+    def make(**kwargs: Any) -> RegistryServer:
+        root = kwargs.pop("root", None) or tmp_path / f"registry-{len(servers)}"
+        kwargs.setdefault("binary", registry_binary)
+        server = RegistryServer(Path(root), **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture
+def registry_server(registry_factory: RegistryFactory) -> RegistryServer:
+    """A started registry with deletes enabled and no auth."""
+    return registry_factory(delete_enabled=True)
+
+
+@pytest.fixture
+def pusher(registry_server: RegistryServer) -> Iterator[ImagePusher]:
+    """An ImagePusher bound to ``registry_server``."""
+    with ImagePusher(registry_server.url) as image_pusher:
+        yield image_pusher
+
+
+@pytest.fixture
+def clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove proxy variables for this test (httpx and slack_sdk read them)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

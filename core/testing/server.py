@@ -1,0 +1,516 @@
+"""A real CNCF Distribution registry on loopback, started and stopped by tests.
+
+The registry binary is looked up with :func:`find_registry_binary`; each
+:class:`RegistryServer` owns one directory (``root``) holding its config, storage,
+htpasswd file and log, and one process that is killed at the latest when the Python
+process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import copy
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "RegistryNotFoundError",
+    "RegistryServer",
+    "RegistryStartError",
+    "find_registry_binary",
+    "hash_htpasswd",
+    "make_self_signed_cert",
+]
+
+BINARY_ENV = "REGPRUNE_REGISTRY_BIN"
+BINARY_NAMES = ("registry", "docker-registry")
+HTTP_SECRET = "regprune-testing-secret-not-for-production"
+START_TIMEOUT = 10.0
+_PORT_RETRIES = 5
+# Distribution's repository name grammar (path components joined by "/").
+_REPOSITORY_NAME = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+_RESTARTABLE = frozenset(
+    {"delete_enabled", "htpasswd", "token_auth", "readonly", "tls", "extra_config"}
+)
+
+
+class RegistryNotFoundError(RuntimeError):
+    """No registry binary could be found; the message says how to install one."""
+
+
+class RegistryStartError(RuntimeError):
+    """The registry process exited or did not answer in time; the message has its log tail."""
+
+
+def find_registry_binary() -> str:
+    """Return the path of a Distribution registry binary.
+
+    Looks at ``$REGPRUNE_REGISTRY_BIN`` first, then ``registry`` and ``docker-registry``
+    on ``PATH``. Raises :class:`RegistryNotFoundError` saying how to install one.
+    """
+    configured = os.environ.get(BINARY_ENV)
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            raise RegistryNotFoundError(
+                f"${BINARY_ENV} is set to {configured!r}, which is not an executable file."
+            )
+        return found
+    for name in BINARY_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RegistryNotFoundError(
+        "No CNCF Distribution registry binary found (looked for $"
+        f"{BINARY_ENV}, then {' and '.join(BINARY_NAMES)} on PATH). "
+        "On Debian/Ubuntu install it with `apt-get install docker-registry` "
+        "(or run `scripts/ensure-registry.sh` as root); elsewhere build or download "
+        f"`registry` from github.com/distribution/distribution and set ${BINARY_ENV}."
+    )
+
+
+def hash_htpasswd(password: str) -> str:
+    """Hash a password with bcrypt, in a form Distribution's htpasswd reader accepts.
+
+    Uses the ``bcrypt`` package when installed, else the C library's ``crypt(3)``
+    (glibc's libxcrypt knows ``$2b$``) through the stdlib ``crypt`` module of Python
+    3.11/3.12.
+    """
+    try:
+        import bcrypt
+    except ImportError:
+        pass
+    else:
+        # Cost 4 is the minimum: these hashes guard throwaway test registries, and the
+        # registry checks them on every request.
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise RuntimeError(
+                "htpasswd needs bcrypt: pip install bcrypt (it is in regprune's dev extras)"
+            ) from exc
+        hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    if not hashed or not hashed.startswith("$2"):
+        raise RuntimeError("the C library's crypt() cannot make bcrypt hashes: pip install bcrypt")
+    return hashed
+
+
+def make_self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """Write a self-signed certificate and key for ``host`` into ``directory``.
+
+    Returns ``(cert_path, key_path)``, ready for ``RegistryServer(tls=...)``; point
+    clients at the certificate, e.g. ``ImagePusher(url, verify=cert_path)`` or
+    ``httpx.Client(verify=ssl.create_default_context(cafile=cert_path))``. Needs
+    ``cryptography``.
+    """
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "registry.crt", directory / "registry.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the caller retries on a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``extra`` into a copy of ``base``, recursing into nested mappings."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the thread that started us dies (Linux)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+_live: set[RegistryServer] = set()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _kill_all() -> None:
+    """Kill every registry this process started and did not stop (atexit safety net)."""
+    with _live_lock:
+        servers = list(_live)
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.kill()
+
+
+class RegistryServer:
+    """A Distribution registry process serving ``root/storage`` on ``127.0.0.1``.
+
+    Files under ``root``: ``config.yml`` (written as JSON, which is valid YAML),
+    ``storage/``, ``htpasswd`` when basic auth is on, and ``registry.log`` (the
+    process's stdout and stderr, appended across restarts).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        delete_enabled: bool = True,
+        htpasswd: dict[str, str] | None = None,
+        token_auth: dict[str, Any] | None = None,
+        readonly: bool = False,
+        port: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+        extra_config: dict[str, Any] | None = None,
+        binary: str | None = None,
+    ) -> None:
+        """Describe a registry; nothing is written or started until :meth:`start`.
+
+        ``htpasswd`` maps user names to clear-text passwords (hashed with bcrypt on
+        start). ``token_auth`` is the registry's ``auth.token`` section. ``tls`` is
+        ``(certificate, key)``. ``extra_config`` is deep-merged into the generated
+        config last, so it can override anything. ``port=None`` picks a free port on
+        the first start and keeps it across restarts.
+        """
+        self.root = Path(root)
+        self.delete_enabled = delete_enabled
+        self.htpasswd = dict(htpasswd) if htpasswd is not None else None
+        self.token_auth = dict(token_auth) if token_auth is not None else None
+        self.readonly = readonly
+        self.tls = tls
+        self.extra_config = dict(extra_config) if extra_config else {}
+        self._fixed_port = port is not None
+        self.port: int = port or 0
+        self.binary = binary or find_registry_binary()
+        self.config_path = self.root / "config.yml"
+        self.storage_path = self.root / "storage"
+        self.log_path = self.root / "registry.log"
+        self.htpasswd_path = self.root / "htpasswd"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._check_auth()
+
+    # -- addresses ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, as it appears in image references."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when TLS is configured, else ``http``."""
+        return "https" if self.tls else "http"
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash, e.g. ``http://127.0.0.1:5000``."""
+        return f"{self.scheme}://{self.host}"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while running, else None."""
+        return self._process.pid if self.running else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the registry process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    # -- config --------------------------------------------------------------------
+
+    def _check_auth(self) -> None:
+        if self.htpasswd is not None and self.token_auth is not None:
+            raise ValueError("a registry takes one auth method: htpasswd or token_auth, not both")
+
+    def config(self) -> dict[str, Any]:
+        """The registry configuration as a dict (what :meth:`start` writes)."""
+        storage: dict[str, Any] = {
+            "filesystem": {"rootdirectory": str(self.storage_path)},
+            "delete": {"enabled": self.delete_enabled},
+            "maintenance": {
+                "uploadpurging": {"enabled": False},
+                "readonly": {"enabled": self.readonly},
+            },
+        }
+        http: dict[str, Any] = {"addr": self.host, "secret": HTTP_SECRET}
+        if self.tls:
+            cert, key = self.tls
+            http["tls"] = {"certificate": str(cert), "key": str(key)}
+        config: dict[str, Any] = {
+            "version": "0.1",
+            "log": {"level": "error", "accesslog": {"disabled": True}},
+            "storage": storage,
+            "http": http,
+        }
+        if self.htpasswd is not None:
+            config["auth"] = {
+                "htpasswd": {"realm": "regprune-test", "path": str(self.htpasswd_path)}
+            }
+        elif self.token_auth is not None:
+            config["auth"] = {"token": copy.deepcopy(self.token_auth)}
+        return _deep_merge(config, self.extra_config)
+
+    def write_config(self) -> Path:
+        """Write ``config.yml`` (and the htpasswd file) for the current settings."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.storage_path.mkdir(parents=True, exist_ok=True)
+        if self.htpasswd is not None:
+            lines = [f"{user}:{hash_htpasswd(pw)}\n" for user, pw in self.htpasswd.items()]
+            self.htpasswd_path.write_text("".join(lines))
+        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
+        return self.config_path
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> RegistryServer:
+        """Write the config, start the process and wait until ``/v2/`` answers.
+
+        Any HTTP answer (401 included) counts as up. A port taken between choosing
+        and binding is retried on another free port, unless the port was given.
+        Raises :class:`RegistryStartError` with the tail of the log on failure.
+        """
+        if self.running:
+            return self
+        last_error: RegistryStartError | None = None
+        # A port we chose can be retried on another one; a given (or kept) port only
+        # gets a second chance, in case its previous owner is still letting go.
+        attempts = 2 if self._fixed_port else _PORT_RETRIES
+        for _attempt in range(attempts):
+            if not self.port:
+                self.port = _free_port()
+            self.write_config()
+            try:
+                self._spawn_and_wait()
+                return self
+            except RegistryStartError as exc:
+                last_error = exc
+                if "address already in use" not in str(exc):
+                    raise
+                if self._fixed_port:
+                    # Our own previous process may still be releasing it: wait a little.
+                    time.sleep(0.2)
+                else:
+                    self.port = 0
+        assert last_error is not None
+        raise last_error
+
+    def _spawn_and_wait(self) -> None:
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            self._process = subprocess.Popen(
+                [self.binary, "serve", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                # Dies with us even on SIGKILL; only from the main thread, since the
+                # signal fires when the starting *thread* exits.
+                preexec_fn=_die_with_parent if in_main_thread and sys.platform == "linux" else None,
+            )
+        with _live_lock:
+            _live.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        verify: bool | ssl.SSLContext = True
+        if self.tls:
+            verify = ssl.create_default_context(cafile=str(self.tls[0]))
+        with httpx.Client(trust_env=False, verify=verify, timeout=1.0) as client:
+            while True:
+                if self._process.poll() is not None:
+                    self._forget()
+                    raise RegistryStartError(
+                        f"registry exited with code {self._process.returncode} on start\n"
+                        + self.log_tail(since=log_offset)
+                    )
+                try:
+                    client.get(f"{self.url}/v2/")
+                    return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RegistryStartError(
+                        f"registry did not answer on {self.url} within {START_TIMEOUT:.0f} s\n"
+                        + self.log_tail(since=log_offset)
+                    )
+                time.sleep(0.02)
+
+    def log_tail(self, lines: int = 30, *, since: int = 0) -> str:
+        """The last ``lines`` lines of the registry log (from byte offset ``since``)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(since)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def _forget(self) -> None:
+        with _live_lock:
+            _live.discard(self)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after ``timeout``); idempotent."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL the process, as if the registry died mid-operation; idempotent."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._forget()
+
+    def restart(self, **changes: Any) -> RegistryServer:
+        """Stop, apply ``changes`` to the settings, and start on the same port and storage.
+
+        Accepts ``delete_enabled``, ``htpasswd``, ``token_auth``, ``readonly``, ``tls``
+        and ``extra_config`` (which replaces the previous extra config).
+        """
+        unknown = set(changes) - _RESTARTABLE
+        if unknown:
+            raise TypeError(f"restart() cannot change: {', '.join(sorted(unknown))}")
+        self.stop()
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self._check_auth()
+        # Keep the address: clients and image references already use it.
+        self._fixed_port = bool(self.port) or self._fixed_port
+        return self.start()
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def gc_command(self, *flags: str) -> list[str]:
+        """The ``garbage-collect`` command line for this registry's config."""
+        return [self.binary, "garbage-collect", *flags, str(self.config_path)]
+
+    def garbage_collect(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run :meth:`gc_command` and return its result (text output)."""
+        return subprocess.run(
+            self.gc_command(*flags),
+            capture_output=True,
+            text=True,
+            check=check,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def repositories_path(self) -> Path:
+        """Where the filesystem driver keeps repositories (tags and links, not blobs)."""
+        return self.storage_path / "docker" / "registry" / "v2" / "repositories"
+
+    def clone_repository(self, source: str, targets: Iterable[str]) -> list[str]:
+        """Copy a pushed repository on disk under other names, with no HTTP at all.
+
+        Each target gets the same tags, manifests and layer links as ``source`` (the
+        blobs themselves are shared storage), which makes a catalog of thousands of
+        repositories in well under a second. Works with the registry running when no
+        blob descriptor cache is configured (the default here); otherwise restart it.
+        Returns the target names.
+        """
+        src = self.repositories_path / source
+        if not src.is_dir():
+            raise FileNotFoundError(f"no repository {source!r} in {self.repositories_path}")
+        created: list[str] = []
+        for name in targets:
+            if not _REPOSITORY_NAME.fullmatch(name):
+                raise ValueError(f"invalid repository name {name!r}")
+            shutil.copytree(
+                src, self.repositories_path / name, ignore=shutil.ignore_patterns("_uploads")
+            )
+            created.append(name)
+        return created
+
+    def disk_usage(self) -> int:
+        """Bytes used by the storage directory (sum of regular file sizes)."""
+        total = 0
+        for dirpath, _dirnames, filenames in os.walk(self.storage_path):
+            for name in filenames:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+        return total
+
+    # -- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> RegistryServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RegistryServer {self.url} {state} root={str(self.root)!r}>"

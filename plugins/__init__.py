@@ -1,0 +1,1 @@
+"""Built-in regprune plugins.  Each module is registered like a third-party plugin."""

@@ -1,0 +1,65 @@
+"""Built-in approvers: ``cli`` (a prompt, or --yes), ``auto`` and ``slack`` (decided in Slack)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+from regprune import hookimpl
+from regprune.errors import UsageError
+from regprune.models import Approval, ApprovalContext, Plan
+
+
+def _describe(plan: Plan) -> str:
+    summary = plan.summary
+    return (
+        f"Plan {plan.id} ({plan.policy} on {plan.registry}) deletes {summary.images} image(s), "
+        f"{summary.manifests} manifest(s), {summary.tags} tag(s), about {summary.bytes:,} bytes. Apply it?"
+    )
+
+
+class CliApprover:
+    """Asks at the terminal; ``--yes`` approves for scripts; no terminal and no ``--yes`` refuses."""
+
+    def __init__(self, confirm: Callable[[str], bool] | None = None) -> None:
+        self.confirm = confirm or (lambda text: typer.confirm(text, default=False))
+
+    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
+        if context.assume_yes:
+            return Approval("approved", context.actor, "cli --yes")
+        if not context.interactive:
+            raise UsageError(
+                f"plan {plan.id} needs approval and there is no terminal to ask: pass --yes to approve it"
+            )
+        if self.confirm(_describe(plan)):
+            return Approval("approved", context.actor, "cli prompt")
+        return Approval("rejected", context.actor, "cli prompt")
+
+
+class AutoApprover:
+    """Approves every plan: for policies trusted to run unattended."""
+
+    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
+        return Approval(
+            "approved", "policy", "auto", note=f'policy {plan.policy} has approval = "auto"'
+        )
+
+
+class SlackApprover:
+    """Approval happens in Slack; the command line can only wait for it (``--yes`` does not count)."""
+
+    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
+        return Approval(
+            "pending",
+            "",
+            "slack",
+            note="approve it in Slack; `regprune apply` runs it once approved there",
+        )
+
+
+@hookimpl
+def register_approvers(register):
+    """Register the ``cli``, ``auto`` and ``slack`` approval methods."""
+    register("cli", CliApprover())
+    register("auto", AutoApprover())
+    register("slack", SlackApprover())

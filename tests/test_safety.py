@@ -1,0 +1,352 @@
+"""The safety rules, each against a real Distribution registry.
+
+Every test here fails when the rule it names is broken.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from regprune.errors import DeletesDisabled, LockHeld, RegistryUnreachable
+from regprune.models import ApprovalContext
+
+from .support import YES, days_ago, deleted_digests, engine_for, kept
+
+AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
+
+
+# Rule 1: keep rules win, and so do the other tags of a kept digest.
+
+
+def test_keep_rule_keeps_image_and_every_tag_sharing_its_digest(registry_server, pusher, tmp_path):
+    shared = pusher.push_image("ci/app", ["main-1234567", "latest"], created=days_ago(30))
+    old = pusher.push_image("ci/app", ["main-abcdef0"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": ["^latest$"]}})
+
+    plan = engine.plan("ci")
+
+    assert deleted_digests(plan) == {old.digest}
+    reasons = kept(plan, shared.digest)
+    assert any("latest" in r and "^latest$" in r for r in reasons)
+    assert any("main-1234567 shares digest with kept tag 'latest'" in r for r in reasons)
+
+    engine.apply(plan.id, context=YES)
+    assert pusher.resolve("ci/app", "latest") == shared.digest
+    assert pusher.resolve("ci/app", "main-1234567") == shared.digest
+    assert pusher.resolve("ci/app", "main-abcdef0") is None
+
+
+def test_keep_rule_of_another_policy_wins(registry_server, pusher, tmp_path):
+    release = pusher.push_image("ci/app", ["v1.2.3"], created=days_ago(60))
+    build = pusher.push_image("ci/app", ["build-1"], created=days_ago(60))
+    engine = engine_for(
+        registry_server.url,
+        tmp_path,
+        {
+            "ci": AGE,
+            "releases": {**AGE, "repositories": ["ci/app"], "keep_tags": [r"^v\d+\.\d+\.\d+$"]},
+        },
+    )
+
+    plan = engine.plan("ci")
+
+    assert deleted_digests(plan) == {build.digest}
+    assert any("policy releases" in r for r in kept(plan, release.digest))
+
+
+def test_tag_outside_the_policy_filter_keeps_the_digest(registry_server, pusher, tmp_path):
+    both = pusher.push_image("ci/app", ["pr-1", "nightly"], created=days_ago(30))
+    only = pusher.push_image("ci/app", ["pr-2"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "tags": "^pr-"}})
+
+    plan = engine.plan("ci")
+
+    assert deleted_digests(plan) == {only.digest}
+    assert any("nightly" in r for r in kept(plan, both.digest))
+
+
+# Rule 2: index children go with their index, and only when nothing else references them.
+
+
+def test_deleting_an_index_deletes_its_children(registry_server, pusher, tmp_path):
+    index = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+
+    plan = engine.plan("ci")
+
+    children = {child.digest for child in index.children}
+    assert deleted_digests(plan) == {index.digest} | children
+    assert {item.role for item in plan.delete if item.digest in children} == {"child"}
+    # The index comes before its children, so an interrupted apply never orphans an index.
+    order = [item.digest for item in plan.delete]
+    assert order.index(index.digest) < min(order.index(c) for c in children)
+
+    result = engine.apply(plan.id, context=YES)
+    assert result.status == "done"
+    for digest in [index.digest, *children]:
+        assert not pusher.manifest_exists("ci/multi", digest)
+
+
+def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, tmp_path):
+    old = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
+    shared_child = old.children[0]
+    # A newer index (kept: younger than 7d) that reuses the amd64 child of the old one.
+    new_body = (
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":['
+        b'{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'
+        + shared_child.digest.encode()
+        + b'","size":'
+        + str(len(shared_child.manifest)).encode()
+        + b"}]}"
+    )
+    pusher.push_manifest("ci/multi", new_body, "application/vnd.oci.image.index.v1+json", ["build-2"])
+    engine = engine_for(
+        registry_server.url, tmp_path, {"ci": {**AGE, "selectors": [{"use": "count", "keep": 1}]}}
+    )
+    plan = engine.plan("ci")
+
+    deleted = deleted_digests(plan)
+    assert old.digest in deleted
+    assert shared_child.digest not in deleted
+    assert old.children[1].digest in deleted
+
+    engine.apply(plan.id, context=YES)
+    assert pusher.manifest_exists("ci/multi", shared_child.digest)
+    assert not pusher.manifest_exists("ci/multi", old.children[1].digest)
+
+
+def test_tagged_child_of_a_deleted_index_is_kept_when_not_selected(registry_server, pusher, tmp_path):
+    index = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
+    amd64 = index.children[0]
+    pusher.tag("ci/multi", amd64.digest, "keep-amd64")
+    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": ["^keep-"]}})
+
+    plan = engine.plan("ci")
+
+    assert index.digest in deleted_digests(plan)
+    assert amd64.digest not in deleted_digests(plan)
+    engine.apply(plan.id, context=YES)
+    assert pusher.resolve("ci/multi", "keep-amd64") == amd64.digest
+
+
+def test_platform_manifest_of_a_kept_index_is_never_deleted(registry_server, pusher, tmp_path):
+    index = pusher.push_index("ci/multi", ["latest"], created=days_ago(30))
+    arm = index.children[1]
+    pusher.tag("ci/multi", arm.digest, "arm-only")
+    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": ["^latest$"]}})
+
+    plan = engine.plan("ci")
+
+    assert deleted_digests(plan) == set()
+    assert any("platform manifest of index" in r for r in kept(plan, arm.digest))
+
+
+# Rule 3: signatures and attestations go and stay with their subject; they never count toward keep.
+
+
+def test_signatures_follow_their_subject_and_do_not_count(registry_server, pusher, tmp_path):
+    older = pusher.push_image("ci/app", ["build-1"], created=days_ago(20))
+    newer = pusher.push_image("ci/app", ["build-2"], created=days_ago(10))
+    older_sig = pusher.push_signature("ci/app", older.digest, "sig")
+    older_att = pusher.push_signature("ci/app", older.digest, "att")
+    newer_sig = pusher.push_signature("ci/app", newer.digest, "sig")
+    engine = engine_for(
+        registry_server.url,
+        tmp_path,
+        {"ci": {"repositories": ["ci/*"], "selectors": [{"use": "count", "keep": 1}]}},
+    )
+
+    plan = engine.plan("ci")
+
+    assert deleted_digests(plan) == {older.digest, older_sig.digest, older_att.digest}
+    assert {item.role for item in plan.delete if item.digest != older.digest} == {"artifact"}
+    assert plan.summary.images == 1
+
+    engine.apply(plan.id, context=YES)
+    assert pusher.resolve("ci/app", newer_sig.tags[0]) == newer_sig.digest
+    assert pusher.resolve("ci/app", older_sig.tags[0]) is None
+    assert pusher.resolve("ci/app", "build-2") == newer.digest
+
+
+def test_referrer_with_subject_is_deleted_with_its_subject(registry_server, pusher, tmp_path):
+    image = pusher.push_image("ci/app", ["build-1"], created=days_ago(20))
+    sbom = pusher.push_image(
+        "ci/app", ["build-1-sbom"], subject=image.digest, artifact_type="application/spdx+json"
+    )
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+
+    plan = engine.plan("ci")
+
+    assert deleted_digests(plan) == {image.digest, sbom.digest}
+
+
+# Rule 4: apply re-resolves; a tag pushed or moved after planning is never lost.
+
+
+def test_tag_pushed_onto_a_planned_digest_after_planning_is_kept(registry_server, pusher, tmp_path):
+    image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
+    other = pusher.push_image("ci/app", ["build-2"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    assert deleted_digests(plan) == {image.digest, other.digest}
+
+    pusher.tag("ci/app", image.digest, "release-1")
+    result = engine.apply(plan.id, context=YES)
+
+    skipped = {o.item.digest: o.reason for o in result.of("skipped")}
+    assert "tags changed" in skipped[image.digest]
+    assert pusher.resolve("ci/app", "release-1") == image.digest
+    assert pusher.resolve("ci/app", "build-2") is None
+
+
+def test_tag_moved_to_a_new_image_after_planning(registry_server, pusher, tmp_path):
+    image = pusher.push_image("ci/app", ["build-1", "stable"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    assert deleted_digests(plan) == {image.digest}
+
+    replacement = pusher.push_image("ci/app", ["stable"])
+    result = engine.apply(plan.id, context=YES)
+
+    assert [o.item.digest for o in result.of("skipped")] == [image.digest]
+    assert pusher.resolve("ci/app", "stable") == replacement.digest
+    assert pusher.resolve("ci/app", "build-1") == image.digest
+
+
+def test_new_index_referencing_a_planned_image_protects_it(registry_server, pusher, tmp_path):
+    image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    pusher.push_manifest(
+        "ci/app",
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{'
+        b'"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'
+        + image.digest.encode()
+        + b'","size":'
+        + str(len(image.manifest)).encode()
+        + b"}]}",
+        "application/vnd.oci.image.index.v1+json",
+        ["multi"],
+    )
+    # The image also lost nothing tag-wise, so only the new reference can save it.
+    result = engine.apply(plan.id, context=YES)
+
+    assert "now referenced by manifest" in result.of("skipped")[0].reason
+    assert pusher.manifest_exists("ci/app", image.digest)
+
+
+# Rule 5: no trustworthy time, never selected by age.
+
+
+@pytest.mark.parametrize(
+    ("created", "why"),
+    [
+        ("1970-01-01T00:00:00Z", "Unix epoch"),
+        (None, "no created time"),
+        ("2999-01-01T00:00:00Z", "in the future"),
+    ],
+)
+def test_untrustworthy_time_is_never_selected_by_age(registry_server, pusher, tmp_path, created, why):
+    image = pusher.push_image("ci/app", ["build-1"], created=created)
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+
+    plan = engine.plan("ci")
+
+    assert plan.delete == []
+    assert any(why in r for r in kept(plan, image.digest))
+
+
+def test_label_is_the_fallback_time(registry_server, pusher, tmp_path):
+    image = pusher.push_image(
+        "ci/app",
+        ["build-1"],
+        created="1970-01-01T00:00:00Z",
+        labels={"org.opencontainers.image.created": days_ago(30).isoformat()},
+    )
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+
+    assert deleted_digests(engine.plan("ci")) == {image.digest}
+
+
+# Rule 6: refused clearly when deletes are disabled; nothing changes.
+
+
+def test_deletes_disabled_refuses_before_deleting_anything(registry_factory, tmp_path):
+    from regprune.testing import ImagePusher
+
+    server = registry_factory(delete_enabled=False)
+    pusher = ImagePusher(server.url)
+    images = [pusher.push_image("ci/app", [f"build-{n}"], created=days_ago(30)) for n in range(3)]
+    engine = engine_for(server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    assert len(plan.delete) == 3
+
+    with pytest.raises(DeletesDisabled, match="storage.delete.enabled: true"):
+        engine.apply(plan.id, context=YES)
+
+    assert all(pusher.resolve("ci/app", image.tags[0]) == image.digest for image in images)
+    assert engine.state.get_plan(plan.id).status == "approved"
+    assert {s for s, _ in engine.state.item_statuses(plan.id).values()} == {"pending"}
+
+
+# Rule 7: resumable, repeats nothing; one apply per registry at a time.
+
+
+def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_path):
+    images = [pusher.push_image("ci/app", [f"build-{n}"], created=days_ago(30)) for n in range(6)]
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, retries=0)
+    plan = engine.plan("ci")
+    seen = []
+
+    def kill_after_three(item, status, reason):
+        seen.append(item.digest)
+        if len(seen) == 3:
+            registry_server.kill()
+
+    with pytest.raises(RegistryUnreachable):
+        engine.apply(plan.id, context=YES, progress=kill_after_three)
+    assert engine.state.get_plan(plan.id).status == "failed"
+    statuses = engine.state.item_statuses(plan.id)
+    assert sum(1 for s, _ in statuses.values() if s == "deleted") == 3
+
+    registry_server.start()
+    result = engine.apply(plan.id, context=YES)
+
+    assert result.status == "done"
+    assert len(result.of("deleted")) == 6
+    deleted_events = [
+        e for e in engine.state.audit_events(limit=100, plan_id=plan.id) if e["event"] == "item.deleted"
+    ]
+    assert sorted(e["details"]["digest"] for e in deleted_events) == sorted(i.digest for i in images)
+    for image in images:
+        assert pusher.resolve("ci/app", image.tags[0]) is None
+
+    again = engine.apply(plan.id, context=YES)
+    assert again.status == "done"
+    assert (
+        len([e for e in engine.state.audit_events(limit=200, plan_id=plan.id) if e["event"] == "item.deleted"])
+        == 6
+    )
+
+
+def test_only_one_apply_per_registry(registry_server, pusher, tmp_path):
+    pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    with engine.state.lock("registry:local", purpose="a test holding the lock"):
+        with pytest.raises(LockHeld, match="busy"):
+            engine.apply(plan.id, context=YES)
+    assert engine.apply(plan.id, context=YES).status == "done"
+
+
+def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, tmp_path):
+    from regprune.errors import UsageError
+
+    image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+
+    with pytest.raises(UsageError, match="--yes"):
+        engine.apply(plan.id, context=ApprovalContext(assume_yes=False, interactive=False, actor="cron"))
+    assert pusher.resolve("ci/app", "build-1") == image.digest
+    assert engine.state.get_plan(plan.id).status == "pending"

@@ -1,0 +1,851 @@
+"""Tests of the state DB on a real SQLite file and on in-memory DBs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+from regprune.errors import LockHeld, RegpruneError, UsageError
+from regprune.models import (
+    Approval,
+    Blob,
+    GcResult,
+    KeepItem,
+    ManifestFacts,
+    Plan,
+    PlanItem,
+    PlanSummary,
+)
+from regprune.state import State, content_hash, migrations
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+EXPECTED_TABLES = {
+    "_sqlite_migrations",
+    "digests",
+    "first_seen",
+    "plans",
+    "plan_items",
+    "approvals",
+    "audit",
+    "gc_runs",
+    "locks",
+}
+
+
+def sha(n: int) -> str:
+    return "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()
+
+
+def make_plan(plan_id: str = "1a2b3c4d5e6f", *, created_at: datetime = T0, **kw: Any) -> Plan:
+    delete = [
+        PlanItem(
+            seq=1,
+            repository="app",
+            digest=sha(1),
+            tags=("v1", "old"),
+            role="image",
+            parent=None,
+            media_type="application/vnd.oci.image.index.v1+json",
+            created="2025-01-01T00:00:00Z",
+            size=1234,
+            reasons=("older than 14d",),
+        ),
+        PlanItem(
+            seq=2,
+            repository="app",
+            digest=sha(2),
+            tags=(),
+            role="child",
+            parent=sha(1),
+            media_type="application/vnd.oci.image.manifest.v1+json",
+            created=None,
+            size=500,
+            reasons=("child of " + sha(1),),
+        ),
+    ]
+    keep = [
+        KeepItem(
+            repository="app",
+            digest=sha(3),
+            tags=("latest",),
+            created="2026-02-28T00:00:00Z",
+            reasons=("tag matches ^latest$",),
+        )
+    ]
+    fields: dict[str, Any] = {
+        "id": plan_id,
+        "registry": "local",
+        "registry_url": "http://127.0.0.1:5000",
+        "policy": "nightly",
+        "created_at": created_at,
+        "delete": delete,
+        "keep": keep,
+        "summary": PlanSummary(
+            images=1, manifests=2, tags=2, bytes=1734, kept_images=1, repositories={"app": 1}
+        ),
+        "approval": "cli",
+        "gc": True,
+        "requested_by": "alice",
+        "expires_at": created_at + timedelta(days=1),
+        "warnings": ["registry 2.8: --delete-untagged disabled"],
+    }
+    fields.update(kw)
+    return Plan(**fields)
+
+
+def facts(n: int) -> ManifestFacts:
+    return ManifestFacts(
+        digest=sha(n),
+        media_type="application/vnd.oci.image.manifest.v1+json",
+        size=100 + n,
+        config_digest=sha(-n),
+        created="2026-01-01T00:00:00Z",
+        labels={"org.opencontainers.image.revision": str(n)},
+        blobs=(Blob(sha(10_000 + n), 42), Blob(sha(20_000 + n), 7)),
+        children=(),
+        subject=None,
+    )
+
+
+@pytest.fixture
+def state() -> Any:
+    with State(":memory:") as st:
+        yield st
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "dir" / "state.db"
+
+
+@pytest.fixture
+def file_state(db_path: Path) -> Any:
+    with State(db_path) as st:
+        yield st
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run fn(0..n-1) in n threads released together; return results (or exceptions)."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+# -- migrations ---------------------------------------------------------------------
+
+
+def test_migrations_apply_to_fresh_in_memory_db() -> None:
+    db = sqlite_utils.Database(memory=True)
+    assert [m.name for m in migrations.pending(db)] == ["m001_initial"]
+    migrations.apply(db)
+    assert set(db.table_names()) == EXPECTED_TABLES
+    assert migrations.pending(db) == []
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert db.table("locks").pks == ["name"]
+    assert db.table("plan_items").pks == ["plan_id", "seq"]
+    assert db.table("approvals").pks == ["plan_id", "by", "decision"]
+    assert set(db.table("plans").columns_dict) == {
+        "id",
+        "registry",
+        "registry_url",
+        "policy",
+        "created_at",
+        "status",
+        "content",
+        "content_hash",
+        "requested_by",
+        "expires_at",
+        "slack_channel",
+        "slack_ts",
+        "updated_at",
+    }
+    assert set(db.table("plan_items").columns_dict) == {
+        "plan_id",
+        "seq",
+        "repository",
+        "digest",
+        "role",
+        "status",
+        "reason",
+        "updated_at",
+    }
+
+
+def test_migrations_apply_twice_is_a_no_op() -> None:
+    db = sqlite_utils.Database(memory=True)
+    migrations.apply(db)
+    schema = db.schema
+    applied = [(m.name, m.applied_at) for m in migrations.applied(db)]
+    migrations.apply(db)
+    assert db.schema == schema
+    assert [(m.name, m.applied_at) for m in migrations.applied(db)] == applied
+
+
+def test_state_in_memory_is_migrated(state: State) -> None:
+    assert set(state.db.table_names()) == EXPECTED_TABLES
+    assert state.path == ":memory:"
+    assert migrations.pending(state.db) == []
+
+
+def test_file_state_creates_dirs_wal_busy_timeout(db_path: Path) -> None:
+    with State(db_path) as st:
+        assert db_path.exists()
+        assert st.path == str(db_path)
+        assert st.db.journal_mode == "wal"
+        assert st.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+        assert st.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    # Reopening does not migrate again.
+    with State(str(db_path)) as st:
+        assert len(migrations.applied(st.db)) == 1
+
+
+def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    results = race(4, lambda i: State(path))
+    assert all(isinstance(r, State) for r in results), results
+    for st in results:
+        st.close()
+    with State(path) as st:
+        assert [m.name for m in migrations.applied(st.db)] == ["m001_initial"]
+
+
+# -- digest cache -------------------------------------------------------------------
+
+
+def test_facts_roundtrip_and_unknown_digests(state: State) -> None:
+    assert state.get_facts([sha(1)]) == {}
+    state.put_facts([facts(1), facts(2)])
+    got = state.get_facts([sha(1), sha(2), sha(99), sha(1)])
+    assert got == {sha(1): facts(1), sha(2): facts(2)}
+    assert got[sha(1)].blobs[0] == Blob(sha(10_001), 42)
+    state.put_facts([facts(1)])  # upsert: no error, same answer
+    assert state.get_facts({sha(1)}) == {sha(1): facts(1)}
+    state.put_facts([])
+    assert state.get_facts([]) == {}
+
+
+def test_facts_bulk_2000_digests_in_few_queries(file_state: State) -> None:
+    all_facts = [facts(n) for n in range(2000)]
+    file_state.put_facts(all_facts)
+    statements: list[str] = []
+    file_state.db.conn.set_trace_callback(statements.append)
+    started = time.perf_counter()
+    got = file_state.get_facts(f.digest for f in all_facts)
+    elapsed = time.perf_counter() - started
+    file_state.db.conn.set_trace_callback(None)
+    assert len(got) == 2000
+    assert got[sha(1999)] == facts(1999)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 4  # chunks of 500, not one per digest
+    assert elapsed < 2.0
+
+
+def test_put_facts_is_one_transaction(file_state: State) -> None:
+    statements: list[str] = []
+    file_state.db.conn.set_trace_callback(statements.append)
+    file_state.put_facts([facts(n) for n in range(50)])
+    file_state.db.conn.set_trace_callback(None)
+    assert sum(1 for s in statements if s.startswith("BEGIN")) == 1
+    assert sum(1 for s in statements if s == "COMMIT") == 1
+
+
+def test_touch_first_seen(state: State) -> None:
+    later = T0 + timedelta(hours=5)
+    first = state.touch_first_seen("local", "app", [sha(1), sha(2)], T0)
+    assert first == {sha(1): T0, sha(2): T0}
+    assert all(dt.tzinfo is not None for dt in first.values())
+    second = state.touch_first_seen("local", "app", iter([sha(2), sha(3)]), later)
+    assert second == {sha(2): T0, sha(3): later}
+    # Scoped by registry and repository.
+    assert state.touch_first_seen("local", "other", [sha(1)], later) == {sha(1): later}
+    assert state.touch_first_seen("remote", "app", [sha(1)], later) == {sha(1): later}
+    assert state.touch_first_seen("local", "app", [], later) == {}
+
+
+def test_touch_first_seen_bulk_and_timezones(state: State) -> None:
+    digests = [sha(n) for n in range(1200)]
+    berlin = timezone(timedelta(hours=1))
+    got = state.touch_first_seen("local", "app", digests, datetime(2026, 3, 1, 13, tzinfo=berlin))
+    assert len(got) == 1200
+    assert set(got.values()) == {T0}
+    assert got[sha(0)].utcoffset() == timedelta(0)
+    # Naive datetimes are taken as UTC.
+    naive = state.touch_first_seen("local", "new", [sha(1)], datetime(2026, 3, 1, 12))
+    assert naive[sha(1)] == T0
+
+
+# -- plans --------------------------------------------------------------------------
+
+
+def test_save_and_get_plan_roundtrip(state: State) -> None:
+    plan = make_plan()
+    state.save_plan(plan)
+    canonical = json.dumps(plan.content(), sort_keys=True, separators=(",", ":"))
+    assert plan.content_hash == hashlib.sha256(canonical.encode()).hexdigest()
+    assert plan.content_hash == content_hash(plan.content())
+    loaded = state.get_plan(plan.id)
+    assert loaded == plan
+    assert loaded.created_at.tzinfo is not None
+    assert loaded.expires_at == T0 + timedelta(days=1)
+    assert loaded.status == "pending"
+    assert content_hash(loaded.content()) == loaded.content_hash
+    assert state.item_statuses(plan.id) == {1: ("pending", ""), 2: ("pending", "")}
+
+
+def test_save_plan_keeps_given_hash_and_rejects_a_wrong_one(state: State) -> None:
+    plan = make_plan("aaaa0001")
+    plan.content_hash = content_hash(plan.content())
+    state.save_plan(plan)
+    assert state.get_plan("aaaa0001").content_hash == plan.content_hash
+    wrong = make_plan("aaaa0002", content_hash="0" * 64)
+    with pytest.raises(RegpruneError, match="does not match"):
+        state.save_plan(wrong)
+    with pytest.raises(UsageError):
+        state.get_plan("aaaa0002")
+
+
+def test_save_plan_rejects_duplicates_and_naive_times(state: State) -> None:
+    state.save_plan(make_plan("dup00001"))
+    with pytest.raises(RegpruneError, match="already exists"):
+        state.save_plan(make_plan("dup00001"))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        state.save_plan(make_plan("naive001", created_at=datetime(2026, 1, 1)))
+
+
+def test_save_plan_with_non_utc_created_at_roundtrips(state: State) -> None:
+    plan = make_plan(
+        "tz000001", created_at=datetime(2026, 3, 1, 14, tzinfo=timezone(timedelta(hours=2)))
+    )
+    state.save_plan(plan)
+    assert state.get_plan("tz000001") == plan
+
+
+def test_get_plan_by_prefix(state: State) -> None:
+    state.save_plan(make_plan("abcd1111"))
+    state.save_plan(make_plan("abcd2222"))
+    state.save_plan(make_plan("ffff0000"))
+    assert state.get_plan("abcd1").id == "abcd1111"
+    assert state.get_plan("ffff").id == "ffff0000"
+    assert state.get_plan("abcd2222").id == "abcd2222"
+    with pytest.raises(UsageError, match="ambiguous") as exc:
+        state.get_plan("abcd")
+    assert "abcd1111" in str(exc.value) and "abcd2222" in str(exc.value)
+    with pytest.raises(UsageError) as unknown:
+        state.get_plan("0123456")
+    assert str(unknown.value) == "no plan '0123456'; list plans with `regprune history`"
+    with pytest.raises(UsageError, match="at least 4"):
+        state.get_plan("ff")
+    # Prefixes are literal: LIKE wildcards match nothing.
+    with pytest.raises(UsageError):
+        state.get_plan("ab%_")
+
+
+def test_get_plan_detects_tampered_content(file_state: State) -> None:
+    plan = make_plan()
+    file_state.save_plan(plan)
+    row = file_state.db.execute("SELECT content FROM plans WHERE id = ?", [plan.id]).fetchone()
+    content = json.loads(row[0])
+    content["delete"][0]["digest"] = sha(42)
+    file_state.db.execute(
+        "UPDATE plans SET content = ? WHERE id = ?", [json.dumps(content), plan.id]
+    )
+    with pytest.raises(RegpruneError) as exc:
+        file_state.get_plan(plan.id[:6])
+    assert str(exc.value) == (
+        f"plan {plan.id} was modified after it was stored (content hash mismatch); make a new plan"
+    )
+    assert not isinstance(exc.value, UsageError)
+
+
+def test_get_plan_detects_tampered_hash_items_and_garbage(state: State) -> None:
+    for plan_id in ("hash0001", "item0001", "junk0001"):
+        state.save_plan(make_plan(plan_id))
+    state.db.execute("UPDATE plans SET content_hash = ? WHERE id = 'hash0001'", ["f" * 64])
+    state.db.execute(
+        "UPDATE plan_items SET digest = ? WHERE plan_id = 'item0001' AND seq = 1", [sha(7)]
+    )
+    state.db.execute("UPDATE plans SET content = 'not json' WHERE id = 'junk0001'")
+    for plan_id in ("hash0001", "item0001", "junk0001"):
+        with pytest.raises(RegpruneError, match="modified after it was stored"):
+            state.get_plan(plan_id)
+
+
+def test_list_plans_newest_first_with_filters(state: State) -> None:
+    for i, (registry, policy) in enumerate(
+        [("local", "nightly"), ("local", "weekly"), ("remote", "nightly"), ("local", "nightly")]
+    ):
+        state.save_plan(
+            make_plan(
+                f"plan{i:04d}", created_at=T0 + timedelta(hours=i), registry=registry, policy=policy
+            )
+        )
+    state.set_plan_status("plan0001", "approved", expected=["pending"])
+    assert [p.id for p in state.list_plans()] == ["plan0003", "plan0002", "plan0001", "plan0000"]
+    assert [p.id for p in state.list_plans(limit=2)] == ["plan0003", "plan0002"]
+    assert [p.id for p in state.list_plans(registry="local")] == [
+        "plan0003",
+        "plan0001",
+        "plan0000",
+    ]
+    assert [p.id for p in state.list_plans(registry="local", policy="nightly")] == [
+        "plan0003",
+        "plan0000",
+    ]
+    assert [p.id for p in state.list_plans(status="approved")] == ["plan0001"]
+    assert state.list_plans(registry="nowhere") == []
+    assert state.list_plans()[0].content_hash
+
+
+def test_set_plan_status_compare_and_set(state: State) -> None:
+    state.save_plan(make_plan("cas00001"))
+    before = state.db.execute("SELECT updated_at FROM plans").fetchone()[0]
+    time.sleep(0.002)
+    assert state.set_plan_status("cas00001", "approved", expected=["pending"]) is True
+    assert state.get_plan("cas00001").status == "approved"
+    assert state.db.execute("SELECT updated_at FROM plans").fetchone()[0] > before
+    assert state.set_plan_status("cas00001", "rejected", expected=["pending"]) is False
+    assert state.set_plan_status("cas00001", "applying", expected=("pending", "approved"))
+    assert state.set_plan_status("cas00001", "done", expected=[]) is False
+    assert state.set_plan_status("nope", "done", expected=["applying"]) is False
+    assert state.get_plan("cas00001").status == "applying"
+    with pytest.raises(ValueError):
+        state.set_plan_status("cas00001", "finished", expected=["applying"])
+
+
+def test_set_plan_status_race_between_connections(db_path: Path) -> None:
+    states = [State(db_path) for _ in range(4)]
+    try:
+        for round_ in range(15):
+            plan_id = f"race{round_:04d}"
+            states[0].save_plan(make_plan(plan_id))
+            states[0].set_plan_status(plan_id, "approved", expected=["pending"])
+            results = race(
+                4,
+                lambda i, plan_id=plan_id: states[i].set_plan_status(
+                    plan_id, "applying", expected=["approved"]
+                ),
+            )
+            assert sorted(results) == [False, False, False, True], results
+            assert states[3].get_plan(plan_id).status == "applying"
+    finally:
+        for st in states:
+            st.close()
+
+
+def test_plan_side_fields(state: State) -> None:
+    plan = make_plan("side0001")
+    state.save_plan(plan)
+    assert state.plan_fields("side0001") == {
+        "requested_by": "alice",
+        "expires_at": T0 + timedelta(days=1),
+        "slack_channel": None,
+        "slack_ts": None,
+    }
+    later = T0 + timedelta(days=3)
+    state.set_plan_fields("side0001", slack_channel="C123", slack_ts="1700000000.000100")
+    state.set_plan_fields("side0001", expires_at=later, requested_by="bob")
+    fields = state.plan_fields("side0001")
+    assert fields == {
+        "requested_by": "bob",
+        "expires_at": later,
+        "slack_channel": "C123",
+        "slack_ts": "1700000000.000100",
+    }
+    loaded = state.get_plan("side0001")  # side fields are outside the hash
+    assert (loaded.requested_by, loaded.expires_at) == ("bob", later)
+    with pytest.raises(ValueError, match="policy"):
+        state.set_plan_fields("side0001", policy="evil")
+    with pytest.raises(UsageError):
+        state.set_plan_fields("missing1", slack_ts="1")
+    with pytest.raises(UsageError):
+        state.plan_fields("missing1")
+
+
+def test_item_statuses_are_durable_at_once(db_path: Path) -> None:
+    with State(db_path) as writer, State(db_path) as reader:
+        writer.save_plan(make_plan("item0001"))
+        writer.set_item_status("item0001", 1, "deleting")
+        assert reader.item_statuses("item0001")[1] == ("deleting", "")
+        writer.set_item_status("item0001", 1, "deleted")
+        writer.set_item_status("item0001", 2, "skipped", "tag moved to a new digest")
+        assert reader.item_statuses("item0001") == {
+            1: ("deleted", ""),
+            2: ("skipped", "tag moved to a new digest"),
+        }
+        assert not writer.db.conn.in_transaction
+        with pytest.raises(RegpruneError, match="no item 9"):
+            writer.set_item_status("item0001", 9, "deleted")
+        with pytest.raises(ValueError):
+            writer.set_item_status("item0001", 1, "gone")
+        assert reader.item_statuses("nope") == {}
+
+
+# -- approvals ----------------------------------------------------------------------
+
+
+def test_approvals_are_idempotent_per_person_and_decision(state: State) -> None:
+    state.save_plan(make_plan("appr0001"))
+    yes = Approval(decision="approved", by="U1", method="slack", note="lgtm")
+    assert state.add_approval("appr0001", yes, at=T0, team="T9") is True
+    assert state.add_approval("appr0001", yes, at=T0 + timedelta(seconds=1)) is False
+    no = Approval(decision="rejected", by="U1", method="slack")
+    assert state.add_approval("appr0001", no, at=T0 + timedelta(minutes=1)) is True
+    assert state.add_approval("appr0001", Approval("approved", "U2", "cli")) is True
+    rows = state.approvals("appr0001")
+    assert [(r["by"], r["decision"]) for r in rows] == [
+        ("U1", "approved"),
+        ("U1", "rejected"),
+        ("U2", "approved"),
+    ]
+    assert rows[0] == {
+        "by": "U1",
+        "method": "slack",
+        "decision": "approved",
+        "note": "lgtm",
+        "team": "T9",
+        "at": T0,
+    }
+    assert rows[2]["at"].tzinfo is not None
+    assert state.approvals("nope0000") == []
+    with pytest.raises(UsageError, match="no plan"):
+        state.add_approval("nope0000", yes)
+
+
+def test_double_click_race_records_once(db_path: Path) -> None:
+    states = [State(db_path) for _ in range(3)]
+    try:
+        states[0].save_plan(make_plan("click001"))
+        vote = Approval(decision="approved", by="U1", method="slack")
+        results = race(3, lambda i: states[i].add_approval("click001", vote))
+        assert sorted(results) == [False, False, True]
+    finally:
+        for st in states:
+            st.close()
+
+
+# -- audit log ----------------------------------------------------------------------
+
+
+def test_audit_events(state: State) -> None:
+    state.audit("plan.created", registry="local", plan_id="p1", actor="alice", at=T0)
+    state.audit(
+        "item.deleted",
+        registry="local",
+        plan_id="p1",
+        actor="alice",
+        details={"digest": sha(1), "when": T0, "path": Path("/x")},
+        at=T0 + timedelta(seconds=1),
+    )
+    state.audit("gc.finished", registry="remote", at=T0 + timedelta(seconds=2))
+    state.audit("noted")
+    events = state.audit_events()
+    assert [e["event"] for e in events] == [
+        "noted",
+        "gc.finished",
+        "item.deleted",
+        "plan.created",
+    ]
+    deleted = events[2]
+    assert deleted["details"] == {"digest": sha(1), "when": str(T0), "path": "/x"}
+    assert deleted["at"] == T0 + timedelta(seconds=1)
+    assert (deleted["registry"], deleted["plan_id"], deleted["actor"]) == ("local", "p1", "alice")
+    assert events[0]["details"] == {}
+    assert [e["event"] for e in state.audit_events(registry="local")] == [
+        "item.deleted",
+        "plan.created",
+    ]
+    assert [e["event"] for e in state.audit_events(plan_id="p1", limit=1)] == ["item.deleted"]
+    assert state.audit_events(registry="local", plan_id="p2") == []
+
+
+# -- gc runs ------------------------------------------------------------------------
+
+
+def test_gc_runs(state: State) -> None:
+    first = GcResult(
+        registry="local",
+        dry_run=True,
+        command=["registry", "garbage-collect", "--dry-run", "/etc/docker/registry/config.yml"],
+        exit_code=0,
+        output="12 blobs marked",
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=30),
+    )
+    second = GcResult(
+        registry="local",
+        dry_run=False,
+        command=["registry", "garbage-collect"],
+        exit_code=1,
+        output="boom",
+        started_at=T0 + timedelta(hours=1),
+        finished_at=T0 + timedelta(hours=1, seconds=5),
+        bytes_before=1000,
+        bytes_after=400,
+        warnings=["restart the registry"],
+    )
+    other = GcResult("remote", False, ["gc"], 0, "", T0, T0)
+    state.record_gc("local", first)
+    state.record_gc("local", second)
+    state.record_gc("remote", other)
+    runs = state.gc_runs()
+    # Newest first; equal start times by insertion, newest first.
+    assert [(r["registry"], r["exit_code"]) for r in runs] == [
+        ("local", 1),
+        ("remote", 0),
+        ("local", 0),
+    ]
+    local = state.gc_runs(registry="local")
+    assert len(local) == 2
+    newest = local[0]
+    expected = second.to_json_dict()
+    for key, value in expected.items():
+        assert newest[key] == (value if "_at" not in key else getattr(second, key)), key
+    assert newest["ok"] is False and newest["dry_run"] is False
+    assert newest["bytes_freed"] == 600
+    assert local[1]["bytes_freed"] is None and local[1]["ok"] is True
+    assert state.gc_runs(limit=1, registry="local")[0]["id"] == newest["id"]
+    assert state.gc_runs(registry="none") == []
+
+
+# -- locks --------------------------------------------------------------------------
+
+
+def test_lock_acquire_release(state: State) -> None:
+    assert state.locks() == []
+    with state.lock("local", purpose="apply of plan 1a2b3c4d"):
+        (row,) = state.locks()
+        assert row["name"] == "local"
+        assert row["hostname"] == socket.gethostname()
+        assert row["purpose"] == "apply of plan 1a2b3c4d"
+        assert row["acquired_at"].tzinfo is not None
+        assert row["stale"] is False
+        assert "token" not in row
+        # Not reentrant: a second acquisition of the same name is refused.
+        with pytest.raises(LockHeld), state.lock("local", purpose="gc"):
+            pass
+        with state.lock("remote", purpose="gc"):
+            assert {r["name"] for r in state.locks()} == {"local", "remote"}
+    assert state.locks() == []
+
+
+def test_lock_released_on_exception(state: State) -> None:
+    with pytest.raises(RuntimeError), state.lock("local", purpose="apply"):
+        raise RuntimeError("boom")
+    assert state.locks() == []
+
+
+def test_lock_contention_between_two_states(db_path: Path) -> None:
+    with State(db_path) as a, State(db_path) as b:
+        with a.lock("local", purpose="apply of plan 1a2b3c4d"):
+            with pytest.raises(LockHeld) as exc, b.lock("local", purpose="gc"):
+                pass
+            message = str(exc.value)
+            assert message.startswith(
+                f"registry 'local' is busy: apply of plan 1a2b3c4d by {socket.gethostname()}:"
+            )
+            assert " since 2" in message and "UTC" in message
+            assert message.endswith(
+                "; wait or, if that process is gone, remove the lock with `regprune unlock local`"
+            )
+        with b.lock("local", purpose="gc"):
+            assert b.locks()[0]["purpose"] == "gc"
+
+
+def test_lock_race_only_one_wins(db_path: Path) -> None:
+    states = [State(db_path) for _ in range(4)]
+    try:
+        # The winner holds the lock until every thread has tried.
+        tried = threading.Barrier(4)
+
+        def take(i: int) -> str:
+            try:
+                with states[i].lock("local", purpose=f"taker {i}"):
+                    tried.wait(5)
+            except LockHeld:
+                tried.wait(5)
+                raise
+            return "won"
+
+        results = race(4, take)
+        assert sum(r == "won" for r in results) == 1, results
+        assert sum(isinstance(r, LockHeld) for r in results) == 3, results
+        assert states[0].locks() == []
+    finally:
+        for st in states:
+            st.close()
+
+
+def _plant_lock(st: State, *, hostname: str, pid: int, heartbeat: datetime) -> None:
+    st.db.execute(
+        "INSERT INTO locks (name, token, hostname, pid, purpose, acquired_at, heartbeat_at)"
+        " VALUES ('local', 'theirs', ?, ?, 'apply of plan deadbeef', ?, ?)",
+        [hostname, pid, heartbeat.isoformat(), heartbeat.isoformat()],
+    )
+
+
+def test_stale_lock_dead_pid_on_this_host_is_taken_over(state: State) -> None:
+    _plant_lock(state, hostname=socket.gethostname(), pid=dead_pid(), heartbeat=datetime.now(UTC))
+    assert state.locks()[0]["stale"] is True
+    with state.lock("local", purpose="gc"):
+        (row,) = state.locks()
+        assert row["purpose"] == "gc"
+        assert row["pid"] != 0
+
+
+def test_lock_live_pid_on_this_host_is_not_stale(state: State) -> None:
+    # pid 1 always exists: a holder on this host whose process is alive is not stale.
+    _plant_lock(state, hostname=socket.gethostname(), pid=1, heartbeat=datetime.now(UTC))
+    with pytest.raises(LockHeld, match="apply of plan deadbeef"), state.lock("local", purpose="gc"):
+        pass
+
+
+def test_stale_lock_old_heartbeat_is_taken_over(state: State) -> None:
+    old = datetime.now(UTC) - timedelta(hours=2)
+    _plant_lock(state, hostname="elsewhere", pid=1, heartbeat=old)
+    with state.lock("local", purpose="gc"):
+        assert state.locks()[0]["hostname"] == socket.gethostname()
+
+
+def test_lock_on_another_host_with_fresh_heartbeat_is_held(state: State) -> None:
+    recent = datetime.now(UTC) - timedelta(minutes=10)
+    _plant_lock(state, hostname="elsewhere", pid=dead_pid(), heartbeat=recent)
+    with pytest.raises(LockHeld, match="by elsewhere:"), state.lock("local", purpose="gc"):
+        pass
+    # ...unless the caller's stale_after is shorter than the heartbeat's age.
+    with state.lock("local", purpose="gc", stale_after=timedelta(minutes=5)):
+        pass
+
+
+def test_stale_lock_takeover_race_has_one_winner(db_path: Path) -> None:
+    states = [State(db_path) for _ in range(4)]
+    try:
+        _plant_lock(
+            states[0],
+            hostname="elsewhere",
+            pid=1,
+            heartbeat=datetime.now(UTC) - timedelta(hours=3),
+        )
+        hold = threading.Event()
+
+        def take(i: int) -> str:
+            with states[i].lock("local", purpose=f"taker {i}"):
+                hold.wait(1)
+            return "won"
+
+        results = race(4, take)
+        assert sum(r == "won" for r in results) == 1, results
+        assert all(isinstance(r, LockHeld) for r in results if r != "won")
+    finally:
+        for st in states:
+            st.close()
+
+
+def test_heartbeat_and_lost_lock(db_path: Path) -> None:
+    with State(db_path) as a, State(db_path) as b:
+        with a.lock("local", purpose="apply", auto_heartbeat=False):
+            a.db.execute("UPDATE locks SET heartbeat_at = '2000-01-01T00:00:00.000000+00:00'")
+            a.heartbeat("local")
+            assert a.locks()[0]["heartbeat_at"] > datetime.now(UTC) - timedelta(minutes=1)
+            # Someone removes it (regprune unlock) and another process takes it.
+            assert b.break_lock("local") is True
+            with b.lock("local", purpose="gc"), pytest.raises(LockHeld, match="no longer held"):
+                a.heartbeat("local")
+        # a's exit did not remove b's lock; b's exit did.
+        assert a.locks() == []
+        with a.lock("local", purpose="apply"):
+            assert b.break_lock("local") is True
+            with b.lock("local", purpose="gc"):
+                pass
+            with b.lock("local", purpose="gc2", auto_heartbeat=False):
+                pass
+        with pytest.raises(LockHeld):
+            a.heartbeat("local")
+
+
+def test_release_only_if_still_ours(db_path: Path) -> None:
+    with State(db_path) as a, State(db_path) as b:
+        with a.lock("local", purpose="apply", auto_heartbeat=False):
+            b.break_lock("local")
+            _plant_lock(b, hostname="elsewhere", pid=1, heartbeat=datetime.now(UTC))
+        (row,) = b.locks()
+        assert row["hostname"] == "elsewhere"
+
+
+def test_break_lock(state: State) -> None:
+    assert state.break_lock("local") is False
+    _plant_lock(state, hostname="elsewhere", pid=1, heartbeat=datetime.now(UTC))
+    assert state.break_lock("local") is True
+    assert state.locks() == []
+
+
+def test_auto_heartbeat_keeps_a_long_holder_fresh(db_path: Path) -> None:
+    with State(db_path) as a, State(db_path) as b:
+        stale_after = timedelta(seconds=1)
+        with a.lock("local", purpose="gc", stale_after=stale_after):
+            time.sleep(2.0)  # well past stale_after; the heartbeat thread keeps it alive
+            assert datetime.now(UTC) - b.locks()[0]["heartbeat_at"] < stale_after
+            with pytest.raises(LockHeld), b.lock("local", purpose="apply", stale_after=stale_after):
+                pass
+        assert b.locks() == []
+        # Without the thread the same wait makes the lock stale, and it is taken over.
+        with a.lock("local", purpose="gc", stale_after=stale_after, auto_heartbeat=False):
+            time.sleep(1.2)
+            with b.lock("local", purpose="apply", stale_after=stale_after):
+                assert b.locks()[0]["purpose"] == "apply"
+                with pytest.raises(LockHeld, match="no longer held"):
+                    a.heartbeat("local")
+
+
+def test_close_releases_held_locks(db_path: Path) -> None:
+    a = State(db_path)
+    cm = a.lock("local", purpose="apply", auto_heartbeat=False)
+    cm.__enter__()
+    a.close()
+    with State(db_path) as b:
+        assert b.locks() == []
+
+
+# -- threads sharing one State ------------------------------------------------------
+
+
+def test_one_state_shared_by_threads(file_state: State) -> None:
+    file_state.save_plan(make_plan("thrd0001"))
+
+    def work(i: int) -> int:
+        file_state.audit("tick", details={"i": i})
+        file_state.put_facts([facts(i)])
+        file_state.touch_first_seen("local", "app", [sha(i)], T0)
+        return len(file_state.get_facts([sha(i)]))
+
+    assert race(8, work) == [1] * 8
+    assert len(file_state.audit_events(limit=100)) == 8
