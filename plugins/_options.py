@@ -13,12 +13,12 @@ import re
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from regprune.models import Image
+from regprune.timing import aware
 
 COMMAND_TIMEOUT = 60.0
 """Seconds a ``branches_command`` or in_use ``command`` may run."""
@@ -135,11 +135,6 @@ def read_text(path: str, option: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ValueError(f"{option}: cannot read {path!r}: {detail}") from None
-
-
-def aware(moment: datetime) -> datetime:
-    """Treat a naive datetime as UTC, so comparisons never raise."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def untimed(image: Image) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import typer
+
 from regprune import hookimpl
 from regprune.errors import UsageError
 from regprune.models import Approval, ApprovalContext, Plan

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pluggy
 import pytest
 
 import regprune.hookspecs
-import regprune.plugins as _manager_module
 from regprune.mediatypes import OCI_INDEX, OCI_MANIFEST
 from regprune.models import Image, ManifestFacts, Protector, SelectionContext
-
-if not hasattr(_manager_module, "__path__"):
-    # core/plugins.py (the plugin manager) currently shadows the plugins/ package that
-    # pyproject maps to regprune.plugins; let it find the built-in plugin modules.
-    _manager_module.__path__ = [str(Path(__file__).resolve().parents[1] / "plugins")]
-
-
-def _plugin(name: str) -> ModuleType:
-    return importlib.import_module(f"regprune.plugins.{name}")
-
-
-keep_tags = _plugin("keep_tags")
-in_use = _plugin("in_use")
+from regprune.plugins import in_use, keep_tags
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 CONTEXT = SelectionContext(now=NOW, registry="local", repository="ci/app", policy="ci")

@@ -46,7 +46,9 @@ from regprune.registry import Credentials, Manifest, RegistryClient
 from regprune.testing.token_issuer import TokenIssuer
 
 REGISTRY_BIN = shutil.which("docker-registry") or shutil.which("registry")
-needs_registry = pytest.mark.skipif(REGISTRY_BIN is None, reason="docker-registry binary not installed")
+needs_registry = pytest.mark.skipif(
+    REGISTRY_BIN is None, reason="docker-registry binary not installed"
+)
 
 # `htpasswd -nbB -C 4 alice s3cret-pass`: bcrypt at the lowest cost keeps the registry fast,
 # and a fixed line needs neither apache2-utils nor the bcrypt package.
@@ -181,8 +183,12 @@ class Pusher:
     def image(self, repo: str, tag: str, *, oci: bool = False, seed: str = "") -> tuple[str, bytes]:
         """Push a one-layer image; returns (digest, manifest bytes)."""
         config = json.dumps(
-            {"architecture": "amd64", "os": "linux", "config": {"Labels": {"seed": seed or tag}},
-             "rootfs": {"type": "layers", "diff_ids": []}}
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Labels": {"seed": seed or tag}},
+                "rootfs": {"type": "layers", "diff_ids": []},
+            }
         ).encode()
         layer_type = (
             "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -199,15 +205,21 @@ class Pusher:
         body = json.dumps(manifest, indent=3).encode()
         return self.manifest(repo, tag, body, manifest["mediaType"]), body
 
-    def index(self, repo: str, tag: str, children: list[tuple[str, bytes]], *, oci: bool) -> tuple[str, bytes]:
+    def index(
+        self, repo: str, tag: str, children: list[tuple[str, bytes]], *, oci: bool
+    ) -> tuple[str, bytes]:
         child_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
         media_type = OCI_INDEX if oci else DOCKER_MANIFEST_LIST
         index = {
             "schemaVersion": 2,
             "mediaType": media_type,
             "manifests": [
-                {"mediaType": child_type, "digest": digest, "size": len(body),
-                 "platform": {"architecture": "amd64", "os": "linux"}}
+                {
+                    "mediaType": child_type,
+                    "digest": digest,
+                    "size": len(body),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                }
                 for digest, body in children
             ],
         }
@@ -337,7 +349,7 @@ def test_deletes_disabled(make_registry: Callable[..., LocalRegistry]) -> None:
         with pytest.raises(DeletesDisabled) as raised:
             client.check_delete_allowed("apps/web")
         assert str(raised.value) == expected
-        with pytest.raises(DeletesDisabled, match="storage.delete.enabled"):
+        with pytest.raises(DeletesDisabled, match=r"storage\.delete\.enabled"):
             client.delete_manifest("apps/web", digest)
         assert client.head_manifest("apps/web", "v1") == digest
 
@@ -347,9 +359,11 @@ def test_deletes_disabled(make_registry: Callable[..., LocalRegistry]) -> None:
 
 def test_connection_refused_is_unreachable_after_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with RegistryClient(url, retries=2, backoff=0) as client:
-        with pytest.raises(RegistryUnreachable) as raised:
-            client.ping()
+    with (
+        RegistryClient(url, retries=2, backoff=0) as client,
+        pytest.raises(RegistryUnreachable) as raised,
+    ):
+        client.ping()
     assert str(raised.value) == (
         f"cannot reach registry {url}: connection refused; check the url and that the registry "
         "is running"
@@ -416,16 +430,15 @@ def test_tls_verification_needs_ca_file(
 ) -> None:
     ca, cert, key = _tls_files(tmp_path)
     registry = make_registry(tls=(cert, key))
-    with RegistryClient(registry.url) as client:
-        with pytest.raises(RegistryUnreachable) as raised:
-            client.ping()
+    with RegistryClient(registry.url) as client, pytest.raises(RegistryUnreachable) as raised:
+        client.ping()
     message = str(raised.value)
     assert "TLS certificate verification failed" in message and "ca_file" in message
     assert client.request_count == 1
     with RegistryClient(registry.url, ca_file=str(ca)) as client:
         client.ping()
         assert client.tags("none") == []
-    with pytest.raises(UsageError, match="ca_file .* does not exist"):
+    with pytest.raises(UsageError, match=r"ca_file .* does not exist"):
         RegistryClient(registry.url, ca_file=str(tmp_path / "missing.pem"))
 
 
@@ -464,15 +477,19 @@ def test_basic_auth_sends_credentials_after_the_first_challenge(
 @needs_registry
 def test_basic_auth_wrong_password_and_no_credentials(htpasswd_registry: LocalRegistry) -> None:
     wrong = Credentials("alice", "wrong")
-    with RegistryClient(htpasswd_registry.url, credentials=wrong) as client:
-        with pytest.raises(AuthenticationFailed) as raised:
-            client.tags("team/app")
+    with (
+        RegistryClient(htpasswd_registry.url, credentials=wrong) as client,
+        pytest.raises(AuthenticationFailed) as raised,
+    ):
+        client.tags("team/app")
     assert str(raised.value) == (
         f"registry {htpasswd_registry.url} rejected the credentials for user 'alice'"
     )
-    with RegistryClient(htpasswd_registry.url) as client:
-        with pytest.raises(AuthenticationFailed, match="set username and password .* docker login"):
-            client.ping()
+    with (
+        RegistryClient(htpasswd_registry.url) as client,
+        pytest.raises(AuthenticationFailed, match=r"set username and password .* docker login"),
+    ):
+        client.ping()
 
 
 # --- real registry: token auth ------------------------------------------------------------------
@@ -561,16 +578,20 @@ def test_token_auth_delete_needs_the_delete_action(
 def test_token_auth_bad_password_and_anonymous(
     token_setup: tuple[LocalRegistry, TokenIssuer, str],
 ) -> None:
-    registry, issuer, _ = token_setup
-    with RegistryClient(registry.url, credentials=Credentials("admin", "nope")) as client:
-        with pytest.raises(AuthenticationFailed) as raised:
-            client.ping()
+    registry, _, _ = token_setup
+    with (
+        RegistryClient(registry.url, credentials=Credentials("admin", "nope")) as client,
+        pytest.raises(AuthenticationFailed) as raised,
+    ):
+        client.ping()
     assert str(raised.value).startswith(
         f"registry {registry.url} rejected the credentials for user 'admin'"
     )
     with RegistryClient(registry.url) as client:
         client.ping()  # /v2/ needs no scope: an anonymous token is enough
-        with pytest.raises(AuthenticationFailed, match="requires authentication for repository:app/one:pull"):
+        with pytest.raises(
+            AuthenticationFailed, match="requires authentication for repository:app/one:pull"
+        ):
             client.tags("app/one")
 
 
@@ -608,17 +629,21 @@ def test_get_manifest_sends_accept_and_user_agent() -> None:
 
 def test_digest_header_that_does_not_match_the_body_is_refused() -> None:
     other = "sha256:" + "f" * 64
-    with mock_client(lambda r: manifest_response(**{"Docker-Content-Digest": other})) as client:
-        with pytest.raises(RegistryError, match="does not match its digest") as raised:
-            client.get_manifest("a", "v1")
+    with (
+        mock_client(lambda r: manifest_response(**{"Docker-Content-Digest": other})) as client,
+        pytest.raises(RegistryError, match="does not match its digest") as raised,
+    ):
+        client.get_manifest("a", "v1")
     assert raised.value.code == "DIGEST_INVALID"
 
 
 def test_manifest_for_a_digest_must_have_that_digest() -> None:
     asked = "sha256:" + "1" * 64
-    with mock_client(lambda r: manifest_response()) as client:  # no header: computed = DIGEST
-        with pytest.raises(RegistryError, match=f"answered a@{asked} with a manifest of digest"):
-            client.get_manifest("a", asked)
+    with (
+        mock_client(lambda r: manifest_response()) as client,
+        pytest.raises(RegistryError, match=f"answered a@{asked} with a manifest of digest"),
+    ):
+        client.get_manifest("a", asked)
 
 
 def test_missing_digest_header_and_generic_content_type_fall_back_to_the_body() -> None:
@@ -645,7 +670,7 @@ def test_blob_follows_redirect_and_is_verified() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "registry.test":
             return httpx.Response(307, headers={"Location": "https://storage.test/blob?sig=1"})
-        return httpx.Response(200, content=data if "good" not in str(request.url) else data)
+        return httpx.Response(200, content=data)
 
     with mock_client(handler) as client:
         assert client.get_blob("a", digest) == data
@@ -751,7 +776,9 @@ def test_5xx_backoff_doubles_and_gives_up_after_retries() -> None:
     sleeps: list[float] = []
     with mock_client(handler, retries=3, backoff=0.5) as client:
         client._sleep = sleeps.append
-        with pytest.raises(RegistryError, match="answered 503 to GET /v2/a/tags/list.* after 4 attempts") as raised:
+        with pytest.raises(
+            RegistryError, match=r"answered 503 to GET /v2/a/tags/list.* after 4 attempts"
+        ) as raised:
             client.tags("a")
         assert client.request_count == 4
     assert sleeps == [0.5, 1.0, 2.0]
@@ -773,9 +800,11 @@ def test_connection_errors_are_retried() -> None:
 
 
 def test_timeouts_are_unreachable_once_retries_run_out() -> None:
-    with mock_client(scripted(httpx.ReadTimeout("slow")), retries=0, timeout=5) as client:
-        with pytest.raises(RegistryUnreachable, match=r"timed out after 5s; .*raise the timeout"):
-            client.ping()
+    with (
+        mock_client(scripted(httpx.ReadTimeout("slow")), retries=0, timeout=5) as client,
+        pytest.raises(RegistryUnreachable, match=r"timed out after 5s; .*raise the timeout"),
+    ):
+        client.ping()
 
 
 # --- MockTransport: deletes ---------------------------------------------------------------------
@@ -783,8 +812,13 @@ def test_timeouts_are_unreachable_once_retries_run_out() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(202, "deleted"), (404, "absent"), (405, DeletesDisabled), (403, AuthenticationFailed),
-     (500, RegistryError)],
+    [
+        (202, "deleted"),
+        (404, "absent"),
+        (405, DeletesDisabled),
+        (403, AuthenticationFailed),
+        (500, RegistryError),
+    ],
 )
 def test_delete_outcomes(status: int, outcome: str | type[Exception]) -> None:
     handler = scripted(httpx.Response(status, json={"errors": [{"code": "X", "message": "m"}]}))
@@ -799,9 +833,11 @@ def test_delete_outcomes(status: int, outcome: str | type[Exception]) -> None:
 
 def test_delete_403_with_credentials_is_missing_scope() -> None:
     handler = scripted(httpx.Response(403))
-    with mock_client(handler, credentials=Credentials("bob", "pw")) as client:
-        with pytest.raises(MissingScope, match="user 'bob' lacks the scope repository:a:delete"):
-            client.delete_manifest("a", DIGEST)
+    with (
+        mock_client(handler, credentials=Credentials("bob", "pw")) as client,
+        pytest.raises(MissingScope, match="user 'bob' lacks the scope repository:a:delete"),
+    ):
+        client.delete_manifest("a", DIGEST)
 
 
 def test_check_delete_allowed_uses_the_zero_digest() -> None:
@@ -852,12 +888,20 @@ def test_from_settings_uses_the_registry_section(tmp_path: Path) -> None:
     from regprune.config import RegistrySettings
 
     settings = RegistrySettings(
-        url="http://127.0.0.1:5000/", username="u", password="p", concurrency=3, retries=1,
-        timeout=7, docker_config=str(tmp_path / "none.json"),
+        url="http://127.0.0.1:5000/",
+        username="u",
+        password="p",
+        concurrency=3,
+        retries=1,
+        timeout=7,
+        docker_config=str(tmp_path / "none.json"),
     )
     with RegistryClient.from_settings(settings) as client:
         assert (client.url, client.concurrency, client.retries, client.timeout) == (
-            "http://127.0.0.1:5000", 3, 1, 7
+            "http://127.0.0.1:5000",
+            3,
+            1,
+            7,
         )
         assert client.credentials == Credentials("u", "p")
     with pytest.raises(UsageError, match="invalid registry url"):

@@ -87,22 +87,37 @@ def test_deleting_an_index_deletes_its_children(registry_server, pusher, tmp_pat
         assert not pusher.manifest_exists("ci/multi", digest)
 
 
+def index_body(*children) -> bytes:
+    """An OCI index listing already-pushed manifests."""
+    import json
+
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": c.media_type, "digest": c.digest, "size": len(c.manifest)}
+                for c in children
+            ],
+        }
+    ).encode()
+
+
 def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, tmp_path):
     old = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
     shared_child = old.children[0]
-    # A newer index (kept: younger than 7d) that reuses the amd64 child of the old one.
-    new_body = (
-        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":['
-        b'{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'
-        + shared_child.digest.encode()
-        + b'","size":'
-        + str(len(shared_child.manifest)).encode()
-        + b"}]}"
+    fresh_child = pusher.push_image("ci/multi", (), created=days_ago(1), platform="linux/arm64")
+    # A newer index (kept by count) that reuses the amd64 manifest of the old one.
+    pusher.push_manifest(
+        "ci/multi",
+        index_body(shared_child, fresh_child),
+        "application/vnd.oci.image.index.v1+json",
+        ["build-2"],
     )
-    pusher.push_manifest("ci/multi", new_body, "application/vnd.oci.image.index.v1+json", ["build-2"])
     engine = engine_for(
         registry_server.url, tmp_path, {"ci": {**AGE, "selectors": [{"use": "count", "keep": 1}]}}
     )
+
     plan = engine.plan("ci")
 
     deleted = deleted_digests(plan)
@@ -112,10 +127,13 @@ def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, 
 
     engine.apply(plan.id, context=YES)
     assert pusher.manifest_exists("ci/multi", shared_child.digest)
+    assert pusher.manifest_exists("ci/multi", fresh_child.digest)
     assert not pusher.manifest_exists("ci/multi", old.children[1].digest)
 
 
-def test_tagged_child_of_a_deleted_index_is_kept_when_not_selected(registry_server, pusher, tmp_path):
+def test_tagged_child_of_a_deleted_index_is_kept_when_not_selected(
+    registry_server, pusher, tmp_path
+):
     index = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
     amd64 = index.children[0]
     pusher.tag("ci/multi", amd64.digest, "keep-amd64")
@@ -218,15 +236,7 @@ def test_new_index_referencing_a_planned_image_protects_it(registry_server, push
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
     plan = engine.plan("ci")
     pusher.push_manifest(
-        "ci/app",
-        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{'
-        b'"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'
-        + image.digest.encode()
-        + b'","size":'
-        + str(len(image.manifest)).encode()
-        + b"}]}",
-        "application/vnd.oci.image.index.v1+json",
-        ["multi"],
+        "ci/app", index_body(image), "application/vnd.oci.image.index.v1+json", ["multi"]
     )
     # The image also lost nothing tag-wise, so only the new reference can save it.
     result = engine.apply(plan.id, context=YES)
@@ -246,7 +256,9 @@ def test_new_index_referencing_a_planned_image_protects_it(registry_server, push
         ("2999-01-01T00:00:00Z", "in the future"),
     ],
 )
-def test_untrustworthy_time_is_never_selected_by_age(registry_server, pusher, tmp_path, created, why):
+def test_untrustworthy_time_is_never_selected_by_age(
+    registry_server, pusher, tmp_path, created, why
+):
     image = pusher.push_image("ci/app", ["build-1"], created=created)
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
 
@@ -281,7 +293,7 @@ def test_deletes_disabled_refuses_before_deleting_anything(registry_factory, tmp
     plan = engine.plan("ci")
     assert len(plan.delete) == 3
 
-    with pytest.raises(DeletesDisabled, match="storage.delete.enabled: true"):
+    with pytest.raises(DeletesDisabled, match=r"storage\.delete\.enabled: true"):
         engine.apply(plan.id, context=YES)
 
     assert all(pusher.resolve("ci/app", image.tags[0]) == image.digest for image in images)
@@ -315,16 +327,26 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
     assert result.status == "done"
     assert len(result.of("deleted")) == 6
     deleted_events = [
-        e for e in engine.state.audit_events(limit=100, plan_id=plan.id) if e["event"] == "item.deleted"
+        e
+        for e in engine.state.audit_events(limit=100, plan_id=plan.id)
+        if e["event"] == "item.deleted"
     ]
-    assert sorted(e["details"]["digest"] for e in deleted_events) == sorted(i.digest for i in images)
+    assert sorted(e["details"]["digest"] for e in deleted_events) == sorted(
+        i.digest for i in images
+    )
     for image in images:
         assert pusher.resolve("ci/app", image.tags[0]) is None
 
     again = engine.apply(plan.id, context=YES)
     assert again.status == "done"
     assert (
-        len([e for e in engine.state.audit_events(limit=200, plan_id=plan.id) if e["event"] == "item.deleted"])
+        len(
+            [
+                e
+                for e in engine.state.audit_events(limit=200, plan_id=plan.id)
+                if e["event"] == "item.deleted"
+            ]
+        )
         == 6
     )
 
@@ -333,9 +355,11 @@ def test_only_one_apply_per_registry(registry_server, pusher, tmp_path):
     pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
     plan = engine.plan("ci")
-    with engine.state.lock("registry:local", purpose="a test holding the lock"):
-        with pytest.raises(LockHeld, match="busy"):
-            engine.apply(plan.id, context=YES)
+    with (
+        engine.state.lock("registry:local", purpose="a test holding the lock"),
+        pytest.raises(LockHeld, match="busy"),
+    ):
+        engine.apply(plan.id, context=YES)
     assert engine.apply(plan.id, context=YES).status == "done"
 
 
@@ -347,6 +371,8 @@ def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, t
     plan = engine.plan("ci")
 
     with pytest.raises(UsageError, match="--yes"):
-        engine.apply(plan.id, context=ApprovalContext(assume_yes=False, interactive=False, actor="cron"))
+        engine.apply(
+            plan.id, context=ApprovalContext(assume_yes=False, interactive=False, actor="cron")
+        )
     assert pusher.resolve("ci/app", "build-1") == image.digest
     assert engine.state.get_plan(plan.id).status == "pending"

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pluggy
 import pytest
 
 import regprune.hookspecs
-import regprune.plugins as _manager_module
 from regprune.mediatypes import DOCKER_MANIFEST_LIST, OCI_MANIFEST
 from regprune.models import Image, ManifestFacts, TimeReading
-
-if not hasattr(_manager_module, "__path__"):
-    # core/plugins.py (the plugin manager) currently shadows the plugins/ package that
-    # pyproject maps to regprune.plugins; let it find the built-in plugin modules.
-    _manager_module.__path__ = [str(Path(__file__).resolve().parents[1] / "plugins")]
-
-ts: ModuleType = importlib.import_module("regprune.plugins.time_sources")
+from regprune.plugins import time_sources as ts
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 LABEL = "org.opencontainers.image.created"

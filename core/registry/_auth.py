@@ -47,7 +47,9 @@ def parse_challenges(values: Iterable[str]) -> list[Challenge]:
             continue
         params = {
             match.group(1).lower(): (
-                re.sub(r"\\(.)", r"\1", match.group(2)) if match.group(2) is not None else match.group(3)
+                re.sub(r"\\(.)", r"\1", match.group(2))
+                if match.group(2) is not None
+                else match.group(3)
             )
             for match in _PARAM.finditer(rest)
         }
@@ -67,7 +69,9 @@ def merge_scopes(*scopes: str | None) -> list[str]:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             wanted = resources.setdefault((kind, name), [])
-            wanted.extend(action for action in actions.split(",") if action and action not in wanted)
+            wanted.extend(
+                action for action in actions.split(",") if action and action not in wanted
+            )
     return [f"{kind}:{name}:{','.join(actions)}" for (kind, name), actions in resources.items()]
 
 

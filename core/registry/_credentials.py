@@ -46,7 +46,9 @@ def credentials_for(settings: RegistrySettings) -> Credentials | None:
     """
     if settings.username:
         return Credentials(settings.username, settings.password or "")
-    return from_docker_config(docker_config_path(settings.docker_config), registry_host(settings.url))
+    return from_docker_config(
+        docker_config_path(settings.docker_config), registry_host(settings.url)
+    )
 
 
 def docker_config_path(explicit: str | None = None) -> Path:

@@ -37,7 +37,9 @@ def is_retryable(exc: httpx.TransportError) -> bool:
     return not isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL)
 
 
-def unreachable(exc: Exception, url: str, *, what: str = "registry", timeout: float | None = None) -> RegistryUnreachable:
+def unreachable(
+    exc: Exception, url: str, *, what: str = "registry", timeout: float | None = None
+) -> RegistryUnreachable:
     """A RegistryUnreachable saying what went wrong and what to do about it."""
     reason, hint = _describe(exc, timeout)
     return RegistryUnreachable(f"cannot reach {what} {url}: {reason}; {hint}")

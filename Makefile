@@ -1,0 +1,28 @@
+# regprune developer entry points. `make test` is what CI runs (through .ci/run).
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv registry test lint demo
+
+# The venv is (re)installed when pyproject.toml changes.
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# A CNCF Distribution registry binary for the test fixtures (apt-get when root).
+registry:
+	bash scripts/ensure-registry.sh
+
+test: venv registry
+	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+demo:
+	@echo "make demo: not yet"
