@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlite_utils
+
 from regprune.errors import LockHeld, RegpruneError, UsageError
 from regprune.models import (
     Approval,

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,12 +184,25 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the thread that started us dies (Linux)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+def _pdeathsig_setter() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGKILL the child when its parent thread dies.
+
+    libc is loaded here, in the parent, so the child only makes one system call
+    between fork and exec. None where prctl is unavailable.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigkill = int(signal.SIGKILL)
+
+    def set_pdeathsig() -> None:
+        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+
+    return set_pdeathsig
 
 
 _live: set[RegistryServer] = set()
@@ -363,6 +376,7 @@ class RegistryServer:
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             in_main_thread = threading.current_thread() is threading.main_thread()
+            preexec = _pdeathsig_setter() if in_main_thread else None
             self._process = subprocess.Popen(
                 [self.binary, "serve", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
@@ -371,7 +385,7 @@ class RegistryServer:
                 cwd=self.root,
                 # Dies with us even on SIGKILL; only from the main thread, since the
                 # signal fires when the starting *thread* exits.
-                preexec_fn=_die_with_parent if in_main_thread and sys.platform == "linux" else None,
+                preexec_fn=preexec,
             )
         with _live_lock:
             _live.add(self)
