@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 registry:
 	bash scripts/ensure-registry.sh
 
-test: venv registry
+test: venv registry lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
-demo:
-	@echo "make demo: not yet"
+# The main job on a throwaway local registry: ls, plan, apply --yes, gc, disk before/after.
+demo: venv registry
+	$(VENV)/bin/python scripts/demo.py

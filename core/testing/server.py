@@ -498,13 +498,26 @@ class RegistryServer:
         src = self.repositories_path / source
         if not src.is_dir():
             raise FileNotFoundError(f"no repository {source!r} in {self.repositories_path}")
+        # Read the (tiny) link files once, then write them under every target.
+        files: list[tuple[str, bytes]] = []
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames[:] = [d for d in dirnames if d != "_uploads"]
+            relative = os.path.relpath(dirpath, src)
+            files.extend(
+                (os.path.join(relative, f), Path(dirpath, f).read_bytes()) for f in filenames
+            )
+        directories = sorted({os.path.dirname(path) for path, _ in files})
         created: list[str] = []
         for name in targets:
             if not _REPOSITORY_NAME.fullmatch(name):
                 raise ValueError(f"invalid repository name {name!r}")
-            shutil.copytree(
-                src, self.repositories_path / name, ignore=shutil.ignore_patterns("_uploads")
-            )
+            target = self.repositories_path / name
+            if target.exists():
+                raise FileExistsError(f"repository {name!r} already exists")
+            for directory in directories:
+                os.makedirs(target / directory, exist_ok=True)
+            for path, content in files:
+                (target / path).write_bytes(content)
             created.append(name)
         return created
 
