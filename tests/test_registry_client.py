@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -43,12 +42,14 @@ from regprune.mediatypes import (
     ZERO_DIGEST,
 )
 from regprune.registry import Credentials, Manifest, RegistryClient
+from regprune.testing import find_registry_binary
 from regprune.testing.token_issuer import TokenIssuer
 
-REGISTRY_BIN = shutil.which("docker-registry") or shutil.which("registry")
-needs_registry = pytest.mark.skipif(
-    REGISTRY_BIN is None, reason="docker-registry binary not installed"
-)
+REGISTRY_BIN = find_registry_binary()  # fails loudly: CI installs the registry, nothing skips
+
+
+def needs_registry(test):  # kept as a marker of which tests use a real registry
+    return test
 
 # `htpasswd -nbB -C 4 alice s3cret-pass`: bcrypt at the lowest cost keeps the registry fast,
 # and a fixed line needs neither apache2-utils nor the bcrypt package.
@@ -140,8 +141,6 @@ def make_registry(tmp_path: Path) -> Iterator[Callable[..., LocalRegistry]]:
 @pytest.fixture(scope="module")
 def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     """Anonymous, deletes enabled; shared by the read tests of this module."""
-    if REGISTRY_BIN is None:
-        pytest.skip("docker-registry binary not installed")
     registry = LocalRegistry(tmp_path_factory.mktemp("open")).start()
     yield registry
     registry.stop()
@@ -447,8 +446,6 @@ def test_tls_verification_needs_ca_file(
 
 @pytest.fixture(scope="module")
 def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    if REGISTRY_BIN is None:
-        pytest.skip("docker-registry binary not installed")
     root = tmp_path_factory.mktemp("htpasswd")
     (root / "htpasswd").write_text(HTPASSWD)
     auth = {"htpasswd": {"realm": "regprune-test", "path": str(root / "htpasswd")}}
@@ -499,8 +496,6 @@ def test_basic_auth_wrong_password_and_no_credentials(htpasswd_registry: LocalRe
 def token_setup(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LocalRegistry, TokenIssuer, str]]:
-    if REGISTRY_BIN is None:
-        pytest.skip("docker-registry binary not installed")
     issuer = TokenIssuer(
         {
             "admin": ("admin-pw", ["*"]),
@@ -797,6 +792,25 @@ def test_connection_errors_are_retried() -> None:
     with mock_client(handler, retries=2) as client:
         assert client.get_manifest("a", "v1").digest == DIGEST
         assert client.requests_by_method == {"GET": 3}
+
+
+def test_unknown_host_is_unreachable_without_retrying() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("dns") from socket.gaierror(-2, "Name or service not known")
+
+    with mock_client(handler, retries=3) as client, pytest.raises(RegistryUnreachable) as raised:
+        client.ping()
+    assert str(raised.value) == (
+        f"cannot reach registry {URL}: cannot resolve the host name (Name or service not known); "
+        "check the url and DNS"
+    )
+    assert client.request_count == 1
+
+
+def test_catalog_not_offered() -> None:
+    handler = scripted(httpx.Response(404, json={"errors": [{"code": "NOT_FOUND"}]}))
+    with mock_client(handler) as client, pytest.raises(RegistryError, match="catalog API"):
+        client.catalog()
 
 
 def test_timeouts_are_unreachable_once_retries_run_out() -> None:

@@ -153,6 +153,11 @@ class Authenticator:
         """The error for a valid identity that may not do ``scope``."""
         if self.credentials is None:
             return self._needs_credentials(scope)
+        if not scope:
+            return AuthenticationFailed(
+                f"registry {self.registry_url} refuses access to user "
+                f"'{self.credentials.username}'; check the user's permissions on the registry"
+            )
         return MissingScope(
             f"user '{self.credentials.username}' lacks the scope {scope} on registry "
             f"{self.registry_url}; grant it in the registry's access rules"

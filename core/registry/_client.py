@@ -11,6 +11,7 @@ import email.utils
 import functools
 import hashlib
 import json
+import re
 import ssl
 import threading
 import time
@@ -47,7 +48,6 @@ R = TypeVar("R")
 
 USER_AGENT = f"regprune/{__version__}"
 MAX_RETRY_AFTER = 60.0
-_DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
 # Signed schema 1 manifests are digested without their signatures: the body cannot be checked.
 _SCHEMA1 = frozenset(
     {
@@ -68,10 +68,12 @@ class Manifest:
     data: dict[str, Any] = field(repr=False, hash=False, compare=False)
 
 
+_DIGEST = re.compile(r"^(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
+
+
 def is_digest(reference: str) -> bool:
     """Whether a reference is a digest (``sha256:<hex>``) rather than a tag."""
-    algorithm, sep, hexpart = reference.partition(":")
-    return bool(sep) and len(hexpart) == _DIGEST_ALGORITHMS.get(algorithm, -1)
+    return _DIGEST.match(reference) is not None
 
 
 def _hexdigest(algorithm: str, content: bytes) -> str:
@@ -217,10 +219,21 @@ class RegistryClient:
     def catalog(self) -> list[str]:
         """Every repository name (needs the ``registry:catalog:*`` scope with token auth)."""
         scope = "registry:catalog:*"
-        names = self._paginate(self._v2 + "_catalog", "repositories", scope, page_size=1000)
-        if names is None:
-            # 2.8.x refuses n above catalog.maxentries: walk with the registry's own page size.
-            names = self._paginate(self._v2 + "_catalog", "repositories", scope, page_size=None)
+        url = self._v2 + "_catalog"
+        try:
+            names = self._paginate(url, "repositories", scope, page_size=1000)
+            if names is None:
+                # 2.8.x refuses n above catalog.maxentries: walk with the registry's page size.
+                names = self._paginate(url, "repositories", scope, page_size=None)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            raise RegistryError(
+                f"registry {self.url} does not offer the catalog API (/v2/_catalog answered 404); "
+                "name the repositories explicitly instead of with globs",
+                status=404,
+                code=exc.code,
+            ) from None
         return names or []
 
     def tags(self, repository: str) -> list[str]:
@@ -414,6 +427,8 @@ class RegistryClient:
                     target = self.url if what == "registry" else url
                     raise unreachable(exc, target, what=what, timeout=self.timeout) from None
                 delay = self.backoff * 2**attempt
+            except httpx.RequestError as exc:  # e.g. too many redirects, undecodable body
+                raise RegistryError(f"{method} {url} failed: {exc}") from None
             else:
                 status = response.status_code
                 if (status != 429 and status < 500) or status == 501 or attempt >= self.retries:
