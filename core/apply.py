@@ -47,10 +47,10 @@ class CurrentRepository:
     tags_of: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     facts: dict[str, ManifestFacts] = field(default_factory=dict)
 
-    def referencing(self, digest: str, going: set[str]) -> str | None:
-        """A manifest that stays (not in ``going``) and lists ``digest`` as a child."""
+    def referencing(self, digest: str, gone: set[str]) -> str | None:
+        """A tagged manifest, not in ``gone``, that lists ``digest`` as a child."""
         for owner, facts in self.facts.items():
-            if owner not in going and digest in facts.children:
+            if owner not in gone and digest in facts.children:
                 return owner
         return None
 
@@ -112,17 +112,15 @@ class Applier:
     def run(self) -> ApplyResult:
         statuses = self.state.item_statuses(self.plan.id)
         todo = [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
-        going = {item.digest for item in self.plan.delete}
         deleted = {item.digest for item in self.plan.delete if statuses[item.seq][0] == "deleted"}
         current = {
             repo: resolve_current(self.client, self.state, repo)
             for repo in sorted({i.repository for i in todo})
         }
-
         result = ApplyResult(plan_id=self.plan.id, status="applying")
-        for count, item in enumerate(todo, start=1):
+        for count, item in enumerate(self._ordered(todo), start=1):
             prior = statuses[item.seq][0]
-            reason = self._skip_reason(item, prior, current[item.repository], going, deleted)
+            reason = self._skip_reason(item, prior, current[item.repository], deleted)
             if reason:
                 self._record(result, item, "skipped", reason)
                 self.manager.hook.item_skipped(
@@ -150,6 +148,34 @@ class Applier:
                 self.state.heartbeat(self.lock_name)
         return result
 
+    def _ordered(self, todo: list[PlanItem]) -> list[PlanItem]:
+        """Referencing manifests before what they reference: an index before its platform
+        manifests, a subject before its artifacts.  A failure part-way then never leaves an
+        index pointing at a deleted manifest."""
+        facts = self.state.get_facts(item.digest for item in todo)
+        keyed = {(item.repository, item.digest): item for item in todo}
+        before: dict[int, set[int]] = {item.seq: set() for item in todo}
+        for item in todo:
+            for child in facts[item.digest].children if item.digest in facts else ():
+                target = keyed.get((item.repository, child))
+                if target is not None and target.seq != item.seq:
+                    before[target.seq].add(item.seq)
+            parent = keyed.get((item.repository, item.parent or ""))
+            if parent is not None:
+                before[item.seq].add(parent.seq)
+        ordered: list[PlanItem] = []
+        placed: set[int] = set()
+        remaining = sorted(todo, key=lambda item: item.seq)
+        while remaining:
+            ready = [item for item in remaining if before[item.seq] <= placed]
+            if not ready:  # a reference cycle cannot happen with content addressing; be safe
+                ready = remaining[:1]
+            for item in ready:
+                placed.add(item.seq)
+                ordered.append(item)
+            remaining = [item for item in remaining if item.seq not in placed]
+        return ordered
+
     def _record(self, result: ApplyResult, item: PlanItem, status: str, reason: str) -> None:
         self.state.set_item_status(self.plan.id, item.seq, status, reason)
         result.outcomes.append(ItemOutcome(item, status, reason))  # type: ignore[arg-type]
@@ -160,7 +186,6 @@ class Applier:
         item: PlanItem,
         prior: str,
         current: CurrentRepository,
-        going: set[str],
         deleted: set[str],
     ) -> str | None:
         now_tags = current.tags_of.get(item.digest, set())
@@ -174,7 +199,9 @@ class Applier:
                     f"tags changed since the plan: now {sorted(now_tags) or 'untagged'}, "
                     f"planned {sorted(item.tags) or 'untagged'}"
                 )
-        owner = current.referencing(item.digest, going)
+        # Only manifests already deleted stop counting: an index that is still there keeps
+        # everything it lists, whether or not the plan meant to delete it later.
+        owner = current.referencing(item.digest, deleted)
         if owner:
-            return f"now referenced by manifest {owner[:19]}, which is not being deleted"
+            return f"referenced by manifest {owner[:19]}, which is not deleted"
         return None

@@ -241,7 +241,7 @@ def test_new_index_referencing_a_planned_image_protects_it(registry_server, push
     # The image also lost nothing tag-wise, so only the new reference can save it.
     result = engine.apply(plan.id, context=YES)
 
-    assert "now referenced by manifest" in result.of("skipped")[0].reason
+    assert "referenced by manifest" in result.of("skipped")[0].reason
     assert pusher.manifest_exists("ci/app", image.digest)
 
 
@@ -376,3 +376,21 @@ def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, t
         )
     assert pusher.resolve("ci/app", "build-1") == image.digest
     assert engine.state.get_plan(plan.id).status == "pending"
+
+
+def test_image_listed_by_a_skipped_index_is_not_deleted(registry_server, pusher, tmp_path):
+    platform = pusher.push_image("ci/app", ["plat-1"], created=days_ago(30))
+    pusher.push_manifest(
+        "ci/app", index_body(platform), "application/vnd.oci.image.index.v1+json", ["build-1"]
+    )
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    index_digest = pusher.resolve("ci/app", "build-1")
+    assert deleted_digests(plan) == {platform.digest, index_digest}
+
+    pusher.tag("ci/app", "build-1", "release-1")  # the index is promoted after planning
+    result = engine.apply(plan.id, context=YES)
+
+    assert {o.item.digest for o in result.of("skipped")} == {platform.digest, index_digest}
+    assert pusher.manifest_exists("ci/app", platform.digest)
+    assert pusher.resolve("ci/app", "release-1") == index_digest
