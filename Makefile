@@ -9,9 +9,11 @@ PYTEST_ARGS ?=
 # The venv is (re)installed when pyproject.toml changes.
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml docs/examples/regprune-semver/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	# The example plugin from the tutorial: the suite tests it through `regprune plan`.
+	$(VENV)/bin/python -m pip install -q -e docs/examples/regprune-semver
 	touch $@
 
 # A CNCF Distribution registry binary for the test fixtures (apt-get when root).

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import PolicySettings
+from .errors import ConfigError, UsageError
 from .models import (
     Image,
     KeepItem,
@@ -35,6 +36,8 @@ from .models import (
 from .plugin_manager import Catalog
 from .scan import RepositoryScan, match_repositories
 from .timing import check_time_sources, resolve_time
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,8 +82,6 @@ def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> Compi
         )
     if policy.approval not in catalog.approvers:
         known = ", ".join(sorted(catalog.approvers))
-        from .errors import ConfigError
-
         raise ConfigError(
             f"{where}.approval: unknown approval {policy.approval!r} (available: {known})"
         )
@@ -132,16 +133,20 @@ def decide_repository(
                 f"shares digest with tag '{outside[0]}', which this policy's tags filter does not cover"
             )
 
-    for _label, protector in policy.protectors:
-        for digest, reason in protector.protect(considered, context).items():
+    for label, protector in policy.protectors:
+        for digest, reason in _ask(
+            label, policy, lambda p=protector: p.protect(considered, context)
+        ).items():
             protected.setdefault(digest, []).append(reason)
     for label, protector in keepers:
-        for digest, reason in protector.protect(considered, context).items():
+        for digest, reason in _ask(
+            label, policy, lambda p=protector: p.protect(considered, context)
+        ).items():
             protected.setdefault(digest, []).append(f"{label}: {reason}")
 
     verdicts: dict[str, list[tuple[str, bool, str]]] = {image.digest: [] for image in considered}
     for name, selector in policy.selectors:
-        answers = selector.select(considered, context)
+        answers = _ask(name, policy, lambda s=selector: s.select(considered, context))
         for image in considered:
             selected, reason = answers.get(image.digest, (False, f"{name}: not selected"))
             verdicts[image.digest].append((name, bool(selected), reason))
@@ -191,6 +196,17 @@ def decide_repository(
         )
     decision.child_items = _children_to_delete(scan, candidates)
     return decision
+
+
+def _ask(
+    label: str, policy: CompiledPolicy, call: Callable[[], Mapping[str, T]]
+) -> Mapping[str, T]:
+    """Run a selector or keep rule; its ValueError (a failing command, an empty branch list)
+    becomes one clear line that stops the plan before anything is stored."""
+    try:
+        return call()
+    except ValueError as exc:
+        raise UsageError(f"policy {policy.name}: {label}: {exc}") from None
 
 
 def _kept_tag(image: Image, reasons: list[str]) -> str | None:

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.deleter",
     "regprune.plugins.gc_command",
     "regprune.plugins.audit",
+    "regprune.bots.slack.plugin",
 )
 
 
@@ -63,8 +64,26 @@ def get_plugin_manager(
         _load_entrypoints(manager, blocked)
     for plugin in extra_plugins:
         manager.register(plugin)
-    manager.check_pending()
+    _check_pending(manager)
     return manager
+
+
+def _check_pending(manager: pluggy.PluginManager) -> None:
+    """``check_pending()``, with a misspelled hook reported as one line naming the way out."""
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = manager.get_name(exc.plugin) or repr(exc.plugin)
+        unknown = sorted(
+            caller.name
+            for caller in manager.get_hookcallers(exc.plugin) or []
+            if not caller.has_spec()
+        )
+        hooks = ", ".join(repr(hook) for hook in unknown) or "an unknown hook"
+        raise UsageError(
+            f"plugin {name!r} implements {hooks}, which regprune does not define "
+            f"(see docs/plugins/hooks.md); set {BLOCK_ENV}={name} to run without it"
+        ) from None
 
 
 def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
@@ -82,7 +101,13 @@ def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
                 f"plugin {entry_point.name!r} failed to load ({type(exc).__name__}: {exc}); "
                 f"set {BLOCK_ENV}={entry_point.name} to run without it"
             ) from None
-        manager.register(plugin, name=entry_point.name)
+        try:
+            manager.register(plugin, name=entry_point.name)
+        except pluggy.PluginValidationError as exc:  # a hookimpl whose arguments the hook lacks
+            raise UsageError(
+                f"plugin {entry_point.name!r} is invalid ({' '.join(str(exc).split())}); "
+                f"set {BLOCK_ENV}={entry_point.name} to run without it"
+            ) from None
 
 
 @dataclass
@@ -127,9 +152,31 @@ def build_catalog(manager: pluggy.PluginManager) -> Catalog:
     return catalog
 
 
+def _entry_point_distributions() -> dict[str, tuple[str, str]]:
+    """Entry-point name -> (module, "distribution version") for the ``regprune`` group.
+
+    Entry points are loaded by ``_load_entrypoints``, not by pluggy's
+    ``load_setuptools_entrypoints``, so pluggy's distinfo list does not know them.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        if dist is not None and entry_point.name not in found:
+            found[entry_point.name] = (
+                entry_point.module,
+                f"{dist.metadata['Name']} {dist.version}",
+            )
+    return found
+
+
 def plugin_rows(manager: pluggy.PluginManager) -> list[dict[str, Any]]:
-    """Installed plugins and the hooks each implements, for ``regprune plugins``."""
+    """Installed plugins and the hooks each implements, for ``regprune plugins``.
+
+    ``distribution`` is ``"name version"`` of the package an entry-point plugin came
+    from (None for built-ins and plugins registered in code).
+    """
     builtin = set(DEFAULT_PLUGINS)
+    installed = _entry_point_distributions()
     rows = []
     for name, plugin in sorted(manager.list_name_plugin(), key=lambda pair: pair[0] or ""):
         if plugin is None:
@@ -139,6 +186,11 @@ def plugin_rows(manager: pluggy.PluginManager) -> list[dict[str, Any]]:
         for plugin_obj, distribution in manager.list_plugin_distinfo():
             if plugin_obj is plugin:
                 dist = f"{distribution.project_name} {distribution.version}"
+        if dist is None and name in installed and name not in builtin:
+            module, described = installed[name]
+            # The name alone could be reused by a plugin registered in code; check the module.
+            if getattr(plugin, "__name__", module) == module:
+                dist = described
         rows.append(
             {"name": name, "builtin": name in builtin, "hooks": hooks, "distribution": dist}
         )

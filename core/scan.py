@@ -89,7 +89,13 @@ class Scanner:
             if digest not in known:
                 fresh[(repo, digest)] = facts
 
-        manifests = self._complete(fresh, known)
+        known_keys = {
+            (repo, digest)
+            for repo, tags in tag_maps.items()
+            for digest in tags.values()
+            if digest in known
+        }
+        manifests = self._complete(fresh, known, known_keys)
         scans = []
         for repo in repositories:
             scans.append(self._assemble(repo, tag_maps[repo], manifests))
@@ -107,7 +113,10 @@ class Scanner:
         return tag, manifest.digest, facts
 
     def _complete(
-        self, fresh: dict[tuple[str, str], ManifestFacts], known: dict[str, ManifestFacts]
+        self,
+        fresh: dict[tuple[str, str], ManifestFacts],
+        known: dict[str, ManifestFacts],
+        known_keys: set[tuple[str, str]],
     ) -> dict[str, ManifestFacts]:
         """Fetch what new digests still lack (index children, config blobs) and cache it."""
         manifests = dict(known)
@@ -118,7 +127,9 @@ class Scanner:
 
         # Index children: cached ones are reused, the rest fetched by digest.
         child_keys: dict[str, str] = {}
-        for repo, facts in pending.values():
+        indexes = [(repo, facts) for repo, facts in pending.values()]
+        indexes += [(repo, known[digest]) for (repo, digest) in known_keys if digest in known]
+        for repo, facts in indexes:
             if is_index(facts.media_type):
                 for child in facts.children:
                     child_keys.setdefault(child, repo)

@@ -7,9 +7,25 @@ point, so its fixtures are available once regprune is installed)::
     def test_prune(registry_server, pusher):
         image = pusher.push_image("team/app", ["v1", "latest"])
         assert pusher.resolve("team/app", "v1") == image.digest
+
+and to plan a policy against it (``regprune_plan`` fixture, or ``run_policy``)::
+
+    def test_selector(pusher, regprune_plan):
+        pusher.push_image("team/app", ["v1.0.0"])
+        plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 1}]})
+        assert deleted_tags(plan) == set()
 """
 
 from .images import ImagePusher, PushedImage, PushError
+from .plans import (
+    PolicyRunner,
+    apply_plan,
+    deleted_tags,
+    kept_tags,
+    make_engine,
+    reasons_for,
+    run_policy,
+)
 from .server import (
     RegistryNotFoundError,
     RegistryServer,
@@ -20,11 +36,18 @@ from .server import (
 
 __all__ = [
     "ImagePusher",
+    "PolicyRunner",
     "PushError",
     "PushedImage",
     "RegistryNotFoundError",
     "RegistryServer",
     "RegistryStartError",
+    "apply_plan",
+    "deleted_tags",
     "find_registry_binary",
+    "kept_tags",
+    "make_engine",
     "make_self_signed_cert",
+    "reasons_for",
+    "run_policy",
 ]

@@ -13,6 +13,11 @@ Loaded automatically through regprune's ``pytest11`` entry point. Fixtures:
     One started registry with deletes enabled.
 ``pusher``
     An :class:`~regprune.testing.ImagePusher` bound to ``registry_server``.
+``regprune_plan``
+    A :class:`~regprune.testing.PolicyRunner` for ``registry_server`` with its state
+    DB under ``tmp_path``: ``regprune_plan(policy_dict) -> Plan`` plans a policy with
+    the real engine, built-in and installed plugins; ``regprune_plan.apply(plan)``
+    approves and applies it.  Proxy variables are cleared for the test.
 ``clear_proxy_env``
     Removes ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY`` and their lower-case forms for
     the test. Not autouse: request it, or wrap it in an autouse fixture of your own.
@@ -28,6 +33,7 @@ from typing import Any
 import pytest
 
 from .images import ImagePusher
+from .plans import PolicyRunner
 from .server import RegistryNotFoundError, RegistryServer, find_registry_binary
 
 RegistryFactory = Callable[..., RegistryServer]
@@ -87,6 +93,14 @@ def pusher(registry_server: RegistryServer) -> Iterator[ImagePusher]:
     """An ImagePusher bound to ``registry_server``."""
     with ImagePusher(registry_server.url) as image_pusher:
         yield image_pusher
+
+
+@pytest.fixture
+def regprune_plan(
+    registry_server: RegistryServer, tmp_path: Path, clear_proxy_env: None
+) -> PolicyRunner:
+    """Plan policies against ``registry_server``: ``regprune_plan({...}) -> Plan``."""
+    return PolicyRunner(registry_server.url, tmp_path / "regprune-state")
 
 
 @pytest.fixture
