@@ -278,8 +278,10 @@ def find_config(explicit: str | None) -> Path | None:
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
+            given_by = "--config" if explicit else f"${CONFIG_ENV}"
             raise ConfigError(
-                f"config file {chosen} does not exist; pass an existing file to --config"
+                f"config file {chosen} (from {given_by}) does not exist; "
+                f"point {given_by} at an existing file"
             )
         return path
     for path in default_config_paths():

@@ -16,7 +16,7 @@ import pluggy
 
 from .apply import Applier, Progress
 from .config import RegistrySettings, Settings
-from .errors import ConfigError, RegpruneError, UsageError
+from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
@@ -37,7 +37,8 @@ def default_actor() -> str:
 
 
 def lock_name(registry: str) -> str:
-    return f"registry:{registry}"
+    """One lock per registry, named after it, for apply and gc alike."""
+    return registry
 
 
 class Engine:
@@ -208,7 +209,7 @@ class Engine:
                 )
             approval = self.approve(plan, context)
             if approval.decision == "pending":
-                raise UsageError(
+                raise ApprovalPending(
                     f"plan {plan.id} is waiting for approval ({approval.note or plan.approval})"
                 )
             if approval.decision == "rejected":

@@ -61,5 +61,9 @@ class ManifestNotFound(RegistryError):
     """The manifest (by tag or digest) does not exist in the repository."""
 
 
+class ApprovalPending(UsageError):
+    """The plan's approver decides elsewhere (Slack) and has not decided yet."""
+
+
 class LockHeld(RegpruneError):
     """Another apply or gc holds the registry's lock."""

@@ -2,17 +2,22 @@
 
 Commands only parse options, call the engine and render.  Plugins add commands
 through the ``register_commands`` hook when the app is built, not at import time.
+
+`run()` is the one place errors become exit codes: 0 success, 1 failure, 2 bad
+usage or config.  Every error is printed as ONE line starting with ``error:`` on
+stderr; a traceback is only shown when ``REGPRUNE_DEBUG`` is set.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
-import click
 import pluggy
 import typer
 
+from .. import __version__
 from ..errors import RegpruneError
 from ..plugin_manager import get_plugin_manager
 from . import (
@@ -39,17 +44,60 @@ COMMAND_MODULES = (
     plugins_cmd,
     unlock_cmd,
 )
+DEBUG_ENV = "REGPRUNE_DEBUG"
+
+HELP = """Plan, approve, delete and garbage-collect images in a private registry, safely.
+
+\b
+Typical use:
+  regprune ls                      list images, oldest first
+  regprune plan                    compute and store a plan (deletes nothing)
+  regprune apply PLAN_ID           approve and delete exactly what the plan lists
+  regprune gc                      run the registry's garbage collector
+
+\b
+Quick mode, without a config file:
+  regprune plan --registry http://127.0.0.1:5000 --repo 'ci/*' --older-than 14d --keep 5
+
+Exit codes: 0 success, 1 failure, 2 bad usage or config.
+"""
+
+
+def _click_class(name: str) -> type[Exception]:
+    """One of click's exception classes, as the installed typer uses it.
+
+    Typer 0.2x vendors click (``typer._click``); older versions use ``click`` itself.
+    ``typer.BadParameter`` derives from click's ``UsageError`` and ``ClickException``
+    in both cases, so its MRO finds the right classes without a private import.
+    """
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cls
+    raise RuntimeError(
+        f"typer.BadParameter does not derive from click's {name}"
+    )  # pragma: no cover
+
+
+ClickUsageError = _click_class("UsageError")
+ClickException = _click_class("ClickException")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"regprune {__version__}")
+        raise typer.Exit(0)
 
 
 def make_app(manager: pluggy.PluginManager) -> typer.Typer:
     """Build the CLI: global options, built-in commands, then plugin commands."""
     app = typer.Typer(
         name="regprune",
-        help="Plan, approve, delete and garbage-collect images in a private registry, safely.",
+        help=HELP,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
 
     @app.callback()
@@ -59,14 +107,27 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
             None,
             "--config",
             "-c",
-            help="Config file (default: $REGPRUNE_CONFIG, ./regprune.toml, then ~/.config/regprune/config.toml).",
+            metavar="FILE",
+            help="Config file (default: $REGPRUNE_CONFIG, ./regprune.toml, then "
+            "~/.config/regprune/config.toml).",
         ),
         state: str | None = typer.Option(
             None,
             "--state",
-            help="State DB (default: $REGPRUNE_STATE, then ~/.local/state/regprune/state.db).",
+            metavar="FILE",
+            help="State DB with plans, the audit log and the digest cache (default: "
+            "$REGPRUNE_STATE, then ~/.local/state/regprune/state.db).",
         ),
-        verbose: bool = typer.Option(False, "--verbose", "-v", help="Report HTTP request counts."),
+        verbose: bool = typer.Option(
+            False, "--verbose", "-v", help="Report HTTP request counts on stderr."
+        ),
+        version: bool = typer.Option(
+            False,
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
     ) -> None:
         obj = ctx.obj
         assert isinstance(obj, CliContext)
@@ -78,16 +139,38 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
     return app
 
 
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def error(message: str) -> None:
+    """Print one ``error:`` line on stderr."""
+    typer.echo(f"error: {_one_line(message)}", err=True)
+
+
+def _usage_error(exc: Exception) -> int:
+    """A click usage error as one line, pointing at the command's --help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `regprune`: show the help
+        exc.show()  # type: ignore[attr-defined]
+        return 2
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "regprune"
+    message = exc.format_message().rstrip(".")  # type: ignore[attr-defined]
+    error(f"{message[:1].lower()}{message[1:]} (see `{command} --help`)")
+    return 2
+
+
 def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage or config."""
+    debug = bool(os.environ.get(DEBUG_ENV))
     try:
         manager = manager or get_plugin_manager()
     except RegpruneError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        error(exc.message)
         return exc.exit_code
     context = CliContext(manager=manager)
-    command = typer.main.get_command(make_app(manager))
     try:
+        command = typer.main.get_command(make_app(manager))
         result = command.main(
             args=list(sys.argv[1:] if argv is None else argv),
             prog_name="regprune",
@@ -96,24 +179,40 @@ def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | No
         )
         return result if isinstance(result, int) else 0
     except RegpruneError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        if debug:
+            raise
+        error(exc.message)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
+        if exc.exit_code == 130 and isinstance(exc.__cause__, KeyboardInterrupt):
+            return _interrupted()
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
+    except ClickUsageError as exc:
+        return _usage_error(exc)
+    except ClickException as exc:
+        error(exc.format_message())  # type: ignore[attr-defined]
+        return getattr(exc, "exit_code", 1)
+    except typer.Abort:
+        error("aborted")
         return 1
     except KeyboardInterrupt:
-        typer.echo(
-            "interrupted; a plan being applied can be resumed with `regprune apply PLAN_ID`",
-            err=True,
+        return _interrupted()
+    except Exception as exc:
+        if debug:
+            raise
+        detail = _one_line(str(exc)) or "no message"
+        error(
+            f"unexpected {type(exc).__name__}: {detail} (a bug in regprune or a plugin; "
+            f"set {DEBUG_ENV}=1 to see the traceback and report it)"
         )
-        return 130
+        return 1
     finally:
         context.close()
+
+
+def _interrupted() -> int:
+    error("interrupted; a plan being applied can be resumed with `regprune apply PLAN_ID`")
+    return 130
 
 
 def main() -> None:

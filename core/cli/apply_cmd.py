@@ -13,6 +13,17 @@ from ..models import ApplyResult, ApprovalContext, PlanItem
 from .context import get_context
 from .render import apply_result, err_console, print_json
 
+APPLY_HELP = """Apply a stored plan: ask its approver, re-check every tag, delete, record each outcome.
+
+The plan's approver decides: "cli" asks at the terminal (--yes approves for
+scripts; with no terminal and no --yes it refuses), "auto" approves, "slack"
+waits for the bot. Just before deleting, every tag of the affected repositories
+is resolved again: an image whose tags changed since the plan is skipped.
+Running apply again on an interrupted plan finishes the rest.
+
+Exit code 1 when an item failed or the plan was rejected.
+"""
+
 
 @contextmanager
 def progress_bar(total: int, enabled: bool) -> Iterator:
@@ -38,25 +49,28 @@ def progress_bar(total: int, enabled: bool) -> Iterator:
 def apply_plan(engine: Engine, plan_id: str, *, yes: bool, as_json: bool) -> ApplyResult:
     plan = engine.state.get_plan(plan_id)
     context = ApprovalContext(assume_yes=yes, interactive=is_interactive(), actor=default_actor())
-    with progress_bar(len(plan.delete), enabled=not as_json) as progress:
+    with progress_bar(
+        len(plan.delete), enabled=not as_json and err_console.is_terminal
+    ) as progress:
         return engine.apply(plan.id, context=context, progress=progress)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("apply")
+    @app.command("apply", help=APPLY_HELP, short_help="Approve and delete what a plan lists.")
     def apply(
         ctx: typer.Context,
         plan_id: str = typer.Argument(
-            ..., help="Plan id (or a unique prefix) from `regprune plan`."
+            ...,
+            metavar="PLAN_ID",
+            help="Plan id (or a unique prefix of 4+ characters) from `regprune plan`.",
         ),
         yes: bool = typer.Option(
-            False, "--yes", "-y", help="Approve without asking (for scripts)."
+            False, "--yes", "-y", help="Approve without asking (for scripts and cron)."
         ),
         as_json: bool = typer.Option(
-            False, "--json", help="Print deleted, skipped and failed items as JSON."
+            False, "--json", help="Print the deleted, skipped and failed items as JSON."
         ),
     ) -> None:
-        """Apply a plan: ask its approver, re-check every tag, delete, record each outcome."""
         cli = get_context(ctx)
         engine = cli.engine(cli.settings(required=False))
         result = apply_plan(engine, plan_id, yes=yes, as_json=as_json)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pluggy
 import typer
 
-from ..config import Settings, find_config, find_state_path, load_settings
+from ..config import STATE_ENV, Settings, find_config, find_state_path, load_settings
 from ..engine import Engine
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..state import State
 
 
@@ -25,6 +26,10 @@ class CliContext:
     _settings: Settings | None = field(default=None, repr=False)
     _state: State | None = field(default=None, repr=False)
     _engines: list[Engine] = field(default_factory=list, repr=False)
+
+    def has_config(self) -> bool:
+        """Whether a config file is in use (raises if --config names a missing file)."""
+        return self._settings is not None or find_config(self.config_path) is not None
 
     def settings(self, *, required: bool = True) -> Settings:
         """The config file's settings; an empty config when none exists and none is required."""
@@ -43,7 +48,18 @@ class CliContext:
 
     def state(self) -> State:
         if self._state is None:
-            self._state = State(find_state_path(self.state_path))
+            path = find_state_path(self.state_path)
+            try:
+                self._state = State(path)
+            except (OSError, sqlite3.Error) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                filename = getattr(exc, "filename", None)
+                if filename and str(filename) != str(path):
+                    reason = f"{reason}: {filename}"
+                raise UsageError(
+                    f"cannot open the state DB {path}: {reason}; pass --state FILE or set "
+                    f"{STATE_ENV} to a writable path"
+                ) from None
         return self._state
 
     def engine(self, settings: Settings | None = None) -> Engine:
@@ -59,7 +75,8 @@ class CliContext:
                         f"{m} {n}" for m, n in sorted(client.requests_by_method.items())
                     )
                     typer.echo(
-                        f"{name}: {client.request_count} HTTP requests ({by_method})", err=True
+                        f"{name}: {client.request_count} HTTP requests ({by_method or 'none'})",
+                        err=True,
                     )
         for engine in self._engines:
             engine.close()

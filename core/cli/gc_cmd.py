@@ -8,20 +8,35 @@ from .context import get_context
 from .options import resolve_registry
 from .render import gc_result, print_json
 
+GC_HELP = """Garbage-collect a registry with its configured command, to free the disk.
+
+Runs [registry.NAME.gc] command (with its before/after commands, e.g. read-only
+mode and a restart), under the registry's lock so no apply runs meanwhile.
+Records the bytes freed when storage_path is set. --dry-run only reports what
+the collector would remove.
+
+Exit code 1 when the command failed.
+"""
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("gc")
+    @app.command("gc", help=GC_HELP, short_help="Run the registry's garbage collector.")
     def gc(
         ctx: typer.Context,
         registry: str | None = typer.Option(
-            None, "--registry", "-r", help="Registry name (default: the only one)."
+            None,
+            "--registry",
+            "-r",
+            metavar="NAME",
+            help="Configured registry to collect (default: the only one).",
         ),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Only report what GC would remove."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Only report what GC would remove; change nothing."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the GC run as JSON."),
     ) -> None:
-        """Garbage-collect a registry (before/after commands, bytes freed, warnings)."""
         cli = get_context(ctx)
-        settings, name = resolve_registry(cli, registry)
+        settings, name = resolve_registry(cli, registry, allow_url=False)
         result = cli.engine(settings).gc(name, dry_run=dry_run)
         if as_json:
             print_json(result.to_json_dict())

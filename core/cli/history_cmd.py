@@ -3,42 +3,51 @@
 from __future__ import annotations
 
 import typer
+from rich import box
 from rich.table import Table
 
 from .context import get_context
-from .render import console, print_json
+from .render import console, event_summary, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("history")
+    @app.command("history", short_help="Show the audit log, newest first.")
     def history(
         ctx: typer.Context,
-        limit: int = typer.Option(50, "--limit", "-n", min=1, help="Most recent events to show."),
-        plan: str | None = typer.Option(None, "--plan", help="Only events of this plan."),
-        registry: str | None = typer.Option(
-            None, "--registry", "-r", help="Only events of this registry."
+        limit: int = typer.Option(
+            50, "--limit", "-n", min=1, metavar="N", help="How many recent events to show."
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        plan: str | None = typer.Option(
+            None, "--plan", metavar="PLAN_ID", help="Only the events of this plan."
+        ),
+        registry: str | None = typer.Option(
+            None, "--registry", "-r", metavar="NAME", help="Only the events of this registry."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the events as JSON."),
     ) -> None:
-        """Show the audit log, newest first."""
+        """Show the audit log, newest first: plans, approvals, deletions, skips and GC runs."""
         state = get_context(ctx).state()
         plan_id = state.get_plan(plan).id if plan else None
         events = state.audit_events(limit=limit, registry=registry, plan_id=plan_id)
         if as_json:
             print_json(events)
             return
-        table = Table()
-        for column in ("when", "event", "registry", "plan", "actor", "details"):
-            table.add_column(column, overflow="fold")
+        if not events:
+            console.print("no events")
+            return
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("when (UTC)", no_wrap=True)
+        table.add_column("event", no_wrap=True)
+        table.add_column("plan", no_wrap=True)
+        table.add_column("registry", overflow="fold", ratio=1)
+        table.add_column("details", overflow="fold", ratio=4)
         for event in events:
-            details = event.get("details") or {}
-            text = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", [], {}))
+            at = event.get("at")
             table.add_row(
-                str(event.get("at", ""))[:19],
+                at.strftime("%Y-%m-%d %H:%M") if at else "",
                 event["event"],
-                event.get("registry") or "",
                 event.get("plan_id") or "",
-                event.get("actor") or "",
-                text,
+                event.get("registry") or "",
+                event_summary(event),
             )
         console.print(table)

@@ -11,18 +11,28 @@ from .render import image_json, images_table, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("ls")
+    @app.command("ls", short_help="List images, oldest first.")
     def ls(
         ctx: typer.Context,
         repository: str | None = typer.Argument(
-            None, help="Repository or glob (default: every repository)."
+            None,
+            metavar="REPOSITORY",
+            help="Repository or glob, e.g. 'ci/*' (default: every repository).",
         ),
         registry: str | None = typer.Option(
-            None, "--registry", "-r", help="Registry name from the config, or a URL."
+            None,
+            "--registry",
+            "-r",
+            metavar="URL|NAME",
+            help="Registry URL or a registry name from the config (default: the only one).",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        as_json: bool = typer.Option(False, "--json", help="Print the images as JSON."),
     ) -> None:
-        """List images, oldest first, with tags, digest, size and age."""
+        """List images per repository, oldest first, with tags, digest, size and age.
+
+        An image is a manifest digest with every tag pointing to it; signatures and
+        attestations are counted with the image they belong to.
+        """
         cli = get_context(ctx)
         settings, name = resolve_registry(cli, registry)
         engine = cli.engine(settings)

@@ -2,38 +2,82 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from ..config import PluginSpec, PolicySettings, RegistrySettings, Settings
 from ..durations import parse_duration
-from ..errors import ConfigError, UsageError
+from ..errors import UsageError
+from ..plugin_manager import build_catalog
 from .context import CliContext
 
 QUICK_POLICY = "quick"
+URL_HINT = "http://host:port or https://host"
+# Which quick-mode flag fills which PolicySettings field, to name the flag in errors.
+QUICK_FLAGS = {
+    "repositories": "--repo",
+    "exclude": "--exclude",
+    "tags": "--tags",
+    "keep_tags": "--keep-tag",
+    "approval": "--approval",
+}
 
 
 def is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
 
 
-def resolve_registry(cli: CliContext, registry: str | None) -> tuple[Settings, str]:
+def resolve_registry(
+    cli: CliContext, registry: str | None, *, allow_url: bool = True
+) -> tuple[Settings, str]:
     """Settings and the registry name to use: a configured name, a URL, or the only one configured."""
     if registry and is_url(registry):
+        if not allow_url:
+            raise UsageError(
+                f"--registry {registry}: give the name of a configured registry, not a URL "
+                "(this command needs its [registry.NAME] settings)"
+            )
         settings = cli.settings(required=False)
         try:
             reg = RegistrySettings(url=registry)
-        except ValueError:
+        except ValidationError:
             raise UsageError(
-                f"invalid registry url {registry!r}: use http://host:port or https://host"
+                f"--registry: invalid registry url {registry!r}: use {URL_HINT}"
             ) from None
+        for name, known in settings.registry.items():
+            if known.url == reg.url:  # a configured registry keeps its credentials and gc
+                return settings, name
         settings.registry.setdefault(reg.url, reg)
         return settings, reg.url
-    settings = cli.settings()
     if registry:
-        settings.get_registry(registry)
+        if not cli.has_config():
+            raise UsageError(
+                f"--registry {registry!r} is not a URL ({URL_HINT}) and there is no config "
+                "file defining registry names"
+            )
+        settings = cli.settings()
+        if registry not in settings.registry:
+            known = ", ".join(sorted(settings.registry)) or "none"
+            raise UsageError(
+                f"--registry {registry!r} is neither a URL ({URL_HINT}) nor a configured "
+                f"registry (defined: {known})"
+            )
         return settings, registry
+    settings = cli.settings()
     if len(settings.registry) == 1:
         return settings, next(iter(settings.registry))
-    known = ", ".join(sorted(settings.registry)) or "none"
+    if not settings.registry:
+        raise UsageError("the config defines no [registry.NAME]; add one or pass --registry URL")
+    known = ", ".join(sorted(settings.registry))
     raise UsageError(f"several registries are configured ({known}); choose one with --registry")
+
+
+def _quick_error(exc: ValidationError) -> UsageError:
+    """A pydantic error about a quick-mode policy, naming the flag that caused it."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    flag = QUICK_FLAGS.get(field, field or "quick mode")
+    message = first["msg"].removeprefix("Value error, ")
+    return UsageError(f"{flag}: {message}")
 
 
 def quick_policy(
@@ -64,12 +108,16 @@ def quick_policy(
         selectors.append(PluginSpec(use="age", older_than=older_than))
     if keep is not None:
         if keep < 0:
-            raise UsageError("--keep: must be 0 or more")
+            raise UsageError(f"--keep: must be 0 or more, not {keep}")
         selectors.append(PluginSpec(use="count", keep=keep))
-    settings, name = resolve_registry(cli, registry)
+    approvers = build_catalog(cli.manager).approvers
+    if approval not in approvers:
+        raise UsageError(
+            f"--approval: unknown approval {approval!r} (available: {', '.join(sorted(approvers))})"
+        )
     try:
         policy = PolicySettings(
-            registry=name,
+            registry="-",
             repositories=repos,
             exclude=exclude,
             tags=tags,
@@ -77,9 +125,10 @@ def quick_policy(
             selectors=selectors,
             approval=approval,
         )
-    except ValueError as exc:
-        message = str(exc).splitlines()
-        detail = message[-1].strip() if message else str(exc)
-        raise ConfigError(f"quick mode: {detail.removeprefix('Value error, ')}") from None
+    except ValidationError as exc:
+        raise _quick_error(exc) from None
+    # Only now look at the registry, so a bad flag is reported without any connection.
+    settings, name = resolve_registry(cli, registry)
+    policy.registry = name
     settings.policy[QUICK_POLICY] = policy
     return settings, QUICK_POLICY

@@ -5,31 +5,72 @@ from __future__ import annotations
 import typer
 
 from ..engine import Engine
+from ..errors import ConfigError, UsageError
 from ..models import Plan
 from .context import CliContext, get_context
 from .options import quick_policy
 from .render import plan_tables, print_json
+
+PLAN_HELP = """Compute and store a plan: what would be deleted and kept, and why. Deletes nothing.
+
+Plans every policy of the config, or the one named by --policy. With quick-mode
+flags (--registry, --repo, --older-than, --keep, ...) it plans one policy built
+from the flags instead, with no config file needed.
+
+\b
+Examples:
+  regprune plan
+  regprune plan --policy ci --json
+  regprune plan --registry http://127.0.0.1:5000 --repo 'ci/*' --older-than 14d --keep 5 --keep-tag '^latest$'
+"""
 
 
 class QuickOptions:
     """The flags of quick mode, shared by ``plan`` and ``run``."""
 
     registry = typer.Option(
-        None, "--registry", "-r", help="Quick mode: registry URL or configured name."
+        None,
+        "--registry",
+        "-r",
+        metavar="URL|NAME",
+        help="Quick mode: registry URL (http://host:port) or a registry name from the config.",
     )
-    repo = typer.Option([], "--repo", help="Quick mode: repository glob (repeatable).")
+    repo = typer.Option(
+        [], "--repo", metavar="GLOB", help="Quick mode: repository glob, e.g. 'ci/*' (repeatable)."
+    )
     exclude = typer.Option(
-        [], "--exclude", help="Quick mode: repository glob to leave out (repeatable)."
+        [],
+        "--exclude",
+        metavar="GLOB",
+        help="Quick mode: repository glob to leave out (repeatable).",
     )
-    tags = typer.Option(None, "--tags", help="Quick mode: only tags matching this regex.")
+    tags = typer.Option(
+        None, "--tags", metavar="REGEX", help="Quick mode: only consider tags matching this regex."
+    )
     older_than = typer.Option(
-        None, "--older-than", help="Quick mode: select images older than this (14d, 12h)."
+        None,
+        "--older-than",
+        metavar="DURATION",
+        help="Quick mode: select images older than this (units s, m, h, d, w: 14d, 12h).",
     )
-    keep = typer.Option(None, "--keep", help="Quick mode: keep the newest N images per repository.")
+    keep = typer.Option(
+        None,
+        "--keep",
+        metavar="N",
+        help="Quick mode: keep the newest N images per repository, select the rest.",
+    )
     keep_tag = typer.Option(
-        [], "--keep-tag", help="Quick mode: never delete tags matching this regex (repeatable)."
+        [],
+        "--keep-tag",
+        metavar="REGEX",
+        help="Quick mode: never delete images with a tag matching this regex (repeatable).",
     )
-    approval = typer.Option("cli", "--approval", help="Quick mode: cli, auto or slack.")
+    approval = typer.Option(
+        "cli",
+        "--approval",
+        metavar="METHOD",
+        help="Quick mode: who approves: cli (prompt or --yes), auto, or slack.",
+    )
 
 
 def make_plans(
@@ -49,7 +90,10 @@ def make_plans(
     quick = bool(repo or older_than is not None or keep is not None or keep_tag or tags or exclude)
     if quick or (registry and not policy):
         if policy:
-            raise typer.BadParameter("use either --policy or the quick-mode flags, not both")
+            raise UsageError(
+                "use either --policy or the quick-mode flags (--repo, --older-than, --keep, "
+                "--keep-tag, --tags, --exclude), not both"
+            )
         settings, name = quick_policy(
             cli,
             registry=registry,
@@ -63,10 +107,14 @@ def make_plans(
         )
         engine = cli.engine(settings)
         return engine, [engine.plan(name)]
+    if registry:
+        raise UsageError(
+            "--registry is a quick-mode flag; with --policy the policy names the registry"
+        )
     engine = cli.engine()
     names = [policy] if policy else sorted(engine.settings.policy)
     if not names:
-        raise typer.BadParameter("the config defines no [policy.NAME]; add one or use quick mode")
+        raise ConfigError("the config defines no [policy.NAME]; add one, or use quick mode")
     for name in names:
         engine.settings.get_policy(name)
     engine.validate()
@@ -74,14 +122,18 @@ def make_plans(
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("plan")
+    @app.command("plan", help=PLAN_HELP, short_help="Compute and store a plan (deletes nothing).")
     def plan(
         ctx: typer.Context,
         policy: str | None = typer.Option(
-            None, "--policy", "-p", help="Policy to plan (default: every policy)."
+            None, "--policy", "-p", metavar="NAME", help="Policy to plan (default: every policy)."
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
-        no_keep: bool = typer.Option(False, "--no-keep", help="Do not list kept images."),
+        as_json: bool = typer.Option(
+            False,
+            "--json",
+            help="Print the plan as JSON (a list when several policies are planned).",
+        ),
+        no_keep: bool = typer.Option(False, "--no-keep", help="Do not list the kept images."),
         registry: str | None = QuickOptions.registry,
         repo: list[str] = QuickOptions.repo,
         exclude: list[str] = QuickOptions.exclude,
@@ -91,7 +143,6 @@ def register(app: typer.Typer) -> None:
         keep_tag: list[str] = QuickOptions.keep_tag,
         approval: str = QuickOptions.approval,
     ) -> None:
-        """Compute and store a plan: what would be deleted and kept, and why. Deletes nothing."""
         cli = get_context(ctx)
         engine, plans = make_plans(
             cli,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich import box
 from rich.table import Table
 
 from ..plugin_manager import build_catalog, plugin_rows
@@ -11,12 +12,13 @@ from .render import console, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("plugins")
+    @app.command("plugins", short_help="List plugins and the hooks they implement.")
     def plugins(
         ctx: typer.Context,
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        as_json: bool = typer.Option(False, "--json", help="Print plugins and names as JSON."),
     ) -> None:
-        """List installed plugins, the hooks they implement and the names they register."""
+        """List installed plugins (built-in ones too), the hooks they implement, and the
+        selectors, protectors, approvers and time sources they register."""
         manager = get_context(ctx).manager
         rows = plugin_rows(manager)
         catalog = build_catalog(manager)
@@ -29,9 +31,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"plugins": rows, "registered": registered})
             return
-        table = Table()
-        for column in ("plugin", "kind", "hooks"):
-            table.add_column(column, overflow="fold")
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("plugin", no_wrap=True)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("hooks", overflow="fold", ratio=1)
         for row in rows:
             kind = "built-in" if row["builtin"] else (row["distribution"] or "plugin")
             table.add_row(row["name"], kind, ", ".join(row["hooks"]))

@@ -1,26 +1,47 @@
-"""Rendering plans, results and lists for people (rich) and scripts (--json)."""
+"""Rendering plans, results and lists for people (rich) and scripts (--json).
+
+The human tables are meant to stay readable in 80 columns: digests are shortened,
+cosign artifact tags become ``sha256-2eb39a12….sig`` and long reasons are trimmed
+(``--json`` and ``regprune show PLAN --json`` always carry the full text).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any, TypeVar
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..durations import format_duration
-from ..models import ApplyResult, GcResult, Image, Plan
-from ..timing import parse_time
+from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
+from ..timing import parse_time, untrusted
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
 
+REASON_LIMIT = 80
+MAX_TAGS = 4
+_ARTIFACT_TAG = re.compile(r"\bsha256-([0-9a-f]{8})[0-9a-f]{56}(\.[a-z]+)?")
+_DIGEST = re.compile(r"\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b")
+_OTHERWISE = "would otherwise be deleted: "
+T = TypeVar("T")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def human_bytes(size: int | None) -> str:
@@ -31,45 +52,152 @@ def human_bytes(size: int | None) -> str:
         if abs(value) < 1000 or unit == "TB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
-    return f"{size} B"
+    return f"{size} B"  # pragma: no cover
 
 
 def age(created: str | None, now: datetime) -> str:
+    """How old an image is; "-" when its time is missing or not trustworthy (e.g. the epoch)."""
     moment = parse_time(created)
-    return format_duration(now - moment) if moment else "-"
+    if moment is None or untrusted(moment, now):
+        return "-"
+    return format_duration(now - moment)
 
 
 def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-def plan_tables(plan: Plan, now: datetime, *, show_keep: bool = True) -> None:
-    table = Table(title=f"Plan {plan.id}: delete", title_justify="left")
-    for column in ("repository", "tags", "digest", "kind", "age", "size", "why"):
-        table.add_column(column, overflow="fold")
-    for item in plan.delete:
-        table.add_row(
-            item.repository,
-            ", ".join(item.tags) or "-",
-            short(item.digest),
-            item.role,
-            age(item.created, now),
-            human_bytes(item.size),
-            "; ".join(item.reasons),
-        )
-    console.print(table)
+def short_tag(tag: str) -> str:
+    """``sha256-<64 hex>.sig`` → ``sha256-2eb39a12….sig``; other tags unchanged."""
+    return _ARTIFACT_TAG.sub(lambda m: f"sha256-{m.group(1)}…{m.group(2) or ''}", tag)
+
+
+def tag_cell(tags: Sequence[str], empty: str = "-", *, extra: Sequence[str] = ()) -> str:
+    """Tags one per line (indented under their repository's row), artifact tags shortened,
+    at most MAX_TAGS and a count of the rest."""
+    shown = [short_tag(tag) for tag in tags[:MAX_TAGS]] or [empty]
+    if len(tags) > MAX_TAGS:
+        shown.append(f"+{len(tags) - MAX_TAGS} more")
+    return "\n".join(f"  {line}" for line in [*shown, *extra])
+
+
+def _tags_width(cells: Iterable[str], limit: int = 24) -> int:
+    """A tags column wide enough for its longest line (up to ``limit``), so tags rarely fold."""
+    return min(limit, max((len(line) for cell in cells for line in cell.splitlines()), default=4))
+
+
+def _elide_details(text: str, longer_than: int = 24) -> str:
+    """Replace long parenthesised details with ``(…)``; short ones like ``(created)`` stay."""
+    out: list[str] = []
+    depth, start = 0, 0
+    for index, char in enumerate(text):
+        if char == "(":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                inner = text[start + 1 : index]
+                out.append(f"({inner})" if len(inner) <= longer_than else "(…)")
+        elif depth == 0:
+            out.append(char)
+    if depth:  # unbalanced: keep the rest as it was
+        out.append(text[start:])
+    return "".join(out)
+
+
+def short_reason(reason: str, limit: int = REASON_LIMIT) -> str:
+    """A reason trimmed for a table cell: short digests and tags, long details elided."""
+    text = _DIGEST.sub(lambda m: f"sha256:{m.group(1)}", short_tag(reason))
+    text = _elide_details(text)
+    if text.startswith(_OTHERWISE):
+        names = [part.split(":", 1)[0].strip() for part in text[len(_OTHERWISE) :].split("; ")]
+        text = f"would otherwise be deleted ({', '.join(n for n in names if n)})"
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def reason_cell(reasons: Sequence[str]) -> str:
+    return "\n".join(short_reason(reason) for reason in reasons) or "-"
+
+
+def _table(title: str | None = None) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def _by_repository(items: Iterable[T], table: Table, row: Callable[[T], list[str]]) -> None:
+    """Rows grouped under a header row per repository (saves a column in 80-column terminals)."""
+    current = None
+    for item in items:
+        repository = item.repository  # type: ignore[attr-defined]
+        if repository != current:
+            current = repository
+            table.add_row(Text(repository, style="bold"), end_section=False)
+        table.add_row(*row(item))
+
+
+def plan_tables(
+    plan: Plan,
+    now: datetime,
+    *,
+    show_keep: bool = True,
+    statuses: Mapping[int, tuple[str, str]] | None = None,
+) -> None:
+    """A plan for people: what it deletes, what it keeps and why, and a summary line."""
+    if plan.delete:
+        table = _table(f"Plan {plan.id}: delete")
+        width = _tags_width(tag_cell(item.tags) for item in plan.delete)
+        table.add_column("tags", overflow="fold", ratio=2, min_width=width)
+        table.add_column("digest", no_wrap=True)
+        table.add_column("age", no_wrap=True, justify="right")
+        table.add_column("size", no_wrap=True, justify="right")
+        if statuses is not None:
+            table.add_column("status", overflow="fold", ratio=1)
+        table.add_column("why", overflow="fold", ratio=5)
+
+        def delete_row(item: PlanItem) -> list[str]:
+            row = [
+                tag_cell(item.tags, "(platform)" if item.role == "child" else "-"),
+                short(item.digest),
+                age(item.created, now) if item.role == "image" else "",
+                human_bytes(item.size),
+            ]
+            if statuses is not None:
+                status, outcome = statuses.get(item.seq, ("?", ""))
+                row.append(f"{status}: {short_reason(outcome, 60)}" if outcome else status)
+            row.append(reason_cell(item.reasons))
+            return row
+
+        _by_repository(plan.delete, table, delete_row)
+        console.print(table)
+    else:
+        console.print(f"Plan {plan.id}: nothing to delete.")
     if show_keep and plan.keep:
-        kept = Table(title=f"Plan {plan.id}: keep", title_justify="left")
-        for column in ("repository", "tags", "digest", "age", "why"):
-            kept.add_column(column, overflow="fold")
-        for keep in plan.keep:
-            kept.add_row(
-                keep.repository,
-                ", ".join(keep.tags) or "-",
-                short(keep.digest),
-                age(keep.created, now),
-                "; ".join(keep.reasons),
-            )
+        kept = _table(f"Plan {plan.id}: keep")
+        width = _tags_width(tag_cell(item.tags) for item in plan.keep)
+        kept.add_column("tags", overflow="fold", ratio=2, min_width=width)
+        kept.add_column("digest", no_wrap=True)
+        kept.add_column("age", no_wrap=True, justify="right")
+        kept.add_column("why", overflow="fold", ratio=5)
+
+        def keep_row(item: KeepItem) -> list[str]:
+            return [
+                tag_cell(item.tags),
+                short(item.digest),
+                age(item.created, now),
+                reason_cell(item.reasons),
+            ]
+
+        _by_repository(plan.keep, kept, keep_row)
         console.print(kept)
     for warning in plan.warnings:
         err_console.print(f"warning: {warning}")
@@ -89,8 +217,9 @@ def apply_result(result: ApplyResult) -> None:
     for status in ("skipped", "failed"):
         for outcome in result.of(status):  # type: ignore[arg-type]
             item = outcome.item
+            what = ", ".join(short_tag(tag) for tag in item.tags) or item.role
             console.print(
-                f"{status}: {item.repository}@{short(item.digest)} ({', '.join(item.tags) or item.role}): {outcome.reason}"
+                f"{status}: {item.repository}@{short(item.digest)} ({what}): {outcome.reason}"
             )
     console.print(
         f"Plan {result.plan_id}: {result.status}; deleted {len(result.of('deleted'))}, "
@@ -113,26 +242,35 @@ def gc_result(result: GcResult) -> None:
     status = "ok" if result.ok else f"failed with exit code {result.exit_code}"
     console.print(f"{result.registry}: {what} {status}{freed}{sizes}")
     if not result.ok:
-        console.print(result.output[-2000:])
+        console.print(result.output[-2000:], markup=False)
 
 
 def images_table(images: Iterable[Image], now: datetime) -> None:
-    table = Table()
-    for column in ("repository", "tags", "digest", "type", "created", "age", "size"):
-        table.add_column(column, overflow="fold")
-    for image in images:
-        created = image.time.strftime("%Y-%m-%d %H:%M") if image.time else "-"
-        when = format_duration(now - image.time) if image.time else (image.time_note or "-")
-        extra = f" +{len(image.artifacts)} artifact(s)" if image.artifacts else ""
-        table.add_row(
-            image.repository,
-            ", ".join(image.tags) + extra,
+    """Images grouped per repository, oldest first."""
+    table = _table()
+    table.add_column("tags", overflow="fold", ratio=3)
+    table.add_column("digest", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    table.add_column("age", no_wrap=True, justify="right")
+    table.add_column("size", no_wrap=True, justify="right")
+
+    def row(image: Image) -> list[str]:
+        signatures = [f"+{len(image.artifacts)} signature(s)"] if image.artifacts else []
+        return [
+            tag_cell(image.tags, extra=signatures),
             short(image.digest),
-            "index" if image.children else "image",
-            created,
-            when,
+            "index" if image.facts.children else "image",
+            image.time.strftime("%Y-%m-%d") if image.time else "-",
+            format_duration(now - image.time) if image.time else "-",
             human_bytes(image.size),
-        )
+        ]
+
+    images = list(images)
+    if not images:
+        console.print("no images")
+        return
+    _by_repository(images, table, row)
     console.print(table)
 
 
@@ -149,3 +287,28 @@ def image_json(image: Image) -> dict[str, Any]:
         "children": [child.digest for child in image.children],
         "artifacts": [{"digest": a.digest, "tags": a.tags} for a in image.artifacts],
     }
+
+
+def event_summary(event: Mapping[str, Any]) -> str:
+    """One short line for an audit event's details."""
+    details: Mapping[str, Any] = event.get("details") or {}
+    if "digest" in details:
+        tags = ", ".join(short_tag(t) for t in details.get("tags") or []) or details.get("role", "")
+        text = f"{details.get('repository', '')}@{short(details['digest'])} ({tags})"
+        extra = details.get("reason") or details.get("error")
+        return f"{text}: {short_reason(extra, 60)}" if extra else text
+    if event.get("event") == "plan.created":
+        return (
+            f"policy {details.get('policy')}: delete {details.get('images', 0)} image(s), "
+            f"{details.get('tags', 0)} tag(s), ~{human_bytes(details.get('bytes'))}"
+        )
+    parts = []
+    for key, value in details.items():
+        if key == "content_hash" or value in (None, "", [], {}):
+            continue
+        if key.startswith("bytes") and isinstance(value, int):
+            value = human_bytes(value)
+        elif isinstance(value, list | dict):
+            value = f"{len(value)} item(s)"
+        parts.append(f"{key}={short_reason(str(value), 50)}")
+    return ", ".join(parts)

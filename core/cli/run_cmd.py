@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import typer
 
+from ..errors import ApprovalPending
 from .apply_cmd import apply_plan
 from .context import get_context
 from .plan_cmd import QuickOptions, make_plans
 from .render import apply_result, gc_result, print_json, summary_line
 
+RUN_HELP = """Plan, approve and apply each policy, then garbage-collect where asked: for cron.
+
+Takes the same policy selection and quick-mode flags as `regprune plan`. Each
+plan is approved by its policy's approver (--yes approves "cli" plans), applied,
+and with --gc (or a policy's gc = true) the registry's garbage collector runs
+once afterwards for every registry something was deleted from.
+
+Exit code 1 when anything failed.
+"""
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    @app.command("run", help=RUN_HELP, short_help="Plan, approve, apply (and gc) in one step.")
     def run(
         ctx: typer.Context,
         policy: str | None = typer.Option(
-            None, "--policy", "-p", help="Policy to run (default: every policy)."
+            None, "--policy", "-p", metavar="NAME", help="Policy to run (default: every policy)."
         ),
         yes: bool = typer.Option(
-            False, "--yes", "-y", help="Approve cli-approved plans without asking."
+            False, "--yes", "-y", help='Approve plans whose approval is "cli" without asking.'
         ),
         gc: bool = typer.Option(
             False, "--gc", help="Garbage-collect afterwards (also when a policy sets gc = true)."
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print plans, apply results and gc runs as JSON."
+        ),
         registry: str | None = QuickOptions.registry,
         repo: list[str] = QuickOptions.repo,
         exclude: list[str] = QuickOptions.exclude,
@@ -33,7 +46,6 @@ def register(app: typer.Typer) -> None:
         keep_tag: list[str] = QuickOptions.keep_tag,
         approval: str = QuickOptions.approval,
     ) -> None:
-        """Plan, approve and apply each policy; then run gc where asked. Exit 1 if anything failed."""
         cli = get_context(ctx)
         engine, plans = make_plans(
             cli,
@@ -58,7 +70,15 @@ def register(app: typer.Typer) -> None:
                 entry["apply"] = None
                 report["plans"].append(entry)
                 continue
-            result = apply_plan(engine, plan.id, yes=yes, as_json=as_json)
+            try:
+                result = apply_plan(engine, plan.id, yes=yes, as_json=as_json)
+            except ApprovalPending as waiting:
+                # Cron keeps going: the bot (or a later `regprune apply`) finishes this plan.
+                entry["apply"] = {"plan_id": plan.id, "status": "waiting", "note": waiting.message}
+                report["plans"].append(entry)
+                if not as_json:
+                    typer.echo(waiting.message)
+                continue
             entry["apply"] = result.to_json_dict()
             report["plans"].append(entry)
             if not as_json:

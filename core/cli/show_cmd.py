@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import typer
 
 from .context import get_context
@@ -9,32 +11,37 @@ from .render import plan_tables, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("show")
+    @app.command("show", short_help="Show a stored plan and the outcome of each item.")
     def show(
         ctx: typer.Context,
-        plan_id: str = typer.Argument(..., help="Plan id (or a unique prefix)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        plan_id: str = typer.Argument(
+            ..., metavar="PLAN_ID", help="Plan id (or a unique prefix of 4+ characters)."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the plan, item statuses and approvals as JSON."
+        ),
     ) -> None:
-        """Show a stored plan, its approvals and the outcome of each item."""
-        cli = get_context(ctx)
-        state = cli.state()
+        """Show a stored plan: what it deletes and keeps, its approvals and each item's outcome."""
+        state = get_context(ctx).state()
         plan = state.get_plan(plan_id)
         statuses = state.item_statuses(plan.id)
+        approvals = state.approvals(plan.id)
         if as_json:
             data = plan.to_json_dict()
             for item in data["delete"]:
                 item["status"], item["outcome"] = statuses[item["seq"]]
-            data["approvals"] = state.approvals(plan.id)
+            data["approvals"] = approvals
             print_json(data)
             return
-        from datetime import UTC, datetime
-
-        plan_tables(plan, datetime.now(UTC))
-        for approval in state.approvals(plan.id):
+        plan_tables(plan, datetime.now(UTC), statuses=statuses)
+        for approval in approvals:
+            when = approval["at"].strftime("%Y-%m-%d %H:%M:%S UTC") if approval["at"] else "?"
+            note = f" ({approval['note']})" if approval.get("note") else ""
             typer.echo(
-                f"{approval['decision']} by {approval['by']} via {approval['method']} at {approval['at']}"
+                f"{approval['decision']} by {approval['by']} via {approval['method']} at {when}{note}"
             )
         counts: dict[str, int] = {}
         for status, _ in statuses.values():
             counts[status] = counts.get(status, 0) + 1
-        typer.echo("items: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        if counts:
+            typer.echo("items: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
