@@ -1,0 +1,156 @@
+"""``regprune bot slack``: check the config (fail closed), then run the bot until stopped.
+
+Socket Mode by default (``SLACK_APP_TOKEN``; no public URL needed), or HTTP mode on
+``HOST:PORT/slack/events`` (``SLACK_SIGNING_SECRET``).  ``SLACK_BOT_TOKEN`` always.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from regprune.config import Settings, SlackSettings
+from regprune.errors import ConfigError
+
+from .background import Background, Schedules, check_schedules
+from .redact import Redactor, install
+
+log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,}$")
+
+
+def check_settings(settings: Settings) -> SlackSettings:
+    """Refuse to start on a config that would let the wrong people approve, or nobody.
+
+    Approvers are Slack IDs, never names.  With a Slack-approved policy and no
+    approvers at all, the bot does not start (fail closed).
+    """
+    slack = settings.slack
+    if slack is None:
+        raise ConfigError(
+            "no [slack] section in the config: the bot needs channel and approvers (see docs/slack.md)"
+        )
+    if not slack.channel:
+        raise ConfigError(
+            "slack.channel: required key is missing (the channel ID plans are posted to)"
+        )
+    for index, user in enumerate(slack.approvers):
+        if not USER_ID.match(user):
+            raise ConfigError(
+                f"slack.approvers.{index}: {user!r} is not a Slack user ID (like U012AB3CD); "
+                "approvers are listed by ID, never by name"
+            )
+    for index, group in enumerate(slack.approver_groups):
+        if not GROUP_ID.match(group):
+            raise ConfigError(
+                f"slack.approver_groups.{index}: {group!r} is not a Slack user-group ID (like S0614TZR7)"
+            )
+    if slack.team_id and not TEAM_ID.match(slack.team_id):
+        raise ConfigError(
+            f"slack.team_id: {slack.team_id!r} is not a Slack team ID (like T012AB3C4)"
+        )
+    approved_in_slack = sorted(n for n, p in settings.policy.items() if p.approval == "slack")
+    if approved_in_slack and not slack.approvers and not slack.approver_groups:
+        raise ConfigError(
+            f"slack.approvers: no approvers configured while policy {approved_in_slack[0]} has "
+            'approval = "slack"; the bot refuses to start (fail closed): list user IDs in '
+            "[slack].approvers or user-group IDs in [slack].approver_groups"
+        )
+    if not slack.approver_groups and slack.approvals_required > len(set(slack.approvers)):
+        raise ConfigError(
+            f"slack.approvals_required: {slack.approvals_required} approvals can never be reached "
+            f"with {len(set(slack.approvers))} approver(s) listed"
+        )
+    check_schedules(settings)
+    return slack
+
+
+def _env(environ: Mapping[str, str], name: str, what: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: the bot needs {what}")
+    return value
+
+
+def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
+    """Log to stderr with every token and secret redacted."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(min(root.level or level, level))
+    install(redactor, root)
+
+
+def run_bot(
+    settings: Settings,
+    state_path: str | Path,
+    *,
+    http: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    poll_interval: float = 15.0,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Run the bot until interrupted.  Config and token problems raise ``ConfigError`` first."""
+    env = os.environ if environ is None else environ
+    slack = check_settings(settings)
+    bot_token = _env(env, "SLACK_BOT_TOKEN", "its bot token (xoxb-…)")
+    if http:
+        signing_secret: str | None = _env(
+            env, "SLACK_SIGNING_SECRET", "the app's signing secret in HTTP mode"
+        )
+        app_token = None
+    else:
+        signing_secret = env.get("SLACK_SIGNING_SECRET") or None
+        app_token = _env(
+            env, "SLACK_APP_TOKEN", "an app-level token (xapp-…) in Socket Mode, or use --http"
+        )
+    redactor = Redactor([bot_token, app_token, signing_secret])
+    configure_logging(redactor)
+
+    # slack_bolt is imported here, not at CLI start-up.
+    from .app import create_app, make_client
+    from .server import HttpServer
+    from .service import SlackService
+
+    client = make_client(bot_token, slack.api_url)
+    service = SlackService(settings, state_path, client, redactor=redactor)
+    app = create_app(
+        settings,
+        state_path,
+        client=client,
+        service=service,
+        signing_secret=signing_secret,
+        socket_mode=not http,
+    )
+    background = Background(
+        service,
+        interval=poll_interval,
+        schedules=Schedules(check_schedules(settings), service.now()),
+    )
+    server: HttpServer | None = None
+    try:
+        if http:
+            server = HttpServer(app, host=host, port=port)
+        background.start()
+        if server is not None:
+            log.info("regprune Slack bot (HTTP mode) on %s", server.url)
+            server.serve_forever()
+        else:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            log.info("regprune Slack bot (Socket Mode) starting")
+            SocketModeHandler(app, app_token).start()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        background.stop()
+        if server is not None:
+            server.shutdown()
+        service.close()
