@@ -163,4 +163,7 @@ def register(app: typer.Typer) -> None:
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)
             if p.delete:
-                typer.echo(f"Apply it with: regprune apply {p.id}")
+                if p.approval == "slack":
+                    typer.echo(f"Plan {p.id} waits for approval in Slack; the bot applies it.")
+                else:
+                    typer.echo(f"Apply it with: regprune apply {p.id}")
