@@ -245,6 +245,16 @@ def gc_result(result: GcResult) -> None:
         console.print(result.output[-2000:], markup=False)
 
 
+TIME_SOURCE_MARKS = {"label": " (label)", "first_seen": " (first seen)"}
+
+
+def _built(image: Image) -> str:
+    """The build date, marked when it comes from a fallback rather than the image config."""
+    if image.time is None:
+        return "-"
+    return image.time.strftime("%Y-%m-%d") + TIME_SOURCE_MARKS.get(image.time_source or "", "")
+
+
 def images_table(images: Iterable[Image], now: datetime) -> None:
     """Images grouped per repository, oldest first."""
     table = _table()
@@ -261,7 +271,7 @@ def images_table(images: Iterable[Image], now: datetime) -> None:
             tag_cell(image.tags, extra=signatures),
             short(image.digest),
             "index" if image.facts.children else "image",
-            image.time.strftime("%Y-%m-%d") if image.time else "-",
+            _built(image),
             format_duration(now - image.time) if image.time else "-",
             human_bytes(image.size),
         ]
