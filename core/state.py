@@ -220,6 +220,10 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+# Tokens of the locks held by any State object of this process (threads share a pid).
+_PROCESS_TOKENS: set[str] = set()
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -816,6 +820,7 @@ class State:
                     ).rowcount
                 if inserted == 1:
                     self._held[name] = token
+                    _PROCESS_TOKENS.add(token)
                     return token
                 rows = self._rows("SELECT * FROM locks WHERE name = ?", (name,))
                 if not rows:
@@ -833,13 +838,19 @@ class State:
                     ).rowcount
                 if taken == 1:
                     self._held[name] = token
+                    _PROCESS_TOKENS.add(token)
                     return token
             raise LockHeld(f"could not acquire lock '{name}': it changed hands repeatedly")
 
     @staticmethod
     def _is_stale(holder: dict[str, Any], stale_after: timedelta) -> bool:
-        if holder["hostname"] == socket.gethostname() and not _pid_alive(holder["pid"]):
-            return True
+        if holder["hostname"] == socket.gethostname():
+            if not _pid_alive(holder["pid"]):
+                return True
+            # Our own pid but not our token: a restarted container (pid 1 again, same
+            # hostname) looking at the lock its previous life left behind.
+            if holder["pid"] == os.getpid() and holder["token"] not in _PROCESS_TOKENS:
+                return True
         heartbeat = _from_db(holder["heartbeat_at"])
         return heartbeat is None or _now() - heartbeat > stale_after
 
@@ -871,6 +882,7 @@ class State:
                 return
             if self._held.get(name) == token:
                 del self._held[name]
+            _PROCESS_TOKENS.discard(token)
             with self._write() as conn:
                 conn.execute("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
 

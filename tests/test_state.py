@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -850,3 +851,36 @@ def test_one_state_shared_by_threads(file_state: State) -> None:
 
     assert race(8, work) == [1] * 8
     assert len(file_state.audit_events(limit=100)) == 8
+
+
+def test_lock_left_by_an_earlier_life_of_this_pid_is_stale(tmp_path):
+    """A restarted container runs as pid 1 on the same hostname again: the lock its previous
+    life left behind carries our pid but a token this process never held."""
+    path = tmp_path / "state.db"
+    with State(path) as state:
+        with state.lock("local", purpose="apply of plan 1234abcd"):
+            pass
+        state.db.conn.execute(
+            "INSERT INTO locks (name, token, hostname, pid, purpose, acquired_at, heartbeat_at)"
+            " VALUES ('local', 'from-a-previous-life', ?, ?, 'apply', ?, ?)",
+            (socket.gethostname(), os.getpid(), _now_text(), _now_text()),
+        )
+        state.db.conn.commit()
+        with state.lock("local", purpose="resumed apply"):
+            assert state.locks()[0]["purpose"] == "resumed apply"
+
+
+def test_lock_held_by_another_state_object_of_this_process_is_busy(tmp_path):
+    path = tmp_path / "state.db"
+    with (
+        State(path) as first,
+        State(path) as second,
+        first.lock("local", purpose="bot thread"),
+        pytest.raises(LockHeld, match="busy"),
+        second.lock("local", purpose="another thread"),
+    ):
+        pass
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,4 +1,5 @@
-"""The bot's background loop: post plans made elsewhere, expire overdue ones, run schedules.
+"""The bot's background loop: post plans made elsewhere, expire overdue ones, run schedules;
+and, once when it starts, resume the Slack-approved plans a restart interrupted.
 
 Plans computed by ``regprune plan`` / ``regprune run`` (cron) for a policy with
 ``approval = "slack"`` are stored without a Slack message; the loop finds them in
@@ -98,7 +99,24 @@ class Background:
             self.tick()
             self._stop.wait(self.interval)
 
-    def start(self) -> Background:
+    def resume(self) -> list[str]:
+        """Resume approved/applying Slack plans a restart left behind (``start`` does it once).
+
+        Never part of ``tick``: a plan whose apply keeps failing must not be retried at
+        every poll.  A failure here is logged and does not stop the bot from starting.
+        """
+        try:
+            return self.service.resume_interrupted()
+        except Exception:
+            log.exception(
+                "resuming interrupted plans failed; `regprune apply PLAN_ID` finishes them"
+            )
+            return []
+
+    def start(self, *, resume: bool = True) -> Background:
+        """Resume interrupted plans (once, unless ``resume`` is false), then poll in a thread."""
+        if resume:
+            self.resume()
         self._thread = threading.Thread(target=self._run, name="regprune-slack-poll", daemon=True)
         self._thread.start()
         return self

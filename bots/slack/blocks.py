@@ -316,6 +316,48 @@ def apply_error_text(plan_id: str, message: str) -> str:
     )
 
 
+def apply_busy_text(plan_id: str, message: str) -> str:
+    """An apply that did not start because another live process holds the registry's lock."""
+    return (
+        f":hourglass: Apply of plan {plan_id} did not start: {escape(message)}\n"
+        "Nothing was deleted by this attempt and the bot does not try again by itself. "
+        f"When the other process is done, `/regprune status {plan_id}` shows where the plan "
+        f"stands; if it is not done, `regprune apply {plan_id}` finishes it and repeats nothing."
+    )
+
+
+def apply_crash_text(plan_id: str, error: str) -> str:
+    """An apply that stopped on an unexpected error (a bug): the type only, details in the log."""
+    return (
+        f":x: Apply of plan {plan_id} stopped on an unexpected error ({escape(error)}); "
+        "the bot's log has the details.\n"
+        f"Items already deleted stay recorded; `regprune apply {plan_id}` resumes it and "
+        "repeats nothing. The bot does not retry it by itself."
+    )
+
+
+def resume_text(plan_id: str, status: str, done: int, total: int) -> str:
+    """The first thread reply of an apply the bot resumes after a restart."""
+    where = "approved but its apply had not started" if status == "approved" else "being applied"
+    already = (
+        f" {done} of {total} manifest(s) were already handled and are not repeated." if done else ""
+    )
+    return (
+        f":arrows_counterclockwise: The bot restarted while plan {plan_id} was {where}; "
+        f"resuming after a restart.{already}"
+    )
+
+
+def resume_refused_text(plan_id: str, attempts: int) -> str:
+    """A plan the bot will not resume again: it was resumed ``attempts`` times already."""
+    return (
+        f":warning: Plan {plan_id} was not resumed: the bot already resumed it {attempts} "
+        "time(s) after a restart and it did not finish (the bot may be crashing while "
+        f"applying it). Check the bot's log, then `regprune apply {plan_id}` finishes it "
+        "and repeats nothing."
+    )
+
+
 def gc_result_text(result: GcResult) -> str:
     """The result of the garbage collection that followed an apply."""
     status = "ok" if result.ok else f"failed with exit code {result.exit_code}"

@@ -30,8 +30,8 @@ from slack_sdk.web import SlackResponse
 
 from regprune.config import Settings, SlackSettings
 from regprune.durations import parse_duration
-from regprune.engine import Engine
-from regprune.errors import RegpruneError, UsageError
+from regprune.engine import Engine, lock_name
+from regprune.errors import LockHeld, RegpruneError, UsageError
 from regprune.models import Approval, ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import State
@@ -49,6 +49,14 @@ FILE_THRESHOLD = 50  # plans with more delete items get their list as an uploade
 MAX_LIST_MESSAGES = 8  # fallback when the upload fails: at most this many threaded replies
 MAX_RETRY_WAIT = 30.0  # longest Retry-After we wait once for an important post
 DECIDED = ("approved", "applying", "done", "failed")
+# What the bot resumes when it starts.  Never "failed": a person reads why and re-runs
+# `regprune apply`; the engine itself would resume a failed plan, so the bot checks first.
+RESUME_STATUSES = ("approved", "applying")
+MAX_RESUMES = 2  # a plan whose resumed apply keeps dying with the bot is left to a person
+STOPPED_EVENT = "slack.apply_stopped"  # the bot's apply stopped with an error: never resumed
+RESUMED_EVENT = "slack.resumed"
+NOT_RESUMED_EVENT = "slack.not_resumed"
+AUDIT_SCAN = 1_000_000  # audit_events has no event filter: read all of a plan's events
 
 Decision = Literal["approved", "rejected"]
 
@@ -620,16 +628,18 @@ class SlackService:
 
     # -- apply and gc -------------------------------------------------------------------
 
-    def start_apply(self, plan_id: str) -> Future[Any]:
-        """Run the apply of an approved plan in a background worker."""
-        return self.submit(self.run_apply, plan_id)
+    def start_apply(self, plan_id: str, *, resume: bool = False) -> Future[Any]:
+        """Run the apply of an approved plan in a background worker (see ``run_apply``)."""
+        return self.submit(self.run_apply, plan_id, resume=resume)
 
-    def run_apply(self, plan_id: str) -> None:
+    def run_apply(self, plan_id: str, *, resume: bool = False) -> None:
         """Apply an approved plan with the engine, reporting in its thread; then gc if asked.
 
         The engine re-resolves every tag first and skips what changed.  Progress posts
         are best-effort (``ThreadProgress``); a failed post is never a reason to stop,
         repeat or extend the deletions, and the apply is never retried because of Slack.
+        With ``resume`` (the bot restarted, see ``resume_interrupted``) the plan must still
+        be approved or applying, and the registry's lock free of any live holder.
         """
         with self.open_state() as state:
             registry = state.get_plan(plan_id).registry
@@ -637,12 +647,114 @@ class SlackService:
             plan = state.get_plan(plan_id)
             fields = state.plan_fields(plan.id)
             channel, ts = fields["slack_channel"], fields["slack_ts"]
+            if resume and not self._resume_ready(state, plan, channel, ts):
+                return
             engine = self.engine(state)
             try:
                 self._apply_and_collect(engine, plan, channel, ts)
             finally:
                 engine.close()
         self.refresh_message(plan_id)
+
+    # -- resuming after a restart -----------------------------------------------------
+
+    def resume_interrupted(self) -> list[str]:
+        """Once, when the bot starts: finish Slack-approved plans a restart left behind.
+
+        A plan is resumed when its policy is approved in Slack, it is ``approved``
+        (the apply never started) or ``applying`` (the bot died mid-apply), it has a
+        Slack message, a Slack approval and no rejection are recorded, no apply of the
+        bot stopped on it with an error (that one waits for a person), and the bot has
+        not resumed it ``MAX_RESUMES`` times already.  ``failed``, expired, rejected and
+        cancelled plans are never resumed.  Each runs through ``start_apply``, which
+        checks again in the worker; the engine skips what is already deleted or
+        skipped.  Returns the ids handed to the workers, oldest plan first.
+
+        Never call this from the poll loop: a plan that keeps failing must not be
+        retried again and again.
+        """
+        with self.open_state() as state:
+            found = [
+                plan
+                for status in RESUME_STATUSES
+                for plan in state.list_plans(status=status, limit=1000)
+                if plan.approval == METHOD
+            ]
+        started: list[str] = []
+        for plan in sorted(found, key=lambda p: (p.created_at, p.id)):
+            try:
+                refused = self._resume_refusal(plan.id)
+            except RegpruneError as exc:  # e.g. a tampered plan: never act on it
+                log.warning("plan %s not resumed: %s", plan.id, exc.message)
+                continue
+            if refused:
+                log.info("plan %s (%s) not resumed: %s", plan.id, plan.status, refused)
+                continue
+            log.info("resuming plan %s (%s) after a restart", plan.id, plan.status)
+            self.start_apply(plan.id, resume=True)
+            started.append(plan.id)
+        return started
+
+    def _resume_refusal(self, plan_id: str) -> str | None:
+        """Why the bot must not resume this plan on start, or None."""
+        with self.open_state() as state:
+            plan = state.get_plan(plan_id)  # checks the content hash
+            if plan.approval != METHOD or plan.status not in RESUME_STATUSES:
+                return f"it is {plan.status} (approved with {plan.approval})"
+            fields = state.plan_fields(plan.id)
+            channel, ts = fields["slack_channel"], fields["slack_ts"]
+            if not channel or not ts:
+                return "it has no Slack message"
+            decisions = state.approvals(plan.id)
+            if any(d["decision"] == "rejected" for d in decisions):
+                return "a rejection is recorded"
+            if not any(d["decision"] == "approved" and d["method"] == METHOD for d in decisions):
+                return "no Slack approval is recorded"
+            events = Counter(
+                e["event"] for e in state.audit_events(limit=AUDIT_SCAN, plan_id=plan.id)
+            )
+            if events[STOPPED_EVENT]:
+                return "an apply by the bot stopped with an error; a person re-runs it"
+            if events[RESUMED_EVENT] >= MAX_RESUMES:
+                if not events[NOT_RESUMED_EVENT]:  # say it once, not at every start
+                    self._audit(state, NOT_RESUMED_EVENT, plan, attempts=events[RESUMED_EVENT])
+                    self.say_in_thread(
+                        channel, ts, blocks.resume_refused_text(plan.id, events[RESUMED_EVENT])
+                    )
+                return f"already resumed {events[RESUMED_EVENT]} time(s)"
+        return None
+
+    def _resume_ready(self, state: State, plan: Plan, channel: str | None, ts: str | None) -> bool:
+        """In the worker, under this process's registry lock: is the plan still to resume?"""
+        if plan.status not in RESUME_STATUSES:  # finished, or failed, since the bot looked
+            log.info("plan %s is %s now; not resumed", plan.id, plan.status)
+            return False
+        name = lock_name(plan.registry)
+        holder = next((lock for lock in state.locks() if lock["name"] == name), None)
+        if holder is not None and not holder["stale"]:
+            # Another live process (a `regprune apply` or gc) has the registry: never run
+            # the same plan twice at once.  The engine would refuse too; this says why first.
+            since = blocks.when(holder["acquired_at"])
+            busy = (
+                f"registry '{name}' is busy: {holder['purpose'] or 'a lock holder'} by "
+                f"{holder['hostname']}:{holder['pid']} since {since}"
+            )
+            self._audit(state, STOPPED_EVENT, plan, reason=busy, resumed=True)
+            self.say_in_thread(channel, ts, blocks.apply_busy_text(plan.id, busy))
+            return False
+        statuses = state.item_statuses(plan.id)
+        done = sum(status in ("deleted", "skipped") for status, _ in statuses.values())
+        self._audit(state, RESUMED_EVENT, plan, status=plan.status, done=done)
+        self.say_in_thread(
+            channel, ts, blocks.resume_text(plan.id, plan.status, done, len(plan.delete))
+        )
+        return True
+
+    @staticmethod
+    def _audit(state: State, event: str, plan: Plan, **details: Any) -> None:
+        state.audit(
+            event, registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR, details=details
+        )
 
     def _apply_and_collect(
         self, engine: Engine, plan: Plan, channel: str | None, ts: str | None
@@ -655,21 +767,37 @@ class SlackService:
                 channel=channel, thread_ts=ts, text=self.redact(text)
             )
 
+        state = engine.state
+        todo = sum(
+            status not in ("deleted", "skipped")
+            for status, _ in state.item_statuses(plan.id).values()
+        )
         progress = ThreadProgress(
-            post, len(plan.delete), every=self.progress_every, seconds=self.progress_seconds
+            post, todo, every=self.progress_every, seconds=self.progress_seconds
         )
         self.say_in_thread(
             channel,
             ts,
             f":gear: Applying plan {plan.id}: re-checking every tag, then deleting "
-            f"{len(plan.delete)} manifest(s).",
+            f"{todo} manifest(s).",
         )
         context = ApprovalContext(assume_yes=False, interactive=False, actor=BOT_ACTOR)
         try:
             result = engine.apply(plan.id, context=context, progress=progress)
+        except LockHeld as exc:  # another live process has the registry (maybe this plan)
+            log.warning("apply of plan %s did not start: %s", plan.id, exc.message)
+            self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
+            self.say_in_thread(channel, ts, blocks.apply_busy_text(plan.id, exc.message))
+            return
         except RegpruneError as exc:
             log.warning("apply of plan %s stopped: %s", plan.id, exc.message)
+            self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
             self.say_in_thread(channel, ts, blocks.apply_error_text(plan.id, exc.message))
+            return
+        except Exception as exc:  # a bug: say so in the thread, leave it to a person
+            log.exception("apply of plan %s stopped on an unexpected error", plan.id)
+            self._audit(state, STOPPED_EVENT, plan, reason=type(exc).__name__)
+            self.say_in_thread(channel, ts, blocks.apply_crash_text(plan.id, type(exc).__name__))
             return
         self.say_in_thread(channel, ts, **blocks.apply_result_message(result))
         if not plan.gc:
