@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,12 +185,45 @@ class SlackSettings(_Model):
     _ttl = field_validator("plan_ttl")(_check_duration)
 
 
+NEVER = "never"
+
+
+class StateSettings(_Model):
+    """The state DB: how long stored plans are kept."""
+
+    plan_retention: str = Field(
+        default="90d",
+        description="How long plans that finished (done, rejected, expired, cancelled) or "
+        'were never approved (pending) are kept before they are removed; "never" keeps them. '
+        "Approved, applying and failed plans are never removed.",
+    )
+
+    @field_validator("plan_retention")
+    @classmethod
+    def _plan_retention(cls, value: str) -> str:
+        if value.strip().lower() == NEVER:
+            return NEVER
+        if parse_duration(value) <= timedelta(0):
+            raise ValueError(
+                f"must be longer than 0, not {value!r}; use a duration like '90d', or 'never'"
+            )
+        return value
+
+    @property
+    def retention(self) -> timedelta | None:
+        """``plan_retention`` as a timedelta; None when plans are kept forever."""
+        return None if self.plan_retention == NEVER else parse_duration(self.plan_retention)
+
+
 class Settings(_Model):
     """The whole configuration file."""
 
     registry: dict[str, RegistrySettings] = Field(default_factory=dict)
     policy: dict[str, PolicySettings] = Field(default_factory=dict)
     slack: SlackSettings | None = None
+    state: StateSettings = Field(
+        default_factory=StateSettings, description="The state DB: plan retention."
+    )
 
     def check_references(self) -> None:
         for name, policy in self.policy.items():

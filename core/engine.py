@@ -7,10 +7,12 @@ The CLI and the Slack bot both build an `Engine` and render the `Plan` and
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import socket
+import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pluggy
 
@@ -22,10 +24,11 @@ from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
-from .state import State
+from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
 from .timing import check_time_sources
 
-RESUMABLE = ("approved", "applying", "failed")
+RESUMABLE = UNFINISHED_PLAN_STATUSES  # what apply resumes is what retention never removes
+log = logging.getLogger(__name__)
 
 
 def default_actor() -> str:
@@ -152,7 +155,56 @@ class Engine:
         )
         self.state.save_plan(plan)
         self.manager.hook.plan_created(plan=plan, state=self.state)
+        self._prune_after_plan(plan)
         return plan
+
+    # -- retention -------------------------------------------------------------
+
+    def prune_plans(
+        self,
+        older_than: timedelta | None = None,
+        *,
+        dry_run: bool = False,
+        vacuum: bool = False,
+        actor: str | None = None,
+    ) -> tuple[PruneResult | None, tuple[int, int] | None]:
+        """Remove old finished and never-approved plans (``regprune state prune``), then
+        optionally VACUUM the DB; ``(what was removed, (bytes before, after) of a vacuum)``.
+
+        ``older_than`` defaults to ``[state] plan_retention``; no plans are removed
+        (None) when that is ``"never"`` and no ``older_than`` is given.  Approved,
+        applying and failed plans are never removed.  A vacuum is refused up front,
+        before anything is removed, while an apply or gc holds a lock.
+        """
+        actor = actor or default_actor()
+        vacuum = vacuum and not dry_run
+        if vacuum:
+            self.state.check_idle()
+        older_than = older_than if older_than is not None else self.settings.state.retention
+        result = None
+        if older_than is not None:
+            result = self.state.prune_plans(
+                older_than, now=self.now(), dry_run=dry_run, actor=actor
+            )
+        sizes = self.state.vacuum(actor=actor) if vacuum else None
+        return result, sizes
+
+    def _prune_after_plan(self, plan: Plan) -> None:
+        """Apply the plan retention after storing a plan: one indexed query when there is
+        nothing to remove.  A busy DB only postpones it to the next plan."""
+        retention = self.settings.state.retention
+        if retention is None:
+            return
+        try:
+            self.state.prune_plans(
+                retention,
+                now=self.now(),
+                actor=plan.requested_by or default_actor(),
+                trigger=f"after plan {plan.id}",
+                record_empty=False,
+            )
+        except sqlite3.OperationalError as exc:
+            log.warning("plan retention skipped, retried after the next plan: %s", exc)
 
     # -- approve ---------------------------------------------------------------
 

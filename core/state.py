@@ -11,6 +11,11 @@ The schema is versioned with ``sqlite_utils.migrations.Migrations``: add a new
 Datetimes are stored as ISO-8601 UTC strings with microseconds (so they sort as
 text) and returned as timezone-aware datetimes.  Naive datetimes passed in are
 taken to be UTC.
+
+Plans are the only thing that grows without bound (a plan of a large registry is
+megabytes), so ``prune_plans`` removes old ones by an allow-list of statuses: a plan
+with work left (``approved``, ``applying``, ``failed``) is never removed.  The audit
+log, digest cache and first-seen times are kept.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -45,7 +51,17 @@ from .models import (
     PlanSummary,
 )
 
-__all__ = ["BUSY_TIMEOUT", "State", "content_hash", "migrations"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "FINAL_PLAN_STATUSES",
+    "PRUNED_EVENT",
+    "UNFINISHED_PLAN_STATUSES",
+    "PlanRemoved",
+    "PruneResult",
+    "State",
+    "content_hash",
+    "migrations",
+]
 
 BUSY_TIMEOUT = 10.0
 """Seconds a connection waits for another writer before giving up with "database is locked"."""
@@ -58,6 +74,17 @@ _PLAN_STATUSES = frozenset(get_args(PlanStatus))
 _ITEM_STATUSES = frozenset(get_args(ItemStatus))
 _PLAN_SIDE_FIELDS = ("requested_by", "expires_at", "slack_channel", "slack_ts")
 _MIN_PREFIX = 4
+
+FINAL_PLAN_STATUSES = ("done", "rejected", "expired", "cancelled")
+"""Plans nothing more can happen to: removed once older than the retention."""
+UNFINISHED_PLAN_STATUSES = ("approved", "applying", "failed")
+"""Plans with work left that ``apply`` resumes: never removed, whatever their age."""
+# "pending" is the third kind: removed once older than the retention (nobody approved
+# it), unless it is still open for approval (its expires_at lies ahead).  Any status
+# named nowhere here is kept: removal is an allow-list.
+
+PRUNED_EVENT = "state.pruned"
+VACUUMED_EVENT = "state.vacuumed"
 
 migrations = Migrations("regprune")
 
@@ -236,6 +263,66 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+class PlanRemoved(UsageError):
+    """The plan asked for was stored once and removed by plan retention (exit code 2)."""
+
+    def __init__(self, plan_id: str, removed_at: datetime | None) -> None:
+        when = f" on {removed_at:%Y-%m-%d %H:%M} UTC" if removed_at else ""
+        super().__init__(
+            f"plan {plan_id} was removed from the state DB by plan retention{when}: plans"
+            " that finished or were never approved are removed once older than"
+            " [state] plan_retention (default 90d); its audit events remain, see"
+            f" `regprune history --plan {plan_id}`"
+        )
+        self.plan_id = plan_id
+        self.removed_at = removed_at
+
+
+@dataclass
+class PruneResult:
+    """What ``State.prune_plans`` removed (or, with ``dry_run``, would remove)."""
+
+    older_than: timedelta
+    cutoff: datetime
+    dry_run: bool
+    plan_ids: list[str] = field(default_factory=list)
+    by_status: dict[str, int] = field(default_factory=dict)
+    items: int = 0
+    approvals: int = 0
+    bytes: int = 0
+    """Size of the removed plans' stored content (what the plans table shrinks by)."""
+    kept: int = 0
+    """Plans older than the cutoff kept because work is left or approval is still open."""
+
+    @property
+    def plans(self) -> int:
+        return len(self.plan_ids)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "older_than_seconds": int(self.older_than.total_seconds()),
+            "cutoff": self.cutoff.isoformat(),
+            "plans": self.plans,
+            "items": self.items,
+            "approvals": self.approvals,
+            "bytes": self.bytes,
+            "by_status": dict(self.by_status),
+            "kept": self.kept,
+            "plan_ids": list(self.plan_ids),
+        }
+
+
+# Which plans prune_plans removes.  created_at is indexed, so the first condition
+# keeps this cheap; updated_at (never earlier than created_at) measures age from the
+# last change, so a plan approved late and applied yesterday is not removed today.
+_PRUNABLE = (
+    "created_at < :cutoff AND COALESCE(updated_at, created_at) < :cutoff"
+    " AND (status IN ({final})"
+    " OR (status = 'pending' AND (expires_at IS NULL OR expires_at <= :now)))"
+).format(final=", ".join(f"'{status}'" for status in FINAL_PLAN_STATUSES))
 
 
 class State:
@@ -468,14 +555,50 @@ class State:
             "SELECT * FROM plans WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC LIMIT 6",
             (len(plan_id), plan_id),
         )
-        if not rows:
-            raise UsageError(f"no plan '{plan_id}'; list plans with `regprune history`")
         if len(rows) > 1:
-            shown = ", ".join(r["id"] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
-            raise UsageError(
-                f"plan id '{plan_id}' is ambiguous (matches {shown}); give more characters"
-            )
-        return rows[0]
+            self._ambiguous(plan_id, [r["id"] for r in rows])
+        if rows:
+            return rows[0]
+        removed = self._removed_plans(plan_id)
+        if len(removed) > 1:
+            self._ambiguous(plan_id, sorted(removed))
+        if removed:
+            raise PlanRemoved(*next(iter(removed.items())))
+        raise UsageError(f"no plan '{plan_id}'; list plans with `regprune history`")
+
+    @staticmethod
+    def _ambiguous(plan_id: str, ids: Sequence[str]) -> None:
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise UsageError(
+            f"plan id '{plan_id}' is ambiguous (matches {shown}); give more characters"
+        )
+
+    def _removed_plans(self, plan_id: str) -> dict[str, datetime | None]:
+        """``{id: removed_at}`` of plans removed by retention whose id is ``plan_id`` or
+        starts with it, from the ``state.pruned`` audit events (only asked when no
+        stored plan matches, so the scan of those events costs nothing in normal use)."""
+        found: dict[str, datetime | None] = {}
+        for row in self._rows(
+            "SELECT at, details FROM audit WHERE event = ? AND instr(details, ?) > 0"
+            " ORDER BY at, id",
+            (PRUNED_EVENT, json.dumps(plan_id)[:-1]),  # '"<prefix>' inside the JSON list
+        ):
+            try:
+                ids = json.loads(row["details"]).get("plan_ids") or []
+            except (ValueError, AttributeError):
+                continue
+            for removed_id in ids:
+                if isinstance(removed_id, str) and removed_id.startswith(plan_id):
+                    found.setdefault(removed_id, _from_db(row["at"]))
+        return found
+
+    def plan_id_of(self, plan_id: str) -> str:
+        """The full id of a stored plan, or of one removed by retention (its audit events
+        remain), given its id or a unique prefix; ``UsageError`` otherwise."""
+        try:
+            return str(self._resolve(plan_id)["id"])
+        except PlanRemoved as removed:
+            return removed.plan_id
 
     @staticmethod
     def _plan_from_row(row: dict[str, Any]) -> Plan:
@@ -624,6 +747,141 @@ class State:
             )
             if cursor.rowcount != 1:
                 raise RegpruneError(f"plan {plan_id} has no item {seq}")
+
+    # -- retention ----------------------------------------------------------------
+
+    def prune_plans(
+        self,
+        older_than: timedelta,
+        *,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        actor: str | None = None,
+        trigger: str = "regprune state prune",
+        record_empty: bool = True,
+    ) -> PruneResult:
+        """Remove stored plans older than ``older_than``, with their items and approvals.
+
+        Removed: plans that finished (``done``, ``rejected``, ``expired``,
+        ``cancelled``) and ``pending`` plans nobody approved, once both their creation
+        and their last change are older than the cutoff; a pending plan still open for
+        approval (``expires_at`` ahead) stays.  Never removed, whatever their age:
+        ``approved``, ``applying`` and ``failed`` plans (``apply`` resumes them).
+
+        Everything happens in one ``BEGIN IMMEDIATE`` transaction, together with the
+        ``state.pruned`` audit event (counts and the removed ids), so a plan's status
+        cannot change between the choice and the delete, and nothing is removed
+        without its record.  The event is written unless ``dry_run``, or nothing was
+        removed and ``record_empty`` is false (the automatic prune after each plan).
+        The audit log, digest cache and first-seen times are never touched.
+        """
+        if older_than < timedelta(0):
+            raise ValueError("older_than must not be negative")
+        moment = now or _now()
+        cutoff = moment - older_than
+        params = {"cutoff": _to_db(cutoff), "now": _to_db(moment)}
+        result = PruneResult(older_than=older_than, cutoff=cutoff, dry_run=dry_run)
+        select = (
+            "SELECT id, status, length(CAST(content AS BLOB)) AS size FROM plans"
+            f" WHERE {_PRUNABLE} ORDER BY created_at, id"
+        )
+        # Everything prunable is older than the cutoff: the rest of those is kept.
+        kept = "SELECT COUNT(*) FROM plans WHERE created_at < :cutoff"
+        if dry_run:
+            with self._mutex:
+                self._choose(self.db.conn, select, kept, params, result, delete=False)
+            return result
+        with self._write() as conn:
+            self._choose(conn, select, kept, params, result, delete=True)
+            if result.plans or record_empty:
+                conn.execute(
+                    "INSERT INTO audit (at, event, registry, plan_id, actor, details)"
+                    " VALUES (?, ?, NULL, NULL, ?, ?)",
+                    (
+                        _to_db(_now()),
+                        PRUNED_EVENT,
+                        actor,
+                        json.dumps({**result.to_json_dict(), "trigger": trigger}, sort_keys=True),
+                    ),
+                )
+        return result
+
+    @staticmethod
+    def _choose(
+        conn: sqlite3.Connection,
+        select: str,
+        kept: str,
+        params: dict[str, str],
+        result: PruneResult,
+        *,
+        delete: bool,
+    ) -> None:
+        for plan_id, status, size in conn.execute(select, params).fetchall():
+            result.plan_ids.append(plan_id)
+            result.by_status[status] = result.by_status.get(status, 0) + 1
+            result.bytes += size or 0
+        result.kept = conn.execute(kept, {"cutoff": params["cutoff"]}).fetchone()[0] - len(
+            result.plan_ids
+        )
+        for chunk in _chunks(result.plan_ids):
+            marks = ",".join("?" * len(chunk))
+            if not delete:
+                result.items += conn.execute(
+                    f"SELECT COUNT(*) FROM plan_items WHERE plan_id IN ({marks})", chunk
+                ).fetchone()[0]
+                result.approvals += conn.execute(
+                    f"SELECT COUNT(*) FROM approvals WHERE plan_id IN ({marks})", chunk
+                ).fetchone()[0]
+                continue
+            # Children first: the foreign keys are enforced.
+            result.items += conn.execute(
+                f"DELETE FROM plan_items WHERE plan_id IN ({marks})", chunk
+            ).rowcount
+            result.approvals += conn.execute(
+                f"DELETE FROM approvals WHERE plan_id IN ({marks})", chunk
+            ).rowcount
+            conn.execute(f"DELETE FROM plans WHERE id IN ({marks})", chunk)
+
+    def file_size(self) -> int:
+        """Bytes the DB takes on disk: the file and its write-ahead log (0 in memory)."""
+        if self.path == ":memory:":
+            return 0
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(self.path + suffix)
+        return total
+
+    def check_idle(self) -> None:
+        """Raise ``LockHeld`` while a live apply or gc holds a registry's lock."""
+        busy = [lock for lock in self.locks() if not lock["stale"]]
+        if busy:
+            lock = busy[0]
+            raise LockHeld(
+                f"not vacuuming the state DB while registry '{lock['name']}' is busy"
+                f" ({lock['purpose']} by {lock['hostname']}:{lock['pid']}); run --vacuum"
+                " when no apply or gc runs"
+            )
+
+    def vacuum(self, *, actor: str | None = None) -> tuple[int, int]:
+        """Rebuild the DB file to return the pages freed by removed plans to the disk;
+        ``(bytes before, bytes after)``.  Also empties the write-ahead log, which the
+        rebuild fills.  Needs free disk space about twice the DB's size, and holds the
+        write lock for its whole run: refused while a live apply or gc lock is held."""
+        self.check_idle()
+        with self._mutex:
+            before = self.file_size()
+            try:
+                self.db.conn.execute("VACUUM")
+                if self.path != ":memory:":
+                    self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:
+                raise RegpruneError(f"VACUUM of the state DB {self.path} failed: {exc}") from None
+            after = self.file_size()
+        self.audit(
+            VACUUMED_EVENT, actor=actor, details={"bytes_before": before, "bytes_after": after}
+        )
+        return before, after
 
     # -- approvals ----------------------------------------------------------------
 

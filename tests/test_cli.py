@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from regprune.cli import run
 from regprune.state import State
 
 from .support import days_ago
+from .test_state import make_plan
 
 POLICY = """\
 [registry.local]
@@ -322,6 +324,153 @@ def test_history_json(cli, ci_images):
     assert "plan.created" in out and "item.deleted" in out
 
 
+# -- state prune (plan retention) ------------------------------------------------------
+
+
+def plant_plan(state_path: Path, plan_id: str, status: str, *, days_old: float) -> None:
+    """A plan stored ``days_old`` days ago and last changed then, with its creation event."""
+    created = datetime.now(UTC) - timedelta(days=days_old)
+    with State(state_path) as state:
+        state.save_plan(make_plan(plan_id, created_at=created, registry="local", policy="ci"))
+        state.audit("plan.created", registry="local", plan_id=plan_id, at=created)
+        state.db.conn.execute(
+            "UPDATE plans SET status = ?, updated_at = created_at WHERE id = ?",
+            (status, plan_id),
+        )
+        state.db.conn.commit()
+
+
+def stored_ids(state_path: Path) -> set[str]:
+    with State(state_path) as state:
+        return {row[0] for row in state.db.execute("SELECT id FROM plans").fetchall()}
+
+
+def test_state_prune_dry_run_then_prune(cli, ci_images):
+    fresh = cli.json("plan")["plan_id"]
+    for plan_id, status in [("0ld0done", "done"), ("0ld0appr", "approved"), ("0ld0fail", "failed")]:
+        plant_plan(cli.state, plan_id, status, days_old=200)
+
+    dry = cli.json("state", "prune", "--dry-run")
+    assert (dry["dry_run"], dry["plans"], dry["plan_ids"], dry["kept"]) == (
+        True,
+        1,
+        ["0ld0done"],
+        2,
+    )
+    assert dry["older_than"] == "90d" and dry["vacuum"] is None
+    _, out, _ = cli("state", "prune", "--dry-run")
+    assert out.startswith("would remove 1 plan older than 90d (1 done): 2 items, 0 approvals,")
+    assert "kept 2 older plans: approved, applying and failed plans (work left)" in out
+    assert stored_ids(cli.state) == {fresh, "0ld0done", "0ld0appr", "0ld0fail"}
+
+    _, out, _ = cli("state", "prune")
+    assert out.startswith("removed 1 plan older than 90d (1 done): 2 items")
+    assert "pass --vacuum to shrink the file now" in out
+    assert stored_ids(cli.state) == {fresh, "0ld0appr", "0ld0fail"}
+
+    # The removed plan's id says what happened to it; its events remain.
+    code, out, err = cli("show", "0ld0done", ok=False)
+    assert code == 2 and out == ""
+    assert re.fullmatch(
+        r"error: plan 0ld0done was removed from the state DB by plan retention on "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: .*`regprune history --plan 0ld0done`\n",
+        err,
+    ), err
+    assert [e["event"] for e in cli.json("history", "--plan", "0ld0d")] == ["plan.created"]
+    assert cli.json("show", "0ld0fail")["status"] == "failed"
+    pruned = cli.json("history", "--limit", "1")[0]
+    assert pruned["event"] == "state.pruned"
+    assert pruned["details"]["plan_ids"] == ["0ld0done"]
+    _, out, _ = cli("history", "--limit", "1")
+    assert "state.pruned" in out and "removed 1 plan(s)" in out  # the table wraps the rest
+
+    # --older-than overrides the retention, and never reaches unfinished plans.
+    result = cli.json("state", "prune", "--older-than", "0s")
+    assert (result["older_than"], result["plan_ids"], result["kept"]) == ("0s", [fresh], 2)
+    assert stored_ids(cli.state) == {"0ld0appr", "0ld0fail"}
+
+
+def test_plan_applies_the_retention_after_storing_a_plan(cli, ci_images):
+    plant_plan(cli.state, "0ld0done", "done", days_old=91)
+    plant_plan(cli.state, "0ld0pend", "pending", days_old=91)
+    plant_plan(cli.state, "0ld0appr", "approved", days_old=91)
+    plant_plan(cli.state, "y0ung000", "done", days_old=89)
+
+    new = cli.json("plan")["plan_id"]
+
+    assert stored_ids(cli.state) == {new, "0ld0appr", "y0ung000"}
+    pruned = next(e for e in cli.json("history") if e["event"] == "state.pruned")
+    assert pruned["details"]["trigger"] == f"after plan {new}"
+    assert sorted(pruned["details"]["plan_ids"]) == ["0ld0done", "0ld0pend"]
+
+    # A plan that removes nothing leaves no event behind.
+    cli.json("plan")
+    assert [e["event"] for e in cli.json("history")].count("state.pruned") == 1
+
+
+def test_plan_retention_from_the_config_and_never(cli, ci_images):
+    config = cli.config.read_text()
+    cli.config.write_text(config + '\n[state]\nplan_retention = "30d"\n')
+    plant_plan(cli.state, "0ld0done", "done", days_old=31)
+    cli.json("plan")
+    assert "0ld0done" not in stored_ids(cli.state)
+
+    cli.config.write_text(config + '\n[state]\nplan_retention = "never"\n')
+    plant_plan(cli.state, "0ld1done", "done", days_old=3000)
+    new = cli.json("plan")["plan_id"]
+    assert stored_ids(cli.state) >= {"0ld1done", new}
+    _, out, _ = cli("state", "prune")
+    assert 'plan retention is off ([state] plan_retention = "never")' in out
+    assert cli.json("state", "prune")["plans"] == 0
+    assert cli.json("state", "prune", "--older-than", "30d")["plan_ids"] == ["0ld1done"]
+
+
+def test_state_prune_vacuum(capsys, tmp_path):
+    cli = Cli(capsys, tmp_path)  # no config file: the default retention, 90d
+    for n in range(5):
+        plant_plan(cli.state, f"0ld{n}done", "done", days_old=100)
+
+    with State(cli.state) as holder, holder.lock("local", purpose="apply of plan 1a2b3c4d"):
+        code, _, err = cli("state", "prune", "--vacuum", ok=False)
+        assert code == 1
+        assert err.startswith("error: not vacuuming the state DB while registry 'local' is busy")
+        assert len(stored_ids(cli.state)) == 5  # refused before anything was removed
+
+    result = cli.json("state", "prune", "--vacuum")
+    assert result["plans"] == 5
+    assert result["vacuum"]["bytes_after"] <= result["vacuum"]["bytes_before"]
+    _, out, _ = cli("state", "prune", "--vacuum")
+    assert "no plans older than 90d to remove" in out
+    assert re.search(r"^vacuumed the state DB: [\d.]+ \w+ -> [\d.]+ \w+$", out, re.M), out
+    events = [e["event"] for e in cli.json("history")]
+    assert events[:4] == ["state.vacuumed", "state.pruned", "state.vacuumed", "state.pruned"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "expected"),
+    [
+        (["--older-than", "soon"], None, "error: --older-than: invalid duration 'soon'"),
+        (["--older-than", "-3d"], None, "error: --older-than: invalid duration '-3d'"),
+        ([], 'plan_retention = "0d"', "state.plan_retention: must be longer than 0"),
+        ([], 'plan_retention = "3 months"', "state.plan_retention: invalid duration"),
+        ([], 'plan_retentoin = "30d"', "state.plan_retentoin: unknown key"),
+    ],
+)
+def test_state_prune_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, config, expected):
+    cli = Cli(capsys, tmp_path)
+    plant_plan(cli.state, "0ld0done", "done", days_old=100)
+    if config is not None:
+        cli.config = tmp_path / "regprune.toml"
+        cli.config.write_text(f"[state]\n{config}\n")
+
+    code, out, err = cli("state", "prune", *argv, ok=False)
+
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert expected in err, err
+    assert stored_ids(cli.state) == {"0ld0done"}  # nothing changed
+
+
 # -- run and gc ----------------------------------------------------------------------
 
 
@@ -416,6 +565,7 @@ def test_verbose_reports_request_counts(cli, ci_images):
         ["history"],
         ["plugins"],
         ["unlock"],
+        ["state", "prune"],
     ],
 )
 def test_help(capsys, tmp_path, command):
@@ -434,7 +584,9 @@ def test_help(capsys, tmp_path, command):
 def test_top_level_help_lists_every_command_with_a_summary(capsys, tmp_path):
     _, out, _ = Cli(capsys, tmp_path)("--help")
     commands = out.split("Commands:")[1]
-    for name in ("ls", "plan", "show", "apply", "run", "gc", "history", "plugins", "unlock"):
+    for name in (
+        "ls", "plan", "show", "apply", "run", "gc", "history", "plugins", "unlock", "state",
+    ):  # fmt: skip
         line = next(line for line in commands.splitlines() if line.split()[:1] == [name])
         assert not line.rstrip().endswith("..."), line  # summaries are whole sentences
     assert "Exit codes: 0 success, 1 failure, 2 bad usage or config." in out

@@ -61,6 +61,7 @@ SECTION_OF_MODEL: dict[type[BaseModel], str] = {
     config.PolicySettings: "policy",
     config.PluginSpec: "plugin-spec",
     config.SlackSettings: "slack",
+    config.StateSettings: "state",
 }
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(?:\{#([\w-]+)\})?\s*$")

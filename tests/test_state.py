@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import sqlite_utils
 
+from regprune.engine import RESUMABLE
 from regprune.errors import LockHeld, RegpruneError, UsageError
 from regprune.models import (
     Approval,
@@ -27,9 +28,18 @@ from regprune.models import (
     ManifestFacts,
     Plan,
     PlanItem,
+    PlanStatus,
     PlanSummary,
 )
-from regprune.state import State, content_hash, migrations
+from regprune.state import (
+    FINAL_PLAN_STATUSES,
+    PRUNED_EVENT,
+    UNFINISHED_PLAN_STATUSES,
+    PlanRemoved,
+    State,
+    content_hash,
+    migrations,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 EXPECTED_TABLES = {
@@ -835,6 +845,299 @@ def test_close_releases_held_locks(db_path: Path) -> None:
     a.close()
     with State(db_path) as b:
         assert b.locks() == []
+
+
+# -- plan retention -----------------------------------------------------------------
+
+NOW = T0 + timedelta(days=365)
+RETENTION = timedelta(days=90)
+ALL_STATUSES: tuple[str, ...] = get_args(PlanStatus)
+
+
+def stored_plan(
+    st: State,
+    plan_id: str,
+    status: str,
+    *,
+    age_days: float,
+    changed_days: float | None = None,
+    **kw: Any,
+) -> Plan:
+    """A stored plan created ``age_days`` before NOW, last changed ``changed_days`` before
+    NOW (default: when created), in ``status``; its approval window closed a day after
+    creation unless ``expires_at`` is given."""
+    plan = make_plan(plan_id, created_at=NOW - timedelta(days=age_days), **kw)
+    st.save_plan(plan)
+    changed = NOW - timedelta(days=age_days if changed_days is None else changed_days)
+    # Status and updated_at as an apply, an approver or the bot would have left them.
+    st.db.conn.execute(
+        "UPDATE plans SET status = ?, updated_at = ? WHERE id = ?",
+        (status, changed.isoformat(timespec="microseconds"), plan_id),
+    )
+    st.db.conn.commit()
+    return plan
+
+
+def plan_ids(st: State) -> set[str]:
+    return {row[0] for row in st.db.execute("SELECT id FROM plans").fetchall()}
+
+
+def count(st: State, sql: str, *params: Any) -> int:
+    return st.db.execute(sql, params).fetchone()[0]
+
+
+def test_every_plan_status_has_a_retention_rule() -> None:
+    # A new status must be classified on purpose; until then it is kept (allow-list).
+    final, unfinished = set(FINAL_PLAN_STATUSES), set(UNFINISHED_PLAN_STATUSES)
+    assert not final & unfinished
+    assert "pending" not in final | unfinished
+    assert final | unfinished | {"pending"} == set(ALL_STATUSES)
+    # What apply resumes is exactly what retention never removes.
+    assert set(RESUMABLE) == unfinished == {"approved", "applying", "failed"}
+
+
+@pytest.mark.parametrize("status", ["approved", "applying", "failed", "some-future-status"])
+def test_unfinished_plans_are_never_removed_whatever_their_age(
+    file_state: State, status: str
+) -> None:
+    """The safety property: work left in a plan (apply resumes approved, applying and
+    failed plans) is never thrown away by retention, even with a zero retention and a
+    plan twenty years old whose approval window closed long ago."""
+    plan = stored_plan(file_state, "keep0001", status, age_days=7300)
+    file_state.add_approval("keep0001", Approval("approved", "alice", "cli"), at=NOW)
+    items_before = file_state.item_statuses("keep0001")
+    # A removable neighbour proves the prune really ran.
+    stored_plan(file_state, "gone0001", "done", age_days=7300)
+
+    for dry_run in (True, False):
+        result = file_state.prune_plans(timedelta(0), now=NOW, dry_run=dry_run)
+        assert result.plan_ids == ["gone0001"]
+        assert result.kept == 1
+
+    assert plan_ids(file_state) == {"keep0001"}
+    assert file_state.item_statuses("keep0001") == items_before
+    assert [a["by"] for a in file_state.approvals("keep0001")] == ["alice"]
+    if status in ALL_STATUSES:
+        assert file_state.get_plan("keep0001").delete == plan.delete
+
+
+def test_prune_removes_old_finished_and_pending_plans_with_items_and_approvals(
+    file_state: State,
+) -> None:
+    st = file_state
+    for n, status in enumerate(ALL_STATUSES):
+        stored_plan(st, f"old{n:05d}", status, age_days=200)
+        stored_plan(st, f"new{n:05d}", status, age_days=10)
+    old = {status: f"old{n:05d}" for n, status in enumerate(ALL_STATUSES)}
+    st.add_approval(old["done"], Approval("approved", "alice", "cli"), at=NOW)
+    st.add_approval(old["rejected"], Approval("rejected", "bob", "slack"), at=NOW)
+    st.add_approval(old["approved"], Approval("approved", "carol", "cli"), at=NOW)
+    st.audit("plan.created", plan_id=old["done"], registry="local")
+    st.put_facts([facts(1), facts(2)])
+    st.touch_first_seen("local", "app", [sha(1), sha(2)], NOW)
+
+    result = st.prune_plans(RETENTION, now=NOW, actor="cron@build-01")
+
+    removed = {old[s] for s in ("pending", "done", "rejected", "expired", "cancelled")}
+    assert set(result.plan_ids) == removed
+    assert result.by_status == {
+        s: 1 for s in ("pending", "done", "rejected", "expired", "cancelled")
+    }
+    assert (result.items, result.approvals, result.kept) == (10, 2, 3)
+    assert result.bytes > 0 and result.cutoff == NOW - RETENTION and not result.dry_run
+    assert plan_ids(st) == {f"new{n:05d}" for n in range(len(ALL_STATUSES))} | {
+        old["approved"],
+        old["applying"],
+        old["failed"],
+    }
+    marks = ",".join("?" * len(removed))
+    assert count(st, f"SELECT COUNT(*) FROM plan_items WHERE plan_id IN ({marks})", *removed) == 0
+    assert count(st, f"SELECT COUNT(*) FROM approvals WHERE plan_id IN ({marks})", *removed) == 0
+    assert [a["by"] for a in st.approvals(old["approved"])] == ["carol"]
+    assert st.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    # The digest cache, first-seen times and the audit log are left alone.
+    assert set(st.get_facts([sha(1), sha(2)])) == {sha(1), sha(2)}
+    assert count(st, "SELECT COUNT(*) FROM first_seen") == 2
+    assert [e["event"] for e in st.audit_events(plan_id=old["done"])] == ["plan.created"]
+    event = st.audit_events(limit=1)[0]
+    assert (event["event"], event["actor"], event["plan_id"]) == (
+        PRUNED_EVENT,
+        "cron@build-01",
+        None,
+    )
+    details = event["details"]
+    assert (details["plans"], details["items"], details["approvals"], details["kept"]) == (
+        5,
+        10,
+        2,
+        3,
+    )
+    assert sorted(details["plan_ids"]) == sorted(removed)
+    assert details["older_than_seconds"] == 90 * 86400
+    assert details["trigger"] == "regprune state prune"
+
+    # Nothing left to remove: a second run removes nothing and says so in the log.
+    again = st.prune_plans(RETENTION, now=NOW)
+    assert (again.plans, again.kept) == (0, 3)
+    assert st.audit_events(limit=1)[0]["details"]["plans"] == 0
+
+
+def test_prune_keeps_a_pending_plan_still_open_for_approval(state: State) -> None:
+    stored_plan(state, "open0001", "pending", age_days=200, expires_at=NOW + timedelta(hours=1))
+    stored_plan(state, "none0001", "pending", age_days=200, expires_at=None)
+
+    assert state.prune_plans(RETENTION, now=NOW).plan_ids == ["none0001"]
+    assert plan_ids(state) == {"open0001"}
+    later = NOW + timedelta(hours=2)
+    assert state.prune_plans(RETENTION, now=later).plan_ids == ["open0001"]
+
+
+def test_prune_counts_age_from_the_last_change(state: State) -> None:
+    # Approved late and applied five days ago: the record of that apply stays.
+    stored_plan(state, "late0001", "done", age_days=200, changed_days=5)
+    stored_plan(state, "cold0001", "done", age_days=200, changed_days=150)
+
+    result = state.prune_plans(RETENTION, now=NOW)
+    assert (result.plan_ids, result.kept) == (["cold0001"], 1)
+    assert state.prune_plans(RETENTION, now=NOW + timedelta(days=86)).plan_ids == ["late0001"]
+
+
+def test_prune_dry_run_reports_and_changes_nothing(file_state: State) -> None:
+    for n, status in enumerate(ALL_STATUSES):
+        stored_plan(file_state, f"dry{n:05d}", status, age_days=100)
+    file_state.add_approval("dry00000", Approval("approved", "alice", "cli"), at=NOW)
+    before = plan_ids(file_state)
+
+    dry = file_state.prune_plans(RETENTION, now=NOW, dry_run=True)
+
+    assert plan_ids(file_state) == before
+    assert file_state.audit_events() == []
+    real = file_state.prune_plans(RETENTION, now=NOW)
+    assert dry.dry_run and not real.dry_run
+    assert (dry.plan_ids, dry.by_status, dry.items, dry.approvals, dry.bytes, dry.kept) == (
+        real.plan_ids,
+        real.by_status,
+        real.items,
+        real.approvals,
+        real.bytes,
+        real.kept,
+    )
+
+
+def test_prune_after_a_plan_records_only_when_it_removed_something(state: State) -> None:
+    stored_plan(state, "auto0001", "done", age_days=10)
+    state.prune_plans(RETENTION, now=NOW, record_empty=False, trigger="after plan x")
+    assert state.audit_events() == []
+    stored_plan(state, "auto0002", "done", age_days=100)
+    state.prune_plans(RETENTION, now=NOW, record_empty=False, trigger="after plan y")
+    [event] = state.audit_events()
+    assert event["details"]["trigger"] == "after plan y"
+    assert event["details"]["plan_ids"] == ["auto0002"]
+    with pytest.raises(ValueError):
+        state.prune_plans(timedelta(days=-1), now=NOW)
+
+
+def test_a_removed_plan_is_reported_as_removed_by_retention(state: State) -> None:
+    stored_plan(state, "abcd1111", "done", age_days=100)
+    stored_plan(state, "abcd2222", "rejected", age_days=100)
+    stored_plan(state, "abce3333", "done", age_days=10)
+    state.audit("plan.created", plan_id="abcd1111")
+    state.prune_plans(RETENTION, now=NOW)
+
+    with pytest.raises(PlanRemoved) as caught:
+        state.get_plan("abcd1111")
+    error = caught.value
+    assert isinstance(error, UsageError) and error.exit_code == 2
+    assert error.plan_id == "abcd1111" and error.removed_at is not None
+    assert "plan abcd1111 was removed from the state DB by plan retention on " in error.message
+    assert "plan_retention" in error.message
+    assert "`regprune history --plan abcd1111`" in error.message
+    with pytest.raises(PlanRemoved, match="abcd2222"):
+        state.get_plan("abcd2")  # a unique prefix of a removed plan
+    with pytest.raises(UsageError, match=r"ambiguous .*abcd1111, abcd2222"):
+        state.get_plan("abcd")
+    assert state.get_plan("abce").id == "abce3333"  # stored plans are found as before
+    with pytest.raises(UsageError, match="no plan 'ffff0000'") as unknown:
+        state.get_plan("ffff0000")
+    assert not isinstance(unknown.value, PlanRemoved)
+    # Its events stay reachable by id or prefix.
+    assert state.plan_id_of("abcd1") == "abcd1111"
+    assert state.plan_id_of("abce") == "abce3333"
+    assert [e["event"] for e in state.audit_events(plan_id="abcd1111")] == ["plan.created"]
+    with pytest.raises(UsageError, match="no plan"):
+        state.plan_id_of("ffff")
+
+
+def test_prune_racing_an_approval_never_loses_an_approved_plan(db_path: Path) -> None:
+    """Retention and an approver race for an old pending plan: either the plan is gone
+    and the approval failed, or the approval won and the plan stays."""
+    states = [State(db_path) for _ in range(2)]
+    try:
+        for round_ in range(20):
+            plan_id = f"race{round_:04d}"
+            stored_plan(states[0], plan_id, "pending", age_days=100)
+
+            def act(i: int, plan_id: str = plan_id) -> Any:
+                if i == 0:
+                    return states[0].prune_plans(RETENTION, now=NOW).plan_ids
+                return states[1].set_plan_status(plan_id, "approved", expected=["pending"])
+
+            removed, approved = race(2, act)
+            assert not isinstance(removed, Exception) and not isinstance(approved, Exception)
+            if approved:
+                assert removed == [] and states[1].get_plan(plan_id).status == "approved"
+            else:
+                assert removed == [plan_id] and plan_id not in plan_ids(states[1])
+            states[0].set_plan_status(plan_id, "done", expected=["approved"])  # tidy up
+            states[0].prune_plans(RETENTION, now=NOW)
+    finally:
+        for st in states:
+            st.close()
+
+
+def big_plan(plan_id: str, created_at: datetime) -> Plan:
+    """A plan with a large keep list, like one of a registry with thousands of tags."""
+    keep = [
+        KeepItem(
+            repository=f"team/app-{n % 50}",
+            digest=sha(100_000 + n),
+            tags=(f"main-{n:08x}", f"build-{n}"),
+            created="2026-02-28T00:00:00Z",
+            reasons=("among the 5 newest", f"tag matches ^main-{n:08x}$"),
+        )
+        for n in range(1500)
+    ]
+    return make_plan(plan_id, created_at=created_at, keep=keep)
+
+
+def test_vacuum_gives_the_freed_space_back(db_path: Path) -> None:
+    with State(db_path) as st:
+        for n in range(12):
+            st.save_plan(big_plan(f"big{n:05d}", NOW - timedelta(days=200)))
+        st.db.conn.execute("UPDATE plans SET status = 'done', updated_at = created_at")
+        st.db.conn.commit()
+        st.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        full = st.file_size()
+        result = st.prune_plans(RETENTION, now=NOW)
+        assert result.plans == 12 and result.bytes > 2_000_000
+        assert st.file_size() >= full  # pages are only freed for reuse
+
+        with (
+            State(db_path) as other,
+            other.lock("local", purpose="apply of plan x"),
+            pytest.raises(LockHeld, match="not vacuuming the state DB while registry 'local'"),
+        ):
+            st.vacuum()
+
+        before, after = st.vacuum(actor="ops")
+        assert before >= full and after < full / 4
+        # The rebuild did not stay in the write-ahead log (only the audit event is there).
+        assert os.path.getsize(f"{db_path}-wal") < full / 20
+        event = st.audit_events(limit=1)[0]
+        assert (event["event"], event["actor"]) == ("state.vacuumed", "ops")
+        assert event["details"] == {"bytes_before": before, "bytes_after": after}
+    with State(":memory:") as memory:
+        assert memory.vacuum() == (0, 0)
 
 
 # -- threads sharing one State ------------------------------------------------------

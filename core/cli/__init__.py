@@ -29,6 +29,7 @@ from . import (
     plugins_cmd,
     run_cmd,
     show_cmd,
+    state_cmd,
     unlock_cmd,
 )
 from .context import CliContext
@@ -43,6 +44,7 @@ COMMAND_MODULES = (
     history_cmd,
     plugins_cmd,
     unlock_cmd,
+    state_cmd,
 )
 DEBUG_ENV = "REGPRUNE_DEBUG"
 

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show the audit log, newest first: plans, approvals, deletions, skips and GC runs."""
         state = get_context(ctx).state()
-        plan_id = state.get_plan(plan).id if plan else None
+        # A plan removed by retention keeps its events: --plan still finds them.
+        plan_id = state.plan_id_of(plan) if plan else None
         events = state.audit_events(limit=limit, registry=registry, plan_id=plan_id)
         if as_json:
             print_json(events)

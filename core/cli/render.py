@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from rich import box
@@ -311,6 +311,16 @@ def event_summary(event: Mapping[str, Any]) -> str:
         return (
             f"policy {details.get('policy')}: delete {details.get('images', 0)} image(s), "
             f"{details.get('tags', 0)} tag(s), ~{human_bytes(details.get('bytes'))}"
+        )
+    if event.get("event") == "state.pruned":
+        statuses = ", ".join(
+            f"{n} {s}" for s, n in sorted((details.get("by_status") or {}).items())
+        )
+        older = format_duration(timedelta(seconds=details.get("older_than_seconds") or 0))
+        return (
+            f"removed {details.get('plans', 0)} plan(s) older than {older}"
+            f"{f' ({statuses})' if statuses else ''}, {details.get('items', 0)} item(s),"
+            f" {human_bytes(details.get('bytes'))}; {details.get('trigger', '')}"
         )
     parts = []
     for key, value in details.items():
