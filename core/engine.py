@@ -19,7 +19,7 @@ import pluggy
 from .apply import Applier, Progress
 from .config import RegistrySettings, Settings
 from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
-from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
+from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .registry import RegistryClient
@@ -308,8 +308,6 @@ class Engine:
         return result
 
     def _result_from_state(self, plan: Plan) -> ApplyResult:
-        from .models import ItemOutcome
-
         statuses = self.state.item_statuses(plan.id)
         outcomes = [ItemOutcome(item, *statuses[item.seq]) for item in plan.delete]  # type: ignore[arg-type]
         return ApplyResult(plan_id=plan.id, status=plan.status, outcomes=outcomes)

@@ -605,3 +605,23 @@ def test_version(capsys, tmp_path):
 
     _, out, _ = Cli(capsys, tmp_path)("--version")
     assert out.strip() == f"regprune {__version__}"
+
+
+def test_cancel_moves_a_failed_plan_out_of_reach_of_apply(tmp_path, registry_server, pusher):
+    from regprune.cli import run as run_cli
+
+    pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
+    state = str(tmp_path / "cancel.db")
+    base = ["--state", state]
+    quick = ["plan", "--registry", registry_server.url, "--repo", "ci/*", "--older-than", "7d"]
+    assert run_cli([*base, *quick]) == 0
+    from regprune.state import State
+
+    with State(state) as db:
+        plan = db.list_plans(limit=1)[0]
+        assert db.set_plan_status(plan.id, "failed", expected=("pending",))
+
+    assert run_cli([*base, "cancel", plan.id]) == 0
+    assert run_cli([*base, "apply", plan.id, "--yes"]) == 2
+    assert pusher.resolve("ci/app", "build-1") is not None
+    assert run_cli([*base, "cancel", plan.id]) == 2  # already cancelled

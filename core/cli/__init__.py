@@ -22,6 +22,7 @@ from ..errors import RegpruneError
 from ..plugin_manager import get_plugin_manager
 from . import (
     apply_cmd,
+    cancel_cmd,
     gc_cmd,
     history_cmd,
     ls_cmd,
@@ -39,6 +40,7 @@ COMMAND_MODULES = (
     plan_cmd,
     show_cmd,
     apply_cmd,
+    cancel_cmd,
     run_cmd,
     gc_cmd,
     history_cmd,
