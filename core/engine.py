@@ -239,8 +239,13 @@ class Engine:
         *,
         context: ApprovalContext | None = None,
         progress: Progress | None = None,
+        resume: tuple[str, ...] = RESUMABLE,
     ) -> ApplyResult:
-        """Approve if needed, then delete what the plan lists; resumable."""
+        """Approve if needed, then delete what the plan lists; resumable.
+
+        ``resume`` names the statuses this caller may continue from; the Slack bot
+        leaves out "failed" so a failure waits for a person.
+        """
         plan = self.state.get_plan(plan_id)
         context = context or ApprovalContext(
             assume_yes=False, interactive=False, actor=default_actor()
@@ -269,11 +274,13 @@ class Engine:
             plan = self.state.get_plan(plan.id)
         if plan.status == "done":
             return self._result_from_state(plan)
-        if plan.status not in RESUMABLE:
+        if plan.status not in resume:
             raise UsageError(f"plan {plan.id} is {plan.status}; only approved plans can be applied")
-        return self._apply_approved(plan, progress)
+        return self._apply_approved(plan, progress, resume)
 
-    def _apply_approved(self, plan: Plan, progress: Progress | None) -> ApplyResult:
+    def _apply_approved(
+        self, plan: Plan, progress: Progress | None, resume: tuple[str, ...]
+    ) -> ApplyResult:
         client = self.client_for_plan(plan)
         name = lock_name(plan.registry)
         with self.state.lock(name, purpose=f"apply of plan {plan.id}"):
@@ -287,7 +294,10 @@ class Engine:
             )
             pending = applier.pending_items()
             applier.preflight(item.repository for item in pending)
-            self.state.set_plan_status(plan.id, "applying", expected=RESUMABLE)
+            # Another process may have finished or cancelled it since we read it.
+            if not self.state.set_plan_status(plan.id, "applying", expected=resume):
+                now = self.state.get_plan(plan.id).status
+                raise UsageError(f"plan {plan.id} became {now} meanwhile; nothing was deleted")
             try:
                 applier.run()
             except RegpruneError:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from regprune.errors import DeletesDisabled, LockHeld, RegistryUnreachable
-from regprune.models import ApprovalContext
+from regprune.errors import DeletesDisabled, LockHeld, RegistryUnreachable, UsageError
+from regprune.models import Approval, ApprovalContext
 
 from .support import YES, days_ago, deleted_digests, engine_for, kept
 
@@ -394,3 +394,23 @@ def test_image_listed_by_a_skipped_index_is_not_deleted(registry_server, pusher,
     assert {o.item.digest for o in result.of("skipped")} == {platform.digest, index_digest}
     assert pusher.manifest_exists("ci/app", platform.digest)
     assert pusher.resolve("ci/app", "release-1") == index_digest
+
+
+def test_apply_stops_when_the_plan_changed_state_before_it_took_the_lock(
+    registry_server, pusher, tmp_path, monkeypatch
+):
+    image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    plan = engine.plan("ci")
+    engine.record_decision(plan, Approval("approved", "tester", "test"))
+    original = engine.state.lock
+
+    def cancelled_meanwhile(name, **kwargs):
+        # Another process cancels the plan between our status check and our lock.
+        engine.state.set_plan_status(plan.id, "cancelled", expected=("approved",))
+        return original(name, **kwargs)
+
+    monkeypatch.setattr(engine.state, "lock", cancelled_meanwhile)
+    with pytest.raises(UsageError, match="became cancelled meanwhile"):
+        engine.apply(plan.id, context=YES)
+    assert pusher.resolve("ci/app", "build-1") == image.digest

@@ -783,7 +783,10 @@ class SlackService:
         )
         context = ApprovalContext(assume_yes=False, interactive=False, actor=BOT_ACTOR)
         try:
-            result = engine.apply(plan.id, context=context, progress=progress)
+            # Never pick up a plan another process marked failed meanwhile: a person decides.
+            result = engine.apply(
+                plan.id, context=context, progress=progress, resume=("approved", "applying")
+            )
         except LockHeld as exc:  # another live process has the registry (maybe this plan)
             log.warning("apply of plan %s did not start: %s", plan.id, exc.message)
             self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
