@@ -47,12 +47,11 @@ class CurrentRepository:
     tags_of: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     facts: dict[str, ManifestFacts] = field(default_factory=dict)
 
+    owners: dict[str, list[str]] = field(default_factory=dict)
+
     def referencing(self, digest: str, gone: set[str]) -> str | None:
         """A tagged manifest, not in ``gone``, that lists ``digest`` as a child."""
-        for owner, facts in self.facts.items():
-            if owner not in gone and digest in facts.children:
-                return owner
-        return None
+        return next((owner for owner in self.owners.get(digest, ()) if owner not in gone), None)
 
 
 def resolve_current(client: RegistryClient, state: State, repository: str) -> CurrentRepository:
@@ -77,6 +76,9 @@ def resolve_current(client: RegistryClient, state: State, repository: str) -> Cu
 
     fetched = [facts for facts in client.map(fetch, unknown) if facts is not None]
     current.facts = {**known, **{facts.digest: facts for facts in fetched}}
+    for owner, facts in current.facts.items():
+        for child in facts.children:
+            current.owners.setdefault(child, []).append(owner)
     return current
 
 

@@ -29,7 +29,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_regex(value: str) -> str:
+def check_regex(value: str) -> str:
+    """Validate a regular expression, keeping ``re``'s explanation in the message."""
     try:
         re.compile(value)
     except re.error as exc:
@@ -154,12 +155,12 @@ class PolicySettings(_Model):
         default=None, description="Cron expression; the Slack bot plans this policy on it."
     )
 
-    _tags = field_validator("tags")(lambda v: v if v is None else _check_regex(v))
+    _tags = field_validator("tags")(lambda v: v if v is None else check_regex(v))
 
     @field_validator("keep_tags")
     @classmethod
     def _keep_tags(cls, values: list[str]) -> list[str]:
-        return [_check_regex(value) for value in values]
+        return [check_regex(value) for value in values]
 
 
 class SlackSettings(_Model):

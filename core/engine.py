@@ -65,6 +65,7 @@ class Engine:
         )
         self._catalog: Catalog | None = None
         self._clients: dict[str, RegistryClient] = {}
+        self._compiled: dict[str, CompiledPolicy] | None = None
 
     # -- plumbing -----------------------------------------------------------
 
@@ -114,8 +115,14 @@ class Engine:
         return compile_policy(policy, self.settings.get_policy(policy), self.catalog)
 
     def validate(self) -> list[CompiledPolicy]:
-        """Build every policy's plugins so config errors surface before any work."""
-        return [self.compile(name) for name in self.settings.policy]
+        """Build every policy's plugins so config errors surface before any work.
+
+        Built once per engine: planning several policies reuses them, so a keep rule
+        that reads a file or runs a command (in_use, branch) does it once per run.
+        """
+        if self._compiled is None or set(self._compiled) != set(self.settings.policy):
+            self._compiled = {name: self.compile(name) for name in self.settings.policy}
+        return list(self._compiled.values())
 
     def plan(self, policy: str, *, requested_by: str | None = None) -> Plan:
         """Scan the policy's repositories, decide, store the plan and announce it."""

@@ -9,7 +9,6 @@ and shows it to a person.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from regprune.config import check_regex
 from regprune.models import Image
 from regprune.timing import aware
 
@@ -31,15 +31,6 @@ class Options(BaseModel):
 
 
 M = TypeVar("M", bound=Options)
-
-
-def check_regex(value: str) -> str:
-    """Validate a regular expression, keeping ``re``'s explanation in the message."""
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression '{value}': {exc}") from None
-    return value
 
 
 Regex = Annotated[str, AfterValidator(check_regex)]

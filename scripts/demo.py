@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from regprune.cli.render import human_bytes
 from regprune.testing import ImagePusher, RegistryServer, find_registry_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,15 +25,6 @@ WORK = ROOT / ".demo"
 
 def banner(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def seed(pusher: ImagePusher) -> None:
@@ -47,13 +39,24 @@ def seed(pusher: ImagePusher) -> None:
                 pusher.push_signature(app, image.digest)
         for number, day in enumerate((35, 20, 2)):
             pusher.push_image(
-                app, [f"feature-login-{number:07x}"], created=now - timedelta(days=day), layer_size=64 * 1024
+                app,
+                [f"feature-login-{number:07x}"],
+                created=now - timedelta(days=day),
+                layer_size=64 * 1024,
             )
-        release = pusher.push_image(app, ["v1.0.0"], created=now - timedelta(days=90), layer_size=64 * 1024)
+        release = pusher.push_image(
+            app, ["v1.0.0"], created=now - timedelta(days=90), layer_size=64 * 1024
+        )
         pusher.push_signature(app, release.digest)
-        pusher.push_image(app, ["latest", "v1.1.0"], created=now - timedelta(days=30), layer_size=64 * 1024)
-    pusher.push_index("ci/api", ["main-multi01"], created=now - timedelta(days=25), layer_size=64 * 1024)
-    pusher.push_image("ci/api", ["main-0000000"], created="1970-01-01T00:00:00Z", layer_size=64 * 1024)
+        pusher.push_image(
+            app, ["latest", "v1.1.0"], created=now - timedelta(days=30), layer_size=64 * 1024
+        )
+    pusher.push_index(
+        "ci/api", ["main-multi01"], created=now - timedelta(days=25), layer_size=64 * 1024
+    )
+    pusher.push_image(
+        "ci/api", ["main-0000000"], created="1970-01-01T00:00:00Z", layer_size=64 * 1024
+    )
 
 
 def write_config(server: RegistryServer) -> Path:
@@ -109,7 +112,7 @@ def main() -> None:
             seed(pusher)
         write_config(server)
         before = server.disk_usage()
-        banner(f"Disk usage before: {human(before)}")
+        banner(f"Disk usage before: {human_bytes(before)}")
         banner("regprune ls ci/api  (images oldest first, with their build time)")
         regprune("ls", "ci/api", env=env)
         banner("regprune plan  (what would go and why; nothing is deleted)")
@@ -117,7 +120,10 @@ def main() -> None:
         plan_id = json.loads(
             subprocess.run(
                 [sys.executable, "-m", "regprune", "history", "--json", "--limit", "1"],
-                env=env, capture_output=True, text=True, check=True,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         )[0]["plan_id"]
         banner(f"regprune apply {plan_id} --yes  (re-checks every tag, then deletes)")
@@ -125,7 +131,9 @@ def main() -> None:
         banner("regprune gc  (the registry's own garbage-collect frees the disk)")
         regprune("gc", env=env)
         after = server.disk_usage()
-        banner(f"Disk usage: {human(before)} before, {human(after)} after ({human(before - after)} freed)")
+        banner(
+            f"Disk usage: {human_bytes(before)} before, {human_bytes(after)} after ({human_bytes(before - after)} freed)"
+        )
         banner("regprune history")
         regprune("history", "--limit", "8", env=env)
     banner("Done; the registry is stopped. Files are in .demo/")
