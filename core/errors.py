@@ -65,5 +65,11 @@ class ApprovalPending(UsageError):
     """The plan's approver decides elsewhere (Slack) and has not decided yet."""
 
 
+class Interrupted(RegpruneError):
+    """Ctrl-C or SIGTERM stopped the work; the message says what was done and how to resume."""
+
+    exit_code = 130
+
+
 class LockHeld(RegpruneError):
     """Another apply or gc holds the registry's lock."""
