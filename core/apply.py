@@ -1,21 +1,34 @@
 """Delete exactly what an approved plan lists, re-checked against the registry first.
 
-Before deleting, every tag of each affected repository is resolved again.  An item
-is skipped, with the reason, when:
+At the start of an apply every affected repository is scanned again (one request
+per tag with a warm cache) and the keep rules run again on what it holds now: the
+plan's own rules as stored with it, and those of every configured policy covering
+the repository.  Then, right before each DELETE, the item is checked once more
+against the registry (:meth:`LiveRepository.recheck`): the repository's tag list is
+read again, its own tags and every tag new since the snapshot are resolved, and
+the manifests they name are read.  An item is skipped, with the reason, when:
 - its tags differ from the plan (a tag was pushed onto it, moved away, or a kept
   tag now points to it) — so a tag pushed after planning is never lost;
-- a manifest that is not being deleted (e.g. an index pushed after the plan) now
-  references it;
+- a manifest that is not being deleted (an index, or a signature or other
+  referrer pushed after the plan) now references it;
+- a keep rule keeps it now (an image that became deployed while the plan waited
+  for approval), or keeps one of its artifacts;
 - it is a platform child or an artifact whose index or subject was not deleted.
 Each outcome is written to the state DB as it happens, so a second apply of the
 same plan finishes the rest and repeats nothing.
+
+The window that remains (see docs/safety.md): a push that lands between the last
+re-check and the DELETE, about one round trip; and an *existing* tag moved onto a
+planned digest, which is caught by the per-item check only for the item's own tags
+and otherwise by a full re-resolution of the repository at most
+``FULL_RECHECK_AFTER`` seconds old.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 
 import pluggy
 
@@ -27,59 +40,105 @@ from .errors import (
     RegistryUnreachable,
     RegpruneError,
 )
+from .hookcalls import PluginError, first_result, notify
 from .manifests import facts_from_manifest
-from .models import ApplyResult, ItemOutcome, ManifestFacts, Plan, PlanItem
+from .mediatypes import artifact_subject
+from .models import (
+    ApplyResult,
+    ItemOutcome,
+    ManifestFacts,
+    Plan,
+    PlanItem,
+    Protector,
+    SelectionContext,
+)
+from .planner import keep_verdicts
 from .registry import RegistryClient
+from .scan import RepositoryScan, Scanner
 from .state import State
 
 # Errors that would fail every remaining item the same way: stop and let a re-run resume.
-FATAL = (DeletesDisabled, MissingScope, AuthenticationFailed, RegistryUnreachable)
+FATAL = (DeletesDisabled, MissingScope, AuthenticationFailed, RegistryUnreachable, PluginError)
 FINAL_STATUSES = ("deleted", "skipped")
+DELETE_ANSWERS = ("deleted", "absent")
 HEARTBEAT_EVERY = 25
+# Tags that existed at the snapshot are resolved again per item only when they are the
+# item's own; every other tag is resolved again when the snapshot is this old.
+FULL_RECHECK_AFTER = 30.0
 
 Progress = Callable[[PlanItem, str, str], None]
+KeepRule = tuple[str, str, Protector]  # (label, owning plugin, protector)
+KeepRulesFor = Callable[[str], Sequence[KeepRule]]
 
 
-@dataclass
-class CurrentRepository:
-    """A repository as it is right now: tags, and who references which manifest."""
+class LiveRepository:
+    """One repository as the registry holds it now, kept current item by item."""
 
-    tags_of: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    facts: dict[str, ManifestFacts] = field(default_factory=dict)
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        scan: RepositoryScan,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.repository = repository
+        self.tag_digest: dict[str, str] = dict(scan.tags)
+        self.facts: dict[str, ManifestFacts] = dict(scan.manifests)
+        self._clock = clock
+        self.resolved_at = clock()
 
-    owners: dict[str, list[str]] = field(default_factory=dict)
+    def tags_of(self, digest: str) -> set[str]:
+        return {tag for tag, target in self.tag_digest.items() if target == digest}
 
-    def referencing(self, digest: str, gone: set[str]) -> str | None:
-        """A tagged manifest, not in ``gone``, that lists ``digest`` as a child."""
-        return next((owner for owner in self.owners.get(digest, ()) if owner not in gone), None)
+    def references(self, digest: str) -> list[str]:
+        """Tagged manifests that reference ``digest``: indexes listing it, and artifacts
+        whose ``subject`` (or cosign-style tag) names it."""
+        found: list[str] = []
+        for tag, owner in self.tag_digest.items():
+            if owner == digest:
+                continue
+            facts = self.facts.get(owner)
+            if (facts is not None and (digest in facts.children or facts.subject == digest)) or (
+                artifact_subject(tag) == digest
+            ):
+                found.append(owner)
+        return sorted(set(found))
 
+    def recheck(self, own_tags: Iterable[str]) -> None:
+        """Read the tag list again and resolve ``own_tags`` and every new tag (all tags
+        once the snapshot is older than ``FULL_RECHECK_AFTER``)."""
+        listed = self.client.tags(self.repository)
+        current = set(listed)
+        if self._clock() - self.resolved_at >= FULL_RECHECK_AFTER:
+            wanted = sorted(current)
+            self.resolved_at = self._clock()
+        else:
+            wanted = sorted((current - set(self.tag_digest)) | (set(own_tags) & current))
+        for gone in set(self.tag_digest) - current:
+            del self.tag_digest[gone]
+        digests = self.client.map(
+            lambda tag: self.client.head_manifest(self.repository, tag), wanted
+        )
+        for tag, digest in zip(wanted, digests, strict=True):
+            if digest is None:
+                self.tag_digest.pop(tag, None)
+            else:
+                self.tag_digest[tag] = digest
+        unknown = sorted({d for d in self.tag_digest.values() if d not in self.facts})
+        for facts in self.client.map(self._fetch, unknown):
+            if facts is not None:
+                self.facts[facts.digest] = facts
 
-def resolve_current(client: RegistryClient, state: State, repository: str) -> CurrentRepository:
-    """Resolve every tag of a repository again (one HEAD per tag) and the facts of new digests."""
-    current = CurrentRepository()
-    tags = client.tags(repository)
-    digests = client.map(lambda tag: client.head_manifest(repository, tag), tags)
-    for tag, digest in zip(tags, digests, strict=True):
-        if digest:
-            current.tags_of[digest].add(tag)
-    known = state.get_facts(current.tags_of)
-    unknown = sorted(set(current.tags_of) - set(known))
-
-    def fetch(digest: str) -> ManifestFacts | None:
+    def _fetch(self, digest: str) -> ManifestFacts | None:
         try:
-            manifest = client.get_manifest(repository, digest)
+            manifest = self.client.get_manifest(self.repository, digest)
         except ManifestNotFound:
             return None
         return facts_from_manifest(
             manifest.digest, manifest.media_type, manifest.content, manifest.data
         )
-
-    fetched = [facts for facts in client.map(fetch, unknown) if facts is not None]
-    current.facts = {**known, **{facts.digest: facts for facts in fetched}}
-    for owner, facts in current.facts.items():
-        for child in facts.children:
-            current.owners.setdefault(child, []).append(owner)
-    return current
 
 
 class Applier:
@@ -94,6 +153,8 @@ class Applier:
         client: RegistryClient,
         lock_name: str,
         progress: Progress | None = None,
+        keep_rules_for: KeepRulesFor | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.plan = plan
         self.state = state
@@ -101,6 +162,10 @@ class Applier:
         self.client = client
         self.lock_name = lock_name
         self.progress = progress or (lambda item, status, reason: None)
+        self.keep_rules_for = keep_rules_for or (lambda repository: ())
+        self._now = now
+        self._skipped: set[tuple[str, str]] = set()
+        self._prepared: tuple[dict[str, LiveRepository], dict] | None = None
 
     def preflight(self, repositories: Iterable[str]) -> None:
         """Refuse before deleting anything when deletes are disabled or the scope is missing."""
@@ -111,44 +176,111 @@ class Applier:
         statuses = self.state.item_statuses(self.plan.id)
         return [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
 
+    def prepare(self) -> None:
+        """Take the snapshot the next ``run`` uses (see ``snapshot``); it may raise, and
+        then nothing has been deleted."""
+        self._prepared = self.snapshot(sorted({item.repository for item in self.pending_items()}))
+
+    def snapshot(self, repositories: Sequence[str]) -> tuple[dict[str, LiveRepository], dict]:
+        """Scan the repositories again and run every keep rule on what they hold now.
+
+        Returns the live views and ``{(repository, digest): reason}`` of what keep rules
+        keep now.  A keep rule that fails stops the apply here, before any deletion.
+        """
+        now = self._now() if self._now else datetime.now(UTC)
+        scanner = Scanner(self.client, self.state, self.plan.registry, now)
+        scans = scanner.scan(list(repositories))
+        live = {
+            scan.repository: LiveRepository(self.client, scan.repository, scan) for scan in scans
+        }
+        kept: dict[tuple[str, str], str] = {}
+        for scan in scans:
+            rules = list(self.keep_rules_for(scan.repository))
+            if not rules:
+                continue
+            context = SelectionContext(
+                now=now,
+                registry=self.plan.registry,
+                repository=scan.repository,
+                policy=self.plan.policy,
+            )
+            images = [*scan.images, *scan.orphan_artifacts]
+            for digest, reasons in keep_verdicts(images, rules, context, self.plan.policy).items():
+                kept[(scan.repository, digest)] = "; ".join(reasons)
+        return live, kept
+
     def run(self) -> ApplyResult:
         statuses = self.state.item_statuses(self.plan.id)
         todo = [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
-        deleted = {item.digest for item in self.plan.delete if statuses[item.seq][0] == "deleted"}
-        current = {
-            repo: resolve_current(self.client, self.state, repo)
-            for repo in sorted({i.repository for i in todo})
+        deleted = {
+            (item.repository, item.digest)
+            for item in self.plan.delete
+            if statuses[item.seq][0] == "deleted"
         }
         result = ApplyResult(plan_id=self.plan.id, status="applying")
+        if not todo:
+            return result
+        if self._prepared is None:
+            self.prepare()
+        assert self._prepared is not None
+        live, kept = self._prepared
+        self._prepared = None  # a snapshot serves one run
         for count, item in enumerate(self._ordered(todo), start=1):
             prior = statuses[item.seq][0]
-            reason = self._skip_reason(item, prior, current[item.repository], deleted)
+            reason = self._skip_reason(item, prior, live[item.repository], kept, deleted)
             if reason:
+                self._skipped.add((item.repository, item.digest))
                 self._record(result, item, "skipped", reason)
-                self.manager.hook.item_skipped(
-                    plan=self.plan, item=item, reason=reason, state=self.state
+                notify(
+                    self.manager,
+                    "item_skipped",
+                    plan=self.plan,
+                    item=item,
+                    reason=reason,
+                    state=self.state,
                 )
                 continue
             self.state.set_item_status(self.plan.id, item.seq, "deleting")
             try:
-                outcome = self.manager.hook.delete_manifest(
-                    client=self.client, repository=item.repository, digest=item.digest
-                )
+                outcome = self._delete(item)
             except RegpruneError as exc:
                 self._record(result, item, "failed", exc.message)
-                self.manager.hook.item_failed(
-                    plan=self.plan, item=item, error=exc.message, state=self.state
+                notify(
+                    self.manager,
+                    "item_failed",
+                    plan=self.plan,
+                    item=item,
+                    error=exc.message,
+                    state=self.state,
                 )
                 if isinstance(exc, FATAL):
                     raise
                 continue
             note = "already gone" if outcome == "absent" else ""
-            deleted.add(item.digest)
+            deleted.add((item.repository, item.digest))
             self._record(result, item, "deleted", note)
-            self.manager.hook.item_deleted(plan=self.plan, item=item, state=self.state)
+            notify(self.manager, "item_deleted", plan=self.plan, item=item, state=self.state)
             if count % HEARTBEAT_EVERY == 0:
                 self.state.heartbeat(self.lock_name)
         return result
+
+    def _delete(self, item: PlanItem) -> str:
+        """Ask the deleter plugins; an answer other than "deleted"/"absent" is a plugin error."""
+        plugin, outcome = first_result(
+            self.manager,
+            "delete_manifest",
+            client=self.client,
+            repository=item.repository,
+            digest=item.digest,
+        )
+        if outcome not in DELETE_ANSWERS:
+            who = plugin or "none"
+            raise PluginError(
+                f"plugin {who} failed in delete_manifest: it answered {outcome!r} for "
+                f"{item.repository}@{item.digest[:19]}, not 'deleted' or 'absent'; the item is "
+                "left to retry (`regprune apply PLAN_ID`) or the plan can be cancelled"
+            )
+        return str(outcome)
 
     def _ordered(self, todo: list[PlanItem]) -> list[PlanItem]:
         """Referencing manifests before what they reference: an index before its platform
@@ -183,27 +315,60 @@ class Applier:
         result.outcomes.append(ItemOutcome(item, status, reason))  # type: ignore[arg-type]
         self.progress(item, status, reason)
 
+    def _group(self, item: PlanItem) -> list[PlanItem]:
+        """An image and the artifacts the plan deletes with it (checked together, since
+        the image goes first)."""
+        if item.role != "image":
+            return [item]
+        return [item] + [
+            other
+            for other in self.plan.delete
+            if other.role == "artifact"
+            and other.parent == item.digest
+            and other.repository == item.repository
+        ]
+
     def _skip_reason(
         self,
         item: PlanItem,
         prior: str,
-        current: CurrentRepository,
-        deleted: set[str],
+        live: LiveRepository,
+        kept: dict[tuple[str, str], str],
+        deleted: set[tuple[str, str]],
     ) -> str | None:
-        now_tags = current.tags_of.get(item.digest, set())
-        if item.role != "image" and item.parent not in deleted:
+        if item.role != "image" and (item.repository, item.parent) not in deleted:
             owner = "index" if item.role == "child" else "subject"
             return f"its {owner} {item.parent[:19] if item.parent else '?'} was not deleted"
-        if set(item.tags) != now_tags:
-            resumed = prior in ("deleting", "failed") and not now_tags
-            if not resumed:
-                return (
-                    f"tags changed since the plan: now {sorted(now_tags) or 'untagged'}, "
-                    f"planned {sorted(item.tags) or 'untagged'}"
-                )
-        # Only manifests already deleted stop counting: an index that is still there keeps
-        # everything it lists, whether or not the plan meant to delete it later.
-        owner = current.referencing(item.digest, deleted)
-        if owner:
+        group = self._group(item)
+        for member in group:
+            reason = kept.get((member.repository, member.digest))
+            if reason:
+                what = "" if member is item else f"its artifact {member.digest[:19]}: "
+                return f"kept at apply time: {what}{reason}"
+        live.recheck(tag for member in group for tag in member.tags)
+        for member in group:
+            now_tags = live.tags_of(member.digest)
+            if set(member.tags) != now_tags:
+                resumed = member is item and prior in ("deleting", "failed") and not now_tags
+                if not resumed:
+                    what = "" if member is item else f"its artifact {member.digest[:19]}: "
+                    return (
+                        f"{what}tags changed since the plan: now {sorted(now_tags) or 'untagged'}, "
+                        f"planned {sorted(member.tags) or 'untagged'}"
+                    )
+        # Artifacts the plan deletes right after their subject (this item, or the index
+        # just deleted) do not count; every other manifest still there keeps what it
+        # references, whether or not the plan means to delete it later.
+        going = {
+            other.digest
+            for other in self.plan.delete
+            if other.role == "artifact"
+            and other.repository == item.repository
+            and (other.parent == item.digest or (item.repository, other.parent) in deleted)
+            and (item.repository, other.digest) not in self._skipped
+        }
+        for owner in live.references(item.digest):
+            if (item.repository, owner) in deleted or owner in going:
+                continue
             return f"referenced by manifest {owner[:19]}, which is not deleted"
         return None

@@ -16,16 +16,31 @@ from datetime import UTC, datetime, timedelta
 
 import pluggy
 
-from .apply import Applier, Progress
+from .apply import Applier, KeepRule, Progress
 from .config import RegistrySettings, Settings
-from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
+from .errors import (
+    ApplyStopped,
+    ApprovalPending,
+    ConfigError,
+    Interrupted,
+    RegpruneError,
+    UsageError,
+)
+from .hookcalls import PluginError, notify, plugin_error
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
-from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
+from .planner import (
+    CompiledPolicy,
+    assign_times,
+    build_plan,
+    compile_keep_rules,
+    compile_policy,
+)
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
 from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
 from .timing import check_time_sources
+from .urls import registry_identity
 
 RESUMABLE = UNFINISHED_PLAN_STATUSES  # what apply resumes is what retention never removes
 log = logging.getLogger(__name__)
@@ -37,6 +52,13 @@ def default_actor() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def _identity(url: str) -> str:
+    try:
+        return registry_identity(url)
+    except ValueError:
+        return url.rstrip("/")
 
 
 def lock_name(registry: str) -> str:
@@ -93,12 +115,60 @@ class Engine:
         return self._clients[registry]
 
     def client_for_plan(self, plan: Plan) -> RegistryClient:
-        if plan.registry in self.settings.registry:
+        """The client for the registry a plan was made for, and no other.
+
+        A plan is bound to its registry's identity (``registry_identity`` of the URL it
+        was made against): when the config's registry of that name now points
+        elsewhere (``staging.toml`` and ``prod.toml`` sharing one state DB), apply
+        refuses before anything is deleted.
+        """
+        configured = self.settings.registry.get(plan.registry)
+        if configured is not None:
+            if _identity(configured.url) != _identity(plan.registry_url):
+                raise UsageError(
+                    f"plan {plan.id} was made for registry {plan.registry!r} at "
+                    f"{plan.registry_url}, but the config's [registry.{plan.registry}] is "
+                    f"{configured.url}; nothing was deleted. Apply it with the config it was "
+                    "made with, or make a new plan for this registry"
+                )
             return self.client(plan.registry)
         # A quick-mode plan: the registry is only known by its URL.
         settings = RegistrySettings(url=plan.registry_url)
         self.settings.registry[plan.registry] = settings
         return self.client(plan.registry)
+
+    def keep_rules_for(self, plan: Plan) -> Callable[[str], list[KeepRule]]:
+        """The keep rules apply runs again for each repository of ``plan``.
+
+        Keep always wins, so these are the union of the rules stored with the plan
+        (its policy's rules when it was made) and the current rules of every configured
+        policy on the same registry that covers the repository.  A rule that cannot be
+        built any more is a ConfigError here, before anything is deleted.
+        """
+        stored: list[KeepRule] = []
+        if plan.keep_rules is not None:
+            stored = compile_keep_rules(
+                f"policy {plan.policy} (as planned)", plan.keep_rules, self.catalog
+            )
+        identity = _identity(plan.registry_url)
+        current = [
+            compiled
+            for compiled in self.validate()
+            if _identity(self.registry_settings(compiled.settings.registry).url) == identity
+        ]
+
+        def rules(repository: str) -> list[KeepRule]:
+            found = list(stored)
+            for compiled in current:
+                if not compiled.covers(repository):
+                    continue
+                found += [
+                    (f"policy {compiled.name}", compiled.owners.get(label, "unknown"), protector)
+                    for label, protector in compiled.protectors
+                ]
+            return found
+
+        return rules
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -140,10 +210,10 @@ class Engine:
             c for c in compiled_all.values() if c.name != policy and c.settings.registry == registry
         ]
 
-        def keepers_for(repository: str) -> list:
+        def keepers_for(repository: str) -> list[KeepRule]:
             # Keep always wins, across policies: other policies' keep rules guard this repository too.
             return [
-                (f"policy {other.name}", protector)
+                (f"policy {other.name}", other.owners.get(label, "unknown"), protector)
                 for other in others
                 if other.covers(repository)
                 for label, protector in other.protectors
@@ -161,7 +231,7 @@ class Engine:
             requested_by=requested_by or default_actor(),
         )
         self.state.save_plan(plan)
-        self.manager.hook.plan_created(plan=plan, state=self.state)
+        notify(self.manager, "plan_created", plan=plan, state=self.state)
         self._prune_after_plan(plan)
         return plan
 
@@ -222,7 +292,22 @@ class Engine:
             raise ConfigError(
                 f"plan {plan.id} needs approver {plan.approval!r}, which no installed plugin provides"
             )
-        approval = approver.approve(plan, context)
+        owner = self.catalog.owner("approver", plan.approval)
+        try:
+            approval = approver.approve(plan, context)
+        except RegpruneError:
+            raise
+        except Exception as exc:
+            raise plugin_error(owner, f"approve ({plan.approval})", exc) from exc
+        if not isinstance(approval, Approval) or approval.decision not in (
+            "approved",
+            "rejected",
+            "pending",
+        ):
+            raise PluginError(
+                f"plugin {owner} failed in approve ({plan.approval}): it answered {approval!r}, "
+                "not an Approval that is approved, rejected or pending; nothing was deleted"
+            )
         if approval.decision == "pending":
             return approval
         self.record_decision(plan, approval)
@@ -235,7 +320,7 @@ class Engine:
             return False
         self.state.add_approval(plan.id, approval, at=self.now())
         plan.status = target  # type: ignore[assignment]
-        self.manager.hook.plan_decided(plan=plan, approval=approval, state=self.state)
+        notify(self.manager, "plan_decided", plan=plan, approval=approval, state=self.state)
         return True
 
     # -- apply -----------------------------------------------------------------
@@ -289,6 +374,7 @@ class Engine:
         self, plan: Plan, progress: Progress | None, resume: tuple[str, ...]
     ) -> ApplyResult:
         client = self.client_for_plan(plan)
+        keep_rules = self.keep_rules_for(plan)
         name = lock_name(plan.registry)
         with self.state.lock(name, purpose=f"apply of plan {plan.id}"):
             applier = Applier(
@@ -298,19 +384,34 @@ class Engine:
                 client=client,
                 lock_name=name,
                 progress=progress,
+                keep_rules_for=keep_rules,
+                now=self._now,
             )
-            pending = applier.pending_items()
-            applier.preflight(item.repository for item in pending)
+            try:
+                applier.preflight(item.repository for item in applier.pending_items())
+                applier.prepare()
+            except RegpruneError as exc:
+                self._refused(plan, exc)
+                raise
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted before anything was deleted; plan {plan.id} is unchanged and "
+                    f"`regprune apply {plan.id}` starts it again"
+                ) from None
             # Another process may have finished or cancelled it since we read it.
             if not self.state.set_plan_status(plan.id, "applying", expected=resume):
                 now = self.state.get_plan(plan.id).status
                 raise UsageError(f"plan {plan.id} became {now} meanwhile; nothing was deleted")
             try:
                 applier.run()
-            except RegpruneError:
-                self.state.set_plan_status(plan.id, "failed", expected=("applying",))
-                result = self._result_from_state(self.state.get_plan(plan.id))
-                self.manager.hook.apply_finished(plan=plan, result=result, state=self.state)
+            except KeyboardInterrupt:
+                self._stopped(plan)
+                raise Interrupted(self._stopped_line(plan, "interrupted")) from None
+            except RegpruneError as exc:
+                self._stopped(plan)
+                raise self._stopped_error(plan, exc) from None
+            except BaseException:
+                self._stopped(plan)
                 raise
             statuses = self.state.item_statuses(plan.id)
             final = (
@@ -321,8 +422,48 @@ class Engine:
             self.state.set_plan_status(plan.id, final, expected=("applying",))
         plan = self.state.get_plan(plan.id)
         result = self._result_from_state(plan)
-        self.manager.hook.apply_finished(plan=plan, result=result, state=self.state)
+        notify(self.manager, "apply_finished", plan=plan, result=result, state=self.state)
         return result
+
+    def _stopped(self, plan: Plan) -> None:
+        """An apply that stopped part-way: failed (resumable), and apply_finished fires."""
+        self.state.set_plan_status(plan.id, "failed", expected=("applying",))
+        result = self._result_from_state(self.state.get_plan(plan.id))
+        notify(self.manager, "apply_finished", plan=plan, result=result, state=self.state)
+
+    def _stopped_line(self, plan: Plan, why: str) -> str:
+        statuses = self.state.item_statuses(plan.id)
+        done = sum(1 for status, _ in statuses.values() if status == "deleted")
+        return (
+            f"{why}: stopped after {done} of {len(plan.delete)} deletions of plan {plan.id}; "
+            f"`regprune apply {plan.id}` finishes the rest"
+        )
+
+    def _stopped_error(self, plan: Plan, exc: RegpruneError) -> RegpruneError:
+        """Exit 2 only when nothing was deleted; after a partial apply, exit 1 with how far
+        it got and how to finish."""
+        statuses = self.state.item_statuses(plan.id)
+        if not any(status == "deleted" for status, _ in statuses.values()):
+            return exc
+        return ApplyStopped(self._stopped_line(plan, exc.message), cause=exc)
+
+    def _refused(self, plan: Plan, exc: RegpruneError) -> None:
+        """Apply stopped before deleting anything (the registry refuses deletes, a keep
+        rule failed, the registry cannot be scanned): record a failure event and, when
+        nothing of the plan was ever deleted, leave it re-approvable (pending again, its
+        approvals void), so retention and `cancel` can deal with it."""
+        statuses = self.state.item_statuses(plan.id)
+        untouched = not any(status == "deleted" for status, _ in statuses.values())
+        reopened = untouched and self.state.reopen_plan(plan.id, expected=("approved", "failed"))
+        self.state.audit(
+            "apply.refused",
+            registry=plan.registry,
+            plan_id=plan.id,
+            details={
+                "error": exc.message,
+                "status": "pending" if reopened else self.state.get_plan(plan.id).status,
+            },
+        )
 
     def _result_from_state(self, plan: Plan) -> ApplyResult:
         statuses = self.state.item_statuses(plan.id)
@@ -346,7 +487,7 @@ class Engine:
                 )
             result.warnings[:0] = self.gc_warnings(registry, settings)
         self.state.record_gc(registry, result)
-        self.manager.hook.gc_finished(name=registry, result=result, state=self.state)
+        notify(self.manager, "gc_finished", name=registry, result=result, state=self.state)
         return result
 
     def gc_warnings(self, registry: str, settings: RegistrySettings) -> list[str]:

@@ -65,6 +65,14 @@ class ApprovalPending(UsageError):
     """The plan's approver decides elsewhere (Slack) and has not decided yet."""
 
 
+class ApplyStopped(RegpruneError):
+    """An apply stopped part-way after deleting something (exit code 1); ``cause`` is why."""
+
+    def __init__(self, message: str, cause: RegpruneError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class Interrupted(RegpruneError):
     """Ctrl-C or SIGTERM stopped the work; the message says what was done and how to resume."""
 

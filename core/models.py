@@ -246,10 +246,15 @@ class Plan:
     requested_by: str = ""
     expires_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    # The policy's keep rules (keep_tags, protectors) when the plan was made: apply runs
+    # them again.  None for plans stored before regprune recorded them.
+    keep_rules: dict[str, Any] | None = None
 
     def content(self) -> dict[str, Any]:
         """The part of the plan its hash covers: everything that decides what is deleted."""
+        extra = {} if self.keep_rules is None else {"keep_rules": self.keep_rules}
         return {
+            **extra,
             "registry": self.registry,
             "registry_url": self.registry_url,
             "policy": self.policy,

@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from .config import PolicySettings
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, RegpruneError, UsageError
+from .hookcalls import plugin_error
 from .models import (
     Image,
     KeepItem,
@@ -49,6 +50,8 @@ class CompiledPolicy:
     selectors: list[tuple[str, Selector]]
     protectors: list[tuple[str, Protector]]
     tag_filter: re.Pattern[str] | None
+    # label of a selector or keep rule -> the plugin that registered it (for errors).
+    owners: dict[str, str] = field(default_factory=dict)
 
     def covers(self, repository: str) -> bool:
         return bool(
@@ -87,7 +90,90 @@ def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> Compi
         )
     check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
     tag_filter = re.compile(policy.tags) if policy.tags else None
-    return CompiledPolicy(name, policy, selectors, protectors, tag_filter)
+    owners = {label: catalog.owner("selector", label) for label, _ in selectors}
+    owners.update(
+        {
+            label: catalog.owner("protector", "tags" if label == "keep_tags" else label)
+            for label, _ in protectors
+        }
+    )
+    return CompiledPolicy(name, policy, selectors, protectors, tag_filter, owners)
+
+
+def keep_rules_spec(policy: PolicySettings) -> dict[str, Any]:
+    """The keep rules of a policy as stored with its plan, so apply can run them again."""
+    return {
+        "keep_tags": list(policy.keep_tags),
+        "protectors": [{"use": spec.use, **spec.options} for spec in policy.protectors],
+    }
+
+
+def compile_keep_rules(
+    label: str, spec: Mapping[str, Any], catalog: Catalog
+) -> list[tuple[str, str, Protector]]:
+    """Build stored keep rules again: ``[(label, owning plugin, protector)]``.
+
+    A rule that cannot be built any more (its plugin is gone) is a ConfigError: apply
+    then refuses, since it cannot know what that rule would keep.
+    """
+    rules: list[tuple[str, str, Protector]] = []
+    keep_tags = list(spec.get("keep_tags") or [])
+    if keep_tags:
+        rules.append(
+            (
+                f"{label}: keep_tags",
+                catalog.owner("protector", "tags"),
+                catalog.build("protector", "tags", {"patterns": keep_tags}, f"{label}.keep_tags"),
+            )
+        )
+    for index, raw in enumerate(spec.get("protectors") or []):
+        options = dict(raw)
+        use = str(options.pop("use", ""))
+        rules.append(
+            (
+                f"{label}: {use}",
+                catalog.owner("protector", use),
+                catalog.build("protector", use, options, f"{label}.protectors.{index}"),
+            )
+        )
+    return rules
+
+
+def keep_verdicts(
+    images: Sequence[Image],
+    rules: Sequence[tuple[str, str, Protector]],
+    context: SelectionContext,
+    policy: str,
+) -> dict[str, list[str]]:
+    """Ask keep rules about images AND their artifacts: ``{digest: [reasons]}``.
+
+    Signatures, attestations, SBOMs and referrers are shown to keep rules too, and an
+    artifact a rule keeps keeps the image it refers to (and so its other artifacts):
+    "anything a keep rule matches is never deleted, and neither is what it refers to".
+    """
+    root_of = {artifact.digest: image for image in images for artifact in image.artifacts}
+    artifacts = [artifact for image in images for artifact in image.artifacts]
+    protected: dict[str, list[str]] = {}
+    for label, owner, protector in rules:
+        answers = _ask(
+            label,
+            owner,
+            "protect",
+            policy,
+            lambda p=protector: p.protect([*images, *artifacts], context),
+        )
+        for digest, reason in answers.items():
+            protected.setdefault(digest, []).append(f"{label}: {reason}" if label else str(reason))
+            root = root_of.get(digest)
+            if root is not None:
+                tags = ", ".join(
+                    tag for a in root.artifacts if a.digest == digest for tag in a.tags
+                )
+                protected.setdefault(root.digest, []).append(
+                    f"its artifact {digest[:19]}{f' ({tags})' if tags else ''} is kept "
+                    f"({label + ': ' if label else ''}{reason}), and it refers to this image"
+                )
+    return protected
 
 
 @dataclass
@@ -133,23 +219,24 @@ def decide_repository(
                 f"shares digest with tag '{outside[0]}', which this policy's tags filter does not cover"
             )
 
-    for label, protector in policy.protectors:
-        for digest, reason in _ask(
-            label, policy, lambda p=protector: p.protect(considered, context)
-        ).items():
-            protected.setdefault(digest, []).append(reason)
-    for label, protector in keepers:
-        for digest, reason in _ask(
-            label, policy, lambda p=protector: p.protect(considered, context)
-        ).items():
-            protected.setdefault(digest, []).append(f"{label}: {reason}")
+    own_rules = [("", policy.owners.get(label, "unknown"), p) for label, p in policy.protectors]
+    for digest, reasons in keep_verdicts(
+        considered, [*own_rules, *keepers], context, policy.name
+    ).items():
+        protected.setdefault(digest, []).extend(reasons)
 
     verdicts: dict[str, list[tuple[str, bool, str]]] = {image.digest: [] for image in considered}
     for name, selector in policy.selectors:
-        answers = _ask(name, policy, lambda s=selector: s.select(considered, context))
+        answers = _ask(
+            name,
+            policy.owners.get(name, "unknown"),
+            "select",
+            policy.name,
+            lambda s=selector: s.select(considered, context),
+        )
         for image in considered:
-            selected, reason = answers.get(image.digest, (False, f"{name}: not selected"))
-            verdicts[image.digest].append((name, bool(selected), reason))
+            selected, reason = _verdict(answers.get(image.digest), name, policy.name)
+            verdicts[image.digest].append((name, selected, reason))
 
     for image in considered:
         if image.digest in protected and len(image.tags) > 1:
@@ -199,14 +286,40 @@ def decide_repository(
 
 
 def _ask(
-    label: str, policy: CompiledPolicy, call: Callable[[], Mapping[str, T]]
+    label: str, owner: str, method: str, policy: str, call: Callable[[], Mapping[str, T]]
 ) -> Mapping[str, T]:
-    """Run a selector or keep rule; its ValueError (a failing command, an empty branch list)
-    becomes one clear line that stops the plan before anything is stored."""
+    """Run a selector or keep rule, failing closed: the plan (or apply) stops.
+
+    Its ValueError (a failing command, an empty branch list) becomes one clear line;
+    any other exception, or an answer that is not a mapping, is a plugin error naming
+    the plugin and the method.
+    """
+    where = f"{method} ({label})" if label else method
     try:
-        return call()
+        answer = call()
     except ValueError as exc:
-        raise UsageError(f"policy {policy.name}: {label}: {exc}") from None
+        raise UsageError(f"policy {policy}: {label or owner}: {exc}") from None
+    except RegpruneError:
+        raise
+    except Exception as exc:
+        raise plugin_error(owner, where, exc) from exc
+    if not isinstance(answer, Mapping):
+        raise plugin_error(
+            owner, where, f"returned {type(answer).__name__}, not a mapping of digest to answer"
+        )
+    return answer
+
+
+def _verdict(answer: Any, name: str, policy: str) -> tuple[bool, str]:
+    """A selector's ``(selected, reason)`` for one image; anything else fails closed."""
+    if answer is None:
+        return False, f"{name}: not selected"
+    if not isinstance(answer, tuple | list) or len(answer) != 2 or not isinstance(answer[0], bool):
+        raise UsageError(
+            f"policy {policy}: selector {name} answered {answer!r} for an image; a selector "
+            "must answer (selected: bool, reason: str)"
+        )
+    return answer[0], str(answer[1])
 
 
 def _kept_tag(image: Image, reasons: list[str]) -> str | None:
@@ -436,6 +549,7 @@ def build_plan(
         gc=policy.gc,
         requested_by=requested_by,
         warnings=warnings,
+        keep_rules=keep_rules_spec(policy),
     )
 
 

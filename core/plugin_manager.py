@@ -23,6 +23,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, UsageError
+from .hookcalls import call_each, check_no_wrappers, plugin_error
 
 ENTRY_POINT_GROUP = "regprune"
 BLOCK_ENV = "REGPRUNE_BLOCK_PLUGINS"
@@ -65,6 +66,9 @@ def get_plugin_manager(
     for plugin in extra_plugins:
         manager.register(plugin)
     _check_pending(manager)
+    for _, plugin in manager.list_name_plugin():
+        if plugin is not None:
+            check_no_wrappers(manager, plugin)
     return manager
 
 
@@ -118,6 +122,12 @@ class Catalog:
     protectors: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     approvers: dict[str, Any] = field(default_factory=dict)
     time_sources: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    # (kind, name) -> the plugin that registered it, so a failure can name the plugin.
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered ``name`` as a ``kind`` ("selector", "protector", ...)."""
+        return self.owners.get((kind, name), "unknown")
 
     def build(self, kind: str, name: str, options: dict[str, Any], where: str) -> Any:
         """Create a selector or protector from a policy's spec; errors name the config key."""
@@ -129,26 +139,41 @@ class Catalog:
             return factories[name](options)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise plugin_error(self.owner(kind, name), f"its {kind} factory {name!r}", exc) from exc
 
 
 def build_catalog(manager: pluggy.PluginManager) -> Catalog:
     """Ask every plugin to register its named things; a name registered twice is an error."""
     catalog = Catalog()
 
-    def registrar(target: dict[str, Any], kind: str) -> Callable[[str, Any], None]:
-        def register(name: str, value: Any) -> None:
-            if name in target:
-                raise UsageError(
-                    f"two plugins register the {kind} {name!r}; block one with {BLOCK_ENV}"
-                )
-            target[name] = value
+    def registrar(
+        target: dict[str, Any], kind: str
+    ) -> Callable[[str], dict[str, Callable[[str, Any], None]]]:
+        def bind(plugin: str) -> dict[str, Callable[[str, Any], None]]:
+            def register(name: str, value: Any) -> None:
+                if name in target:
+                    first = catalog.owner(kind, name)
+                    raise UsageError(
+                        f"plugins {first!r} and {plugin!r} both register the {kind} {name!r}; "
+                        f"block one with {BLOCK_ENV}"
+                    )
+                target[name] = value
+                catalog.owners[(kind, name)] = plugin
 
-        return register
+            return {"register": register}
 
-    manager.hook.register_selectors(register=registrar(catalog.selectors, "selector"))
-    manager.hook.register_protectors(register=registrar(catalog.protectors, "protector"))
-    manager.hook.register_approvers(register=registrar(catalog.approvers, "approver"))
-    manager.hook.register_time_sources(register=registrar(catalog.time_sources, "time source"))
+        return bind
+
+    for hook, target, kind in (
+        ("register_selectors", catalog.selectors, "selector"),
+        ("register_protectors", catalog.protectors, "protector"),
+        ("register_approvers", catalog.approvers, "approver"),
+        ("register_time_sources", catalog.time_sources, "time source"),
+    ):
+        call_each(manager, hook, bind=registrar(target, kind))
     return catalog
 
 

@@ -619,6 +619,7 @@ class State:
             requested_by=row["requested_by"] or "",
             expires_at=_from_db(row["expires_at"]),
             warnings=list(content.get("warnings", [])),
+            keep_rules=content.get("keep_rules"),
         )
 
     def get_plan(self, plan_id: str) -> Plan:
@@ -691,6 +692,24 @@ class State:
                 [status, _to_db(_now()), plan_id, *allowed],
             )
             return cursor.rowcount == 1
+
+    def reopen_plan(self, plan_id: str, *, expected: Iterable[str]) -> bool:
+        """Move a plan back to ``pending`` and void its approvals, in one transaction, if
+        its status is one of ``expected``: an apply the registry refused before deleting
+        anything needs a fresh approval.  The audit log keeps who approved it."""
+        allowed = list(expected)
+        if not allowed:
+            return False
+        marks = ",".join("?" * len(allowed))
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE plans SET status = 'pending', updated_at = ? WHERE id = ? AND status IN ({marks})",
+                [_to_db(_now()), plan_id, *allowed],
+            )
+            if cursor.rowcount != 1:
+                return False
+            conn.execute("DELETE FROM approvals WHERE plan_id = ?", (plan_id,))
+            return True
 
     def set_plan_fields(self, plan_id: str, **fields: Any) -> None:
         """Set side fields that are not part of the hashed content: ``requested_by``,

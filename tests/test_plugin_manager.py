@@ -283,12 +283,13 @@ def test_two_plugins_registering_the_same_selector_is_an_error(install, monkeypa
     monkeypatch.setenv(LOAD_ENV, "dup-a,dup-b")
 
     with pytest.raises(
-        UsageError, match=f"two plugins register the selector 'dup'; block one with {BLOCK_ENV}"
+        UsageError,
+        match=f"plugins 'dup-[ab]' and 'dup-[ab]' both register the selector 'dup'; block one with {BLOCK_ENV}",
     ):
         build_catalog(get_plugin_manager())
 
     assert run(["plugins"]) == 2
-    assert "two plugins register the selector 'dup'" in capsys.readouterr().err
+    assert "both register the selector 'dup'" in capsys.readouterr().err
 
     monkeypatch.setenv(BLOCK_ENV, "dup-b")
     assert "dup" in build_catalog(get_plugin_manager()).selectors
@@ -297,8 +298,10 @@ def test_two_plugins_registering_the_same_selector_is_an_error(install, monkeypa
 def test_a_plugin_reusing_a_builtin_name_is_an_error():
     again = extra("again", register_selectors=hookimpl(lambda register: register("age", dict)))
 
-    with pytest.raises(UsageError, match="two plugins register the selector 'age'"):
+    with pytest.raises(UsageError, match="both register the selector 'age'") as raised:
         build_catalog(get_plugin_manager(load_entrypoints=False, extra_plugins=[again]))
+    assert "'regprune.plugins.age'" in raised.value.message  # both plugins are named
+    assert "'again'" in raised.value.message
 
 
 def test_check_pending_catches_a_misspelled_hookimpl():

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from regprune.errors import DeletesDisabled, LockHeld, RegistryUnreachable, UsageError
+from regprune.errors import (
+    ApplyStopped,
+    DeletesDisabled,
+    LockHeld,
+    RegistryUnreachable,
+    UsageError,
+)
 from regprune.models import Approval, ApprovalContext
 
 from .support import YES, days_ago, deleted_digests, engine_for, kept
@@ -297,8 +303,14 @@ def test_deletes_disabled_refuses_before_deleting_anything(registry_factory, tmp
         engine.apply(plan.id, context=YES)
 
     assert all(pusher.resolve("ci/app", image.tags[0]) == image.digest for image in images)
-    assert engine.state.get_plan(plan.id).status == "approved"
+    # Refused before anything was deleted: a failure event, and the plan re-approvable.
+    assert engine.state.get_plan(plan.id).status == "pending"
+    assert engine.state.approvals(plan.id) == []
     assert {s for s, _ in engine.state.item_statuses(plan.id).values()} == {"pending"}
+    refused = [
+        e for e in engine.state.audit_events(plan_id=plan.id) if e["event"] == "apply.refused"
+    ]
+    assert len(refused) == 1 and "storage.delete.enabled" in refused[0]["details"]["error"]
 
 
 # Rule 7: resumable, repeats nothing; one apply per registry at a time.
@@ -315,8 +327,12 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
         if len(seen) == 3:
             registry_server.kill()
 
-    with pytest.raises(RegistryUnreachable):
+    # Some deletions happened: exit 1 (not 2), saying how far it got and how to finish.
+    with pytest.raises(ApplyStopped, match=r"stopped after 3 of 6 deletions") as stopped:
         engine.apply(plan.id, context=YES, progress=kill_after_three)
+    assert stopped.value.exit_code == 1
+    assert isinstance(stopped.value.cause, RegistryUnreachable)
+    assert f"`regprune apply {plan.id}` finishes the rest" in stopped.value.message
     assert engine.state.get_plan(plan.id).status == "failed"
     statuses = engine.state.item_statuses(plan.id)
     assert sum(1 for s, _ in statuses.values() if s == "deleted") == 3

@@ -777,7 +777,9 @@ def test_a_failed_apply_is_reported_and_not_retried_by_the_bot(
     thread = "\n".join(bot.thread(plan_id))
     assert f"Apply of plan {plan_id} stopped" in thread
     assert "storage.delete.enabled" in thread
-    assert bot.plan(plan_id).status == "approved"  # resumable with `regprune apply`
+    # Refused before anything was deleted: a failure event, and the plan needs a new approval.
+    assert bot.plan(plan_id).status == "pending"
+    assert len(bot.audit("apply.refused", plan_id)) == 1
     assert len(bot.audit("item.deleted", plan_id)) == 0
 
 

@@ -278,15 +278,16 @@ def test_a_plan_whose_apply_stopped_with_an_error_waits_for_a_person(
     with ImagePusher(readonly.url) as pusher:
         pusher.push_image(bot.repo, ["build-1"], created=days_ago(30))
     plan_id = bot.request_plan()
-    bot.approve(plan_id, APPROVER)  # refused by the registry: still approved, reported
-    assert bot.plan(plan_id).status == "approved"
+    bot.approve(plan_id, APPROVER)  # refused by the registry: pending again, reported
+    assert bot.plan(plan_id).status == "pending"
     replies = len(bot.thread(plan_id))
     assert len(bot.audit("slack.apply_stopped", plan_id)) == 1
+    assert len(bot.audit("apply.refused", plan_id)) == 1
 
     assert restart(bot) == []
 
     assert len(bot.thread(plan_id)) == replies
-    assert bot.plan(plan_id).status == "approved"
+    assert bot.plan(plan_id).status == "pending"
 
 
 def test_a_plan_resumed_too_often_is_left_to_a_person_and_said_once(

@@ -10,15 +10,18 @@ stderr; a traceback is only shown when ``REGPRUNE_DEBUG`` is set.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pluggy
 import typer
 
 from .. import __version__
 from ..errors import RegpruneError
+from ..hookcalls import call_each
 from ..plugin_manager import get_plugin_manager
 from . import (
     apply_cmd,
@@ -139,7 +142,8 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
 
     for module in COMMAND_MODULES:
         module.register(app)
-    manager.hook.register_commands(cli=app)
+    # A plugin whose commands fail to register must not take --help or `plugins` down.
+    call_each(manager, "register_commands", tolerate=True, cli=app)
     return app
 
 
@@ -164,9 +168,34 @@ def _usage_error(exc: Exception) -> int:
     return 2
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (tests swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _show_warnings() -> None:
+    """Print regprune's logged warnings (a plugin that failed in an event hook) as
+    ``warning:`` lines on stderr, unless the application configured logging itself."""
+    logger = logging.getLogger("regprune")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+
+
 def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage or config."""
     debug = bool(os.environ.get(DEBUG_ENV))
+    _show_warnings()
     try:
         manager = manager or get_plugin_manager()
     except RegpruneError as exc:
