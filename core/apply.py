@@ -239,6 +239,7 @@ class Applier:
                     reason=reason,
                     state=self.state,
                 )
+                self.progress(item, "skipped", reason)
                 continue
             self.state.set_item_status(self.plan.id, item.seq, "deleting")
             try:
@@ -253,6 +254,7 @@ class Applier:
                     error=exc.message,
                     state=self.state,
                 )
+                self.progress(item, "failed", exc.message)
                 if isinstance(exc, FATAL):
                     raise
                 continue
@@ -260,6 +262,7 @@ class Applier:
             deleted.add((item.repository, item.digest))
             self._record(result, item, "deleted", note)
             notify(self.manager, "item_deleted", plan=self.plan, item=item, state=self.state)
+            self.progress(item, "deleted", note)
             if count % HEARTBEAT_EVERY == 0:
                 self.state.heartbeat(self.lock_name)
         return result
@@ -311,9 +314,10 @@ class Applier:
         return ordered
 
     def _record(self, result: ApplyResult, item: PlanItem, status: str, reason: str) -> None:
+        # The outcome first (what resume trusts), then the event hooks (the audit log);
+        # the caller reports progress last, so a Ctrl-C there loses no record.
         self.state.set_item_status(self.plan.id, item.seq, status, reason)
         result.outcomes.append(ItemOutcome(item, status, reason))  # type: ignore[arg-type]
-        self.progress(item, status, reason)
 
     def _group(self, item: PlanItem) -> list[PlanItem]:
         """An image and the artifacts the plan deletes with it (checked together, since

@@ -151,10 +151,12 @@ class Engine:
                 f"policy {plan.policy} (as planned)", plan.keep_rules, self.catalog
             )
         identity = _identity(plan.registry_url)
+        # Compiled afresh, not the plan's cached rules: a keep rule that reads a file or
+        # runs a command (in_use) must answer for now, not for when the plan was made.
         current = [
-            compiled
-            for compiled in self.validate()
-            if _identity(self.registry_settings(compiled.settings.registry).url) == identity
+            self.compile(name)
+            for name, policy in self.settings.policy.items()
+            if _identity(self.registry_settings(policy.registry).url) == identity
         ]
 
         def rules(repository: str) -> list[KeepRule]:
