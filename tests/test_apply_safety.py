@@ -252,40 +252,40 @@ def test_a_keep_rule_added_to_the_config_after_planning_wins(registry_server, pu
     assert images[0].digest in {o.item.digest for o in result.of("skipped")}
 
 
-def test_quick_mode_keep_rules_are_stored_with_the_plan_and_run_at_apply(
+def test_keep_rules_stored_with_the_plan_run_at_apply_when_the_policy_is_gone(
     registry_server, pusher, tmp_path
 ):
-    state = tmp_path / "state.db"
     images = old_images(pusher, 2)
-    base = ["--state", str(state)]
-    assert (
-        run(
-            [
-                *base,
-                "plan",
-                "--registry",
-                registry_server.url,
-                "--repo",
-                "ci/*",
-                "--older-than",
-                "7d",
-                "--keep-tag",
-                "^keep-",
-            ]
-        )
-        == 0
-    )
+    in_use = tmp_path / "in-use.txt"
+    in_use.write_text("")
+    policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
+    plan = engine_for(registry_server.url, tmp_path, {"ci": policy}).plan("ci")
+    assert plan.keep_rules == {
+        "keep_tags": [],
+        "protectors": [{"use": "in_use", "file": str(in_use)}],
+    }
+    in_use.write_text(f"ci/app@{images[0].digest}\n")
+    # The policy was renamed (and lost its keep rule) before the plan was applied.
+    renamed = engine_for(registry_server.url, tmp_path, {"other": {**AGE, "repositories": ["x/*"]}})
+
+    result = renamed.apply(plan.id, context=YES)
+
+    assert pusher.resolve("ci/app", "build-0") == images[0].digest
+    skipped = {o.item.digest: o.reason for o in result.of("skipped")}
+    assert "policy ci (as planned): in_use" in skipped[images[0].digest]
+    assert pusher.resolve("ci/app", "build-1") is None
+
+
+def test_quick_mode_plans_store_their_keep_rules(registry_server, pusher, tmp_path):
     from regprune.state import State
 
+    old_images(pusher, 1)
+    state = tmp_path / "state.db"
+    argv = ["--state", str(state), "plan", "--registry", registry_server.url, "--repo", "ci/*"]
+    assert run([*argv, "--older-than", "7d", "--keep-tag", "^keep-"]) == 0
+
     with State(state) as db:
-        plan = db.list_plans(limit=1)[0]
-    assert plan.keep_rules == {"keep_tags": ["^keep-"], "protectors": []}
-    pusher.tag("ci/app", images[0].digest, "keep-me")  # now a kept tag points at it
-
-    assert run([*base, "apply", plan.id, "--yes"]) == 0
-
-    assert pusher.resolve("ci/app", "keep-me") == images[0].digest
-    assert pusher.resolve("ci/app", "build-1") is None
+        assert db.list_plans(limit=1)[0].keep_rules == {"keep_tags": ["^keep-"], "protectors": []}
 
 
 def test_a_keep_rule_failing_at_apply_deletes_nothing(registry_server, pusher, tmp_path):
