@@ -64,7 +64,9 @@ def get_plugin_manager(
     if load_entrypoints:
         _load_entrypoints(manager, blocked)
     for plugin in extra_plugins:
-        manager.register(plugin)
+        # Named after the module (or class), so errors can say which plugin failed.
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        manager.register(plugin, name=None if manager.has_plugin(name) else name)
     _check_pending(manager)
     for _, plugin in manager.list_name_plugin():
         if plugin is not None:

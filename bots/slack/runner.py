@@ -80,6 +80,9 @@ def _env(environ: Mapping[str, str], name: str, what: str) -> str:
 
 def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
     """Log to stderr with every token and secret redacted."""
+    from regprune.cli import quiet_cli_warnings  # the bot's log lines carry them instead
+
+    quiet_cli_warnings()
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

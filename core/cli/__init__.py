@@ -182,14 +182,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def _show_warnings() -> None:
     """Print regprune's logged warnings (a plugin that failed in an event hook) as
-    ``warning:`` lines on stderr, unless the application configured logging itself."""
+    ``warning:`` lines on stderr.  Long-running front ends that configure logging
+    themselves (the Slack bot) remove this handler: see ``quiet_cli_warnings``."""
     logger = logging.getLogger("regprune")
-    if logger.handlers or logging.getLogger().handlers:
+    if any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
         return
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
+    logger.propagate = False  # one line, not a second copy through the root logger
+
+
+def quiet_cli_warnings() -> None:
+    """Undo ``_show_warnings`` for a front end that logs through the root logger."""
+    logger = logging.getLogger("regprune")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    logger.propagate = True
 
 
 def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | None = None) -> int:
