@@ -36,6 +36,7 @@ from ..errors import (
 from ..mediatypes import MANIFEST_ACCEPT, ZERO_DIGEST
 from ._auth import Authenticator
 from ._credentials import Credentials, credentials_for
+from ._deadline import DeadlineBackend, install
 from ._errors import error_code, error_summary, is_retryable, unreachable
 
 if TYPE_CHECKING:
@@ -176,6 +177,11 @@ class RegistryClient:
             # Registry APIs use no cookies, and parsing them costs ~25% of the CPU time of a
             # request in httpx 0.28, which is what bounds a threaded scan.
             self._http._cookies = _NoCookies()
+        # `timeout` bounds each whole request (connect, send, headers, body), not each read:
+        # a registry trickling bytes must not hold a scan or an apply's lock for ever.
+        self._deadline = DeadlineBackend()
+        if transport is None:
+            install(self._http, self._deadline)
         self._auth = Authenticator(self.url, credentials, self._send_token)
 
     @classmethod
@@ -419,9 +425,14 @@ class RegistryClient:
         attempt = 0
         while True:
             try:
-                response = self._http.request(
-                    method, url, headers=headers, params=params, follow_redirects=follow_redirects
-                )
+                with self._deadline.deadline(self.timeout):
+                    response = self._http.request(
+                        method,
+                        url,
+                        headers=headers,
+                        params=params,
+                        follow_redirects=follow_redirects,
+                    )
             except httpx.TransportError as exc:
                 if attempt >= self.retries or not is_retryable(exc):
                     target = self.url if what == "registry" else url
