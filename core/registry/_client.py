@@ -38,6 +38,7 @@ from ._auth import Authenticator
 from ._credentials import Credentials, credentials_for
 from ._deadline import DeadlineBackend, install
 from ._errors import error_code, error_summary, is_retryable, unreachable
+from ._origin import origin, parse_http_url, redact
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
@@ -161,6 +162,7 @@ class RegistryClient:
         self.requests_by_method: dict[str, int] = {}
         self._count_lock = threading.Lock()
         self._v2 = self.url + "/v2/"
+        self._origin = origin(self.url)
         self._sleep: Callable[[float], None] = time.sleep  # tests replace it
         limits = httpx.Limits(
             max_connections=self.concurrency, max_keepalive_connections=self.concurrency
@@ -416,6 +418,12 @@ class RegistryClient:
         what: str = "registry",
     ) -> httpx.Response:
         """One request with retries on connection errors, 429 and 5xx (but not 501)."""
+        if authorization is not None and origin(url) != self._origin:
+            # The one gate every registry request passes: credentials stay at the registry.
+            raise RegistryError(
+                f"refusing to send the credentials for registry {self.url} to {redact(url)}, "
+                "which is another origin"
+            )
         if authorization is not None:
             headers = (
                 {**headers, "Authorization": authorization}
@@ -435,11 +443,11 @@ class RegistryClient:
                     )
             except httpx.TransportError as exc:
                 if attempt >= self.retries or not is_retryable(exc):
-                    target = self.url if what == "registry" else url
+                    target = self.url if what == "registry" else redact(url)
                     raise unreachable(exc, target, what=what, timeout=self.timeout) from None
                 delay = self.backoff * 2**attempt
             except httpx.RequestError as exc:  # e.g. too many redirects, undecodable body
-                raise RegistryError(f"{method} {url} failed: {exc}") from None
+                raise RegistryError(f"{method} {redact(url)} failed: {exc}") from None
             else:
                 status = response.status_code
                 if (status != 429 and status < 500) or status == 501 or attempt >= self.retries:
@@ -486,9 +494,34 @@ class RegistryClient:
                     f"registry {self.url} answered {next_url} with something that is not JSON"
                 ) from None
             names.extend(page)
-            link = response.links.get("next", {}).get("url")
-            next_url = urljoin(str(response.url), link) if link else None
+            next_url = self._next_page(response, url)
         return names
+
+    def _next_page(self, response: httpx.Response, url: str) -> str | None:
+        """The URL of the next page from a ``Link: <...>; rel="next"`` header, or None.
+
+        A Link to another origin is refused: following it would send the registry's
+        credentials elsewhere (and read a list the registry did not give).
+        """
+        try:
+            link = response.links.get("next", {}).get("url")
+        except (ValueError, TypeError, AttributeError):  # an unparseable Link header
+            link = None
+        if not link:
+            return None
+        target = parse_http_url(urljoin(str(response.url), link.strip()))
+        if target is None:
+            raise RegistryError(
+                f"registry {self.url} answered {redact(url)} with an invalid pagination Link "
+                f"{_shorten(link)!r}"
+            )
+        if origin(target) != self._origin:
+            raise RegistryError(
+                f"registry {self.url} paginates {redact(url)} with a Link to another origin "
+                f"({redact(target)}); refusing to follow it, as regprune talks to and sends "
+                "credentials to the configured registry only (check the registry's http.host)"
+            )
+        return str(target)
 
     def _manifest_digest(
         self,
@@ -555,6 +588,10 @@ class RegistryClient:
             status=status,
             code=code,
         )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ref(repository: str, reference: str) -> str:
