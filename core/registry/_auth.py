@@ -19,6 +19,7 @@ import httpx
 
 from ..errors import AuthenticationFailed, MissingScope, RegistryError
 from ._credentials import Credentials
+from ._origin import basic_allowed_to_realm, parse_http_url, redact
 
 __all__ = ["Authenticator", "Challenge", "merge_scopes", "parse_challenges"]
 
@@ -117,7 +118,13 @@ class Authenticator:
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         if bearer is not None and bearer.params.get("realm"):
-            self.realm = bearer.params["realm"]
+            realm = bearer.params["realm"]
+            if parse_http_url(realm) is None:
+                raise RegistryError(
+                    f"registry {self.registry_url} names an invalid token server "
+                    f"{redact(realm)[:120]!r}; its auth.token.realm must be an http(s) url"
+                )
+            self.realm = realm
             self.service = bearer.params.get("service")
             self.mode = "bearer"
             # The registry may name more than the operation needs; ask for both.
@@ -145,7 +152,7 @@ class Authenticator:
         if error == "insufficient_scope" or not error:
             return self.missing_scope(bearer.params.get("scope") or scope)
         return AuthenticationFailed(
-            f"registry {self.registry_url} rejects the tokens issued by {self.realm} ({error}); "
+            f"registry {self.registry_url} rejects the tokens issued by {redact(self.realm or '')} ({error}); "
             "check the registry's auth.token issuer, service and rootcertbundle"
         )
 
@@ -201,10 +208,16 @@ class Authenticator:
         params.extend(("scope", scope) for scope in scopes)
         headers: dict[str, str] = {}
         if self._basic is not None:
-            if realm.startswith("http://") and self.registry_url.startswith("https://"):
+            realm_url, registry_url = parse_http_url(realm), parse_http_url(self.registry_url)
+            if (
+                realm_url is None
+                or registry_url is None
+                or not basic_allowed_to_realm(realm_url, registry_url)
+            ):
                 raise RegistryError(
                     f"registry {self.registry_url} sends credentials to a plain-http token "
-                    f"server {realm}; refusing (serve the token server over https)"
+                    f"server {redact(realm)} on another host or behind an https registry; "
+                    "refusing to send the password in clear (serve the token server over https)"
                 )
             headers["Authorization"] = self._basic
         response = self._send_token(realm, params, headers)
@@ -213,12 +226,12 @@ class Authenticator:
                 raise self._needs_credentials(" ".join(scopes))
             raise AuthenticationFailed(
                 f"registry {self.registry_url} rejected the credentials for user "
-                f"'{self.credentials.username}' (its token server {realm} answered "
+                f"'{self.credentials.username}' (its token server {redact(realm)} answered "
                 f"{response.status_code})"
             )
         if response.status_code != 200:
             raise RegistryError(
-                f"token server {realm} answered {response.status_code}; check that it is "
+                f"token server {redact(realm)} answered {response.status_code}; check that it is "
                 "healthy and that the registry's auth realm is right",
                 status=response.status_code,
             )
@@ -228,7 +241,7 @@ class Authenticator:
         except (ValueError, AttributeError):
             token = None
         if not token or not isinstance(token, str):
-            raise RegistryError(f"token server {realm} answered without a token")
+            raise RegistryError(f"token server {redact(realm)} answered without a token")
         try:
             lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):

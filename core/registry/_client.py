@@ -36,7 +36,9 @@ from ..errors import (
 from ..mediatypes import MANIFEST_ACCEPT, ZERO_DIGEST
 from ._auth import Authenticator
 from ._credentials import Credentials, credentials_for
+from ._deadline import DeadlineBackend, install
 from ._errors import error_code, error_summary, is_retryable, unreachable
+from ._origin import origin, parse_http_url, redact
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
@@ -160,6 +162,7 @@ class RegistryClient:
         self.requests_by_method: dict[str, int] = {}
         self._count_lock = threading.Lock()
         self._v2 = self.url + "/v2/"
+        self._origin = origin(self.url)
         self._sleep: Callable[[float], None] = time.sleep  # tests replace it
         limits = httpx.Limits(
             max_connections=self.concurrency, max_keepalive_connections=self.concurrency
@@ -176,6 +179,11 @@ class RegistryClient:
             # Registry APIs use no cookies, and parsing them costs ~25% of the CPU time of a
             # request in httpx 0.28, which is what bounds a threaded scan.
             self._http._cookies = _NoCookies()
+        # `timeout` bounds each whole request (connect, send, headers, body), not each read:
+        # a registry trickling bytes must not hold a scan or an apply's lock for ever.
+        self._deadline = DeadlineBackend()
+        if transport is None:
+            install(self._http, self._deadline)
         self._auth = Authenticator(self.url, credentials, self._send_token)
 
     @classmethod
@@ -410,6 +418,12 @@ class RegistryClient:
         what: str = "registry",
     ) -> httpx.Response:
         """One request with retries on connection errors, 429 and 5xx (but not 501)."""
+        if authorization is not None and origin(url) != self._origin:
+            # The one gate every registry request passes: credentials stay at the registry.
+            raise RegistryError(
+                f"refusing to send the credentials for registry {self.url} to {redact(url)}, "
+                "which is another origin"
+            )
         if authorization is not None:
             headers = (
                 {**headers, "Authorization": authorization}
@@ -419,16 +433,21 @@ class RegistryClient:
         attempt = 0
         while True:
             try:
-                response = self._http.request(
-                    method, url, headers=headers, params=params, follow_redirects=follow_redirects
-                )
+                with self._deadline.deadline(self.timeout):
+                    response = self._http.request(
+                        method,
+                        url,
+                        headers=headers,
+                        params=params,
+                        follow_redirects=follow_redirects,
+                    )
             except httpx.TransportError as exc:
                 if attempt >= self.retries or not is_retryable(exc):
-                    target = self.url if what == "registry" else url
+                    target = self.url if what == "registry" else redact(url)
                     raise unreachable(exc, target, what=what, timeout=self.timeout) from None
                 delay = self.backoff * 2**attempt
             except httpx.RequestError as exc:  # e.g. too many redirects, undecodable body
-                raise RegistryError(f"{method} {url} failed: {exc}") from None
+                raise RegistryError(f"{method} {redact(url)} failed: {exc}") from None
             else:
                 status = response.status_code
                 if (status != 429 and status < 500) or status == 501 or attempt >= self.retries:
@@ -475,9 +494,34 @@ class RegistryClient:
                     f"registry {self.url} answered {next_url} with something that is not JSON"
                 ) from None
             names.extend(page)
-            link = response.links.get("next", {}).get("url")
-            next_url = urljoin(str(response.url), link) if link else None
+            next_url = self._next_page(response, url)
         return names
+
+    def _next_page(self, response: httpx.Response, url: str) -> str | None:
+        """The URL of the next page from a ``Link: <...>; rel="next"`` header, or None.
+
+        A Link to another origin is refused: following it would send the registry's
+        credentials elsewhere (and read a list the registry did not give).
+        """
+        try:
+            link = response.links.get("next", {}).get("url")
+        except (ValueError, TypeError, AttributeError):  # an unparseable Link header
+            link = None
+        if not link:
+            return None
+        target = parse_http_url(urljoin(str(response.url), link.strip()))
+        if target is None:
+            raise RegistryError(
+                f"registry {self.url} answered {redact(url)} with an invalid pagination Link "
+                f"{_shorten(link)!r}"
+            )
+        if origin(target) != self._origin:
+            raise RegistryError(
+                f"registry {self.url} paginates {redact(url)} with a Link to another origin "
+                f"({redact(target)}); refusing to follow it, as regprune talks to and sends "
+                "credentials to the configured registry only (check the registry's http.host)"
+            )
+        return str(target)
 
     def _manifest_digest(
         self,
@@ -544,6 +588,10 @@ class RegistryClient:
             status=status,
             code=code,
         )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ref(repository: str, reference: str) -> str:

@@ -16,6 +16,7 @@ and to plan a policy against it (``regprune_plan`` fixture, or ``run_policy``)::
         assert deleted_tags(plan) == set()
 """
 
+from .faults import FaultProxy, SeenRequest
 from .images import ImagePusher, PushedImage, PushError
 from .plans import (
     PolicyRunner,
@@ -35,6 +36,7 @@ from .server import (
 )
 
 __all__ = [
+    "FaultProxy",
     "ImagePusher",
     "PolicyRunner",
     "PushError",
@@ -42,6 +44,7 @@ __all__ = [
     "RegistryNotFoundError",
     "RegistryServer",
     "RegistryStartError",
+    "SeenRequest",
     "apply_plan",
     "deleted_tags",
     "find_registry_binary",

@@ -13,6 +13,9 @@ Loaded automatically through regprune's ``pytest11`` entry point. Fixtures:
     One started registry with deletes enabled.
 ``pusher``
     An :class:`~regprune.testing.ImagePusher` bound to ``registry_server``.
+``fault_proxy``
+    A started :class:`~regprune.testing.FaultProxy` in front of ``registry_server``;
+    point regprune at ``fault_proxy.url`` and add faults.
 ``regprune_plan``
     A :class:`~regprune.testing.PolicyRunner` for ``registry_server`` with its state
     DB under ``tmp_path``: ``regprune_plan(policy_dict) -> Plan`` plans a policy with
@@ -32,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from .faults import FaultProxy
 from .images import ImagePusher
 from .plans import PolicyRunner
 from .server import RegistryNotFoundError, RegistryServer, find_registry_binary
@@ -93,6 +97,13 @@ def pusher(registry_server: RegistryServer) -> Iterator[ImagePusher]:
     """An ImagePusher bound to ``registry_server``."""
     with ImagePusher(registry_server.url) as image_pusher:
         yield image_pusher
+
+
+@pytest.fixture
+def fault_proxy(registry_server: RegistryServer) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of ``registry_server`` (no faults until the test adds some)."""
+    with FaultProxy(registry_server.url) as proxy:
+        yield proxy
 
 
 @pytest.fixture
