@@ -388,3 +388,37 @@ def test_ctrl_c_during_apply_says_what_was_done_and_how_to_resume(
         e for e in engine.state.audit_events(plan_id=plan.id) if e["event"] == "item.deleted"
     ]
     assert len(deleted) == 4  # nothing repeated
+
+
+def test_pushes_while_slowed_deletes_are_in_flight_are_caught(registry_server, pusher, tmp_path):
+    from regprune.testing import FaultProxy
+
+    images = old_images(pusher, 5)
+    with FaultProxy(registry_server.url) as proxy:
+        engine = engine_for(proxy.url, tmp_path, {"ci": AGE})
+        plan = engine.plan("ci")
+        assert len(plan.delete) == 5
+        proxy.delay(0.3, method="DELETE", path=r"/manifests/sha256:[1-9a-f]")  # not the preflight
+        pushed = []
+
+        def push_during_the_first_delete(method: str, path: str) -> None:
+            if pushed:
+                return
+            pushed.append(path)
+            pusher.tag("ci/app", images[3].digest, "hotfix")
+            pusher.push_manifest(
+                "ci/app",
+                index_listing(images[4]),
+                "application/vnd.oci.image.index.v1+json",
+                ["multi"],
+            )
+
+        proxy.on_request(push_during_the_first_delete, method="DELETE", path=r"sha256:[1-9a-f]")
+        result = engine.apply(plan.id, context=YES)
+
+    assert pushed, "no DELETE went through the proxy"
+    skipped = {o.item.digest for o in result.of("skipped")}
+    assert {images[3].digest, images[4].digest} <= skipped
+    assert pusher.resolve("ci/app", "hotfix") == images[3].digest
+    assert pusher.manifest_exists("ci/app", images[4].digest)
+    assert len(result.of("deleted")) == 3
