@@ -127,6 +127,12 @@ def resolve_time(
         if reading is None:
             notes.append(f"{name}: none")
             continue
+        # A plugin's answer is checked, not trusted: nonsense is "no time", never a crash.
+        if not isinstance(reading, TimeReading) or not isinstance(
+            reading.time, datetime | None
+        ):
+            notes.append(f"{name}: answered {type(reading).__name__}, not a TimeReading; ignored")
+            continue
         if reading.time is None:
             notes.append(f"{name}: {reading.note}")
             continue

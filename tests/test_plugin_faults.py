@@ -288,3 +288,20 @@ def test_a_plugin_wrapping_a_hook_is_refused_when_loaded():
 
     with pytest.raises(UsageError, match="plugin 'wrapping' wraps the hook 'plan_created'"):
         get_plugin_manager(load_entrypoints=False, extra_plugins=[module])
+
+
+@pytest.mark.parametrize("answer", ["2020-01-01", 42, object()], ids=["str", "int", "object"])
+def test_a_time_source_answering_nonsense_gives_no_time_and_no_deletion(
+    registry_server, pusher, tmp_path, answer
+):
+    pusher.push_image("ci/app", ["b-1"], created=None)  # no build time of its own
+    clock = plugin(
+        "clock", register_time_sources=lambda register: register("clock", lambda image: answer)
+    )
+    engine = engine_with(
+        registry_server.url, tmp_path, clock, policy={**AGE, "time_source": ["clock"]}
+    )
+
+    plan = engine.plan("ci")
+
+    assert plan.delete == []  # no trustworthy time: never selected by age
