@@ -779,8 +779,13 @@ def test_a_failed_apply_is_reported_and_not_retried_by_the_bot(
     assert "storage.delete.enabled" in thread
     # Refused before anything was deleted: a failure event, and the plan needs a new approval.
     assert bot.plan(plan_id).status == "pending"
+    assert "pending again" in thread and "approve it again" in thread
     assert len(bot.audit("apply.refused", plan_id)) == 1
     assert len(bot.audit("item.deleted", plan_id)) == 0
+    # Its approvals are void: the same approver can approve again (refused again here).
+    bot.approve(plan_id, APPROVER)
+    assert len(bot.audit("apply.refused", plan_id)) == 2
+    assert bot.plan(plan_id).status == "pending"
 
 
 # -- rule 9: secrets -----------------------------------------------------------------------------

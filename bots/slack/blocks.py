@@ -308,8 +308,15 @@ def apply_result_message(result: ApplyResult, limit: int = 20) -> Message:
     return {"text": head.replace("*", ""), "blocks": blocks}
 
 
-def apply_error_text(plan_id: str, message: str) -> str:
-    """An apply that stopped with an error (lock held, deletes disabled, registry gone)."""
+def apply_error_text(plan_id: str, message: str, *, reopened: bool = False) -> str:
+    """An apply that stopped with an error (deletes disabled, registry gone); ``reopened``
+    when it stopped before deleting anything and the plan needs a new approval."""
+    if reopened:
+        return (
+            f":x: Apply of plan {plan_id} stopped before deleting anything: {escape(message)}\n"
+            "The plan is pending again and its approvals no longer count: approve it again "
+            "once this is fixed, or cancel it."
+        )
     return (
         f":x: Apply of plan {plan_id} stopped: {escape(message)}\n"
         f"Items already deleted stay recorded; `regprune apply {plan_id}` resumes once it is fixed."

@@ -795,7 +795,10 @@ class SlackService:
         except RegpruneError as exc:
             log.warning("apply of plan %s stopped: %s", plan.id, exc.message)
             self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
-            self.say_in_thread(channel, ts, blocks.apply_error_text(plan.id, exc.message))
+            reopened = state.get_plan(plan.id).status == "pending"
+            self.say_in_thread(
+                channel, ts, blocks.apply_error_text(plan.id, exc.message, reopened=reopened)
+            )
             return
         except Exception as exc:  # a bug: say so in the thread, leave it to a person
             log.exception("apply of plan %s stopped on an unexpected error", plan.id)
