@@ -59,6 +59,10 @@ def register(app: typer.Typer) -> None:
             keep_tag=keep_tag,
             approval=approval,
         )
+        # GC's config is checked before anything is applied: a bad command is exit 2
+        # with nothing changed, not a failure after the deletions.
+        for name in dict.fromkeys(p.registry for p in plans if p.delete and (gc or p.gc)):
+            engine.gc_preflight(name)
         report: dict = {"plans": [], "gc": []}
         failed = False
         collect: list[str] = []
