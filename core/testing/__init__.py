@@ -17,6 +17,7 @@ and to plan a policy against it (``regprune_plan`` fixture, or ``run_policy``)::
 """
 
 from .images import ImagePusher, PushedImage, PushError
+from .integrity import PulledImage, SkopeoNotFoundError, assert_all_pull, find_skopeo, pull_all
 from .plans import (
     PolicyRunner,
     apply_plan,
@@ -37,17 +38,22 @@ from .server import (
 __all__ = [
     "ImagePusher",
     "PolicyRunner",
+    "PulledImage",
     "PushError",
     "PushedImage",
     "RegistryNotFoundError",
     "RegistryServer",
     "RegistryStartError",
+    "SkopeoNotFoundError",
     "apply_plan",
+    "assert_all_pull",
     "deleted_tags",
     "find_registry_binary",
+    "find_skopeo",
     "kept_tags",
     "make_engine",
     "make_self_signed_cert",
+    "pull_all",
     "reasons_for",
     "run_policy",
 ]
