@@ -374,15 +374,18 @@ class Engine:
         self.manager.hook.gc_finished(name=registry, result=result, state=self.state)
         return result
 
-    def gc_preflight(self, registry: str) -> None:
-        """Config checks `gc` makes before anything runs (`run --gc` makes them before applying).
+    def gc_preflight(self, registry: str, *, scan: bool = False) -> None:
+        """The checks `gc` makes before anything runs; raises `UsageError` (exit 2).
 
-        No request is made: the ``--delete-untagged`` judgement needs a scan and is
-        made under the lock by `gc_warnings`.
+        The config checks make no request.  With ``scan`` the ``--delete-untagged``
+        judgement is made too (it scans the registry): `run --gc` calls this before
+        applying anything, so a GC it would refuse refuses the whole run up front.
         """
         settings = self.registry_settings(registry)
         validate_commands(settings.gc, registry)
         delete_untagged_spelling(settings.gc.command, f"registry.{registry}.gc.command")
+        if scan:
+            self.gc_warnings(registry, settings)
 
     def gc_warnings(
         self,

@@ -116,6 +116,8 @@ def delete_untagged_spelling(command: Sequence[str] | None, key: str = "gc.comma
 
 def _executable(program: str) -> str | None:
     """Why ``program`` cannot be started, or None when it can (as far as we can tell)."""
+    if "\0" in program:
+        return "contains a NUL character"
     if os.sep in program:
         if os.path.isdir(program):
             return "is a directory"
