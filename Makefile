@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv registry test lint demo
+.PHONY: venv registry skopeo test lint demo
 
 # The venv is (re)installed when pyproject.toml changes.
 venv: $(STAMP)
@@ -20,7 +20,11 @@ $(STAMP): pyproject.toml docs/examples/regprune-semver/pyproject.toml
 registry:
 	bash scripts/ensure-registry.sh
 
-test: venv registry lint
+# skopeo, the independent client the pull check after gc uses (apt-get when root).
+skopeo:
+	bash scripts/ensure-skopeo.sh
+
+test: venv registry skopeo lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: venv

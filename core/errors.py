@@ -81,3 +81,11 @@ class Interrupted(RegpruneError):
 
 class LockHeld(RegpruneError):
     """Another apply or gc holds the registry's lock."""
+
+
+class GcInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM stopped a garbage collection; ``result`` is what ran until then."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result

@@ -95,11 +95,18 @@ def delete_manifest(client: RegistryClient, repository: str, digest: str) -> str
 
 
 @hookspec(firstresult=True)
-def collect_garbage(registry: RegistrySettings, name: str, dry_run: bool) -> GcResult | None:
+def collect_garbage(
+    registry: RegistrySettings,
+    name: str,
+    dry_run: bool,
+    track_child: Callable[[int | None], None],
+) -> GcResult | None:
     """Run garbage collection for one registry.  firstresult: the first non-None answer wins.
 
     The built-in runs the configured ``gc.command`` with its ``before`` and
     ``after`` commands.  Return None to leave it to the next implementation.
+    Call ``track_child(pid)`` when a child process starts and ``track_child(None)``
+    when it is gone: the registry's lock is not stale while it lives.
     """
 
 

@@ -208,6 +208,14 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_lock_child(db: sqlite_utils.Database) -> None:
+    """A lock records the child process (a GC command) its holder runs: while that
+    child lives the lock is not stale, even if its holder was SIGKILLed."""
+    db.table("locks").add_column("child_pid", int)
+    db.table("locks").add_column("child_started", str)
+
+
 def content_hash(content: dict[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of a plan's content (``Plan.content()``)."""
     return hashlib.sha256(_canonical(content).encode()).hexdigest()
@@ -263,6 +271,29 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, from /proc), or None where unknown.
+
+    Stored with a child's pid so a recycled pid is not taken for the child.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime); the command name (field 2) may hold spaces, so split after ')'.
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _child_alive(holder: dict[str, Any]) -> bool:
+    """Whether the child process a lock holder recorded still runs (on this host)."""
+    pid = holder.get("child_pid")
+    if not pid or holder["hostname"] != socket.gethostname() or not _pid_alive(pid):
+        return False
+    started = holder.get("child_started")
+    return started is None or _process_start(pid) in (None, started)
 
 
 class PlanRemoved(UsageError):
@@ -1110,7 +1141,8 @@ class State:
                 with self._write() as conn:
                     taken = conn.execute(
                         "UPDATE locks SET token = ?, hostname = ?, pid = ?, purpose = ?,"
-                        " acquired_at = ?, heartbeat_at = ? WHERE name = ? AND token = ?",
+                        " acquired_at = ?, heartbeat_at = ?, child_pid = NULL,"
+                        " child_started = NULL WHERE name = ? AND token = ?",
                         (token, hostname, pid, purpose, now, now, name, holder["token"]),
                     ).rowcount
                 if taken == 1:
@@ -1121,6 +1153,10 @@ class State:
 
     @staticmethod
     def _is_stale(holder: dict[str, Any], stale_after: timedelta) -> bool:
+        if _child_alive(holder):
+            # A GC child outlives a SIGKILLed regprune (it has its own process group):
+            # until it ends, nobody may take the registry, heartbeat or not.
+            return False
         if holder["hostname"] == socket.gethostname():
             if not _pid_alive(holder["pid"]):
                 return True
@@ -1136,11 +1172,26 @@ class State:
         since = _from_db(holder["acquired_at"])
         when = since.strftime("%Y-%m-%d %H:%M:%S UTC") if since else "?"
         what = holder["purpose"] or "a lock holder"
+        child = (
+            f" (its command, pid {holder['child_pid']}, still runs)" if _child_alive(holder) else ""
+        )
         return LockHeld(
-            f"registry '{name}' is busy: {what} by {holder['hostname']}:{holder['pid']}"
+            f"registry '{name}' is busy: {what} by {holder['hostname']}:{holder['pid']}{child}"
             f" since {when}; wait or, if that process is gone, remove the lock with"
             f" `regprune unlock {name}`"
         )
+
+    def set_lock_child(self, name: str, pid: int | None) -> None:
+        """Record (or with None clear) the child process run under a lock we hold."""
+        token = self._held.get(name)
+        if token is None:
+            raise LockHeld(f"lock '{name}' is not held by this process")
+        started = _process_start(pid) if pid else None
+        with self._mutex, self._write() as conn:
+            conn.execute(
+                "UPDATE locks SET child_pid = ?, child_started = ? WHERE name = ? AND token = ?",
+                (pid, started, name, token),
+            )
 
     def _beat(self, name: str, token: str) -> bool:
         with self._write() as conn:
@@ -1184,12 +1235,12 @@ class State:
         """Current locks: name, hostname, pid, purpose, acquired_at, heartbeat_at, and
         stale (by the default one-hour rule)."""
         rows = self._rows(
-            "SELECT name, token, hostname, pid, purpose, acquired_at, heartbeat_at"
-            " FROM locks ORDER BY name"
+            "SELECT name, token, hostname, pid, purpose, acquired_at, heartbeat_at,"
+            " child_pid, child_started FROM locks ORDER BY name"
         )
         for row in rows:
             row["stale"] = self._is_stale(row, timedelta(hours=1))
-            del row["token"]
+            del row["token"], row["child_started"]
             row["acquired_at"] = _from_db(row["acquired_at"])
             row["heartbeat_at"] = _from_db(row["heartbeat_at"])
         return rows

@@ -2,25 +2,36 @@
 
 ``before`` commands run first (e.g. put the registry in read-only mode and restart
 it: GC must not overlap with pushes); if one fails, GC does not run.  ``after``
-commands run whenever a ``before`` command ran, even if GC failed (leave read-only
-mode; restart so the in-memory blob descriptor cache forgets deleted layers).  A
-dry run only runs the command with ``--dry-run``.
+commands run whenever a ``before`` command ran (or there are none), even if GC
+failed, could not start, or was interrupted by Ctrl-C or SIGTERM: they leave
+read-only mode and restart the registry so its in-memory blob descriptor cache
+forgets deleted layers.  A second Ctrl-C waits for them.  A dry run only runs the
+command with ``--dry-run``.
+
+Every command runs in its own process group, stopped as a whole (SIGTERM, then
+SIGKILL) on a timeout or an interruption; its pid goes to ``track_child`` so the
+registry's lock is never taken for stale while it lives.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from regprune import hookimpl
-from regprune.config import RegistrySettings
+from regprune.config import GcSettings, RegistrySettings
 from regprune.durations import parse_duration
-from regprune.errors import ConfigError
+from regprune.errors import GcInterrupted
+from regprune.gc_checks import validate_commands
+from regprune.interrupts import deferred, last_signal, signal_name
 from regprune.models import GcResult
+from regprune.processes import Stopped, run_group
 
 OUTPUT_LIMIT = 8000
+TrackChild = Callable[[int | None], None]
 
 
 def disk_usage(path: str | None) -> int | None:
@@ -40,72 +51,134 @@ def disk_usage(path: str | None) -> int | None:
     return total
 
 
-def _run(argv: list[str], timeout: float) -> tuple[int, str]:
-    try:
-        completed = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except FileNotFoundError:
-        return 127, f"command not found: {argv[0]}"
-    except subprocess.TimeoutExpired:
-        return 124, f"timed out after {timeout:.0f}s: {' '.join(argv)}"
-    return completed.returncode, (completed.stdout or "") + (completed.stderr or "")
+@dataclass
+class _Run:
+    """What one GC run did so far, for its result and for an interruption's message."""
+
+    timeout: float
+    track_child: TrackChild | None
+    log: list[str] = field(default_factory=list)
+    exit_code: int = 0
+    stage: str = "start"
+    """Where an interruption hit: "before N/M", "gc", "after" or "done"."""
+    stopped: str | None = None
+    after_failed: str | None = None
+
+    def step(self, argv: list[str]) -> int:
+        try:
+            outcome = run_group(argv, self.timeout, on_start=self.track_child)
+        except Stopped as stop:
+            self.stopped = stop.outcome.stopped
+            self.log.append(f"$ {' '.join(argv)}\n{stop.outcome.output}")
+            raise
+        self.log.append(f"$ {' '.join(argv)}\n{outcome.output}")
+        return outcome.exit_code
 
 
 @hookimpl(trylast=True)
-def collect_garbage(registry: RegistrySettings, name: str, dry_run: bool) -> GcResult | None:
+def collect_garbage(
+    registry: RegistrySettings, name: str, dry_run: bool, track_child: TrackChild | None = None
+) -> GcResult | None:
     """Run ``[registry.NAME.gc]``: before commands, the GC command, after commands."""
     gc = registry.gc
     if not gc.command:
         return None
-    if not isinstance(gc.command, list) or not gc.command:
-        raise ConfigError(f"registry.{name}.gc.command: give the command as a list of words")
-    timeout = parse_duration(gc.timeout).total_seconds()
+    validate_commands(gc, name)  # nothing runs when any command could not
+    run = _Run(timeout=parse_duration(gc.timeout).total_seconds(), track_child=track_child)
     command = [*gc.command, "--dry-run"] if dry_run else list(gc.command)
     started = datetime.now(UTC)
     before_bytes = disk_usage(gc.storage_path)
-    log: list[str] = []
-    exit_code = 0
     ran_before = False
-    if not dry_run:
-        for step in gc.before:
-            ran_before = True
-            code, output = _run(step, timeout)
-            log.append(f"$ {' '.join(step)}\n{output}")
-            if code != 0:
-                exit_code = code
-                log.append(f"before command failed (exit {code}); garbage collection not run")
-                break
-    if exit_code == 0:
-        exit_code, output = _run(command, timeout)
-        log.append(f"$ {' '.join(command)}\n{output}")
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        if not dry_run:
+            for n, step in enumerate(gc.before, 1):
+                run.stage, ran_before = f"before {n}/{len(gc.before)}", True
+                code = run.step(step)
+                if code != 0:
+                    run.exit_code = code
+                    run.log.append(
+                        f"before command failed (exit {code}); garbage collection not run"
+                    )
+                    break
+        if run.exit_code == 0:
+            run.stage = "gc"
+            run.exit_code = run.step(command)
+    except KeyboardInterrupt as exc:
+        interrupted, run.exit_code = exc, 130
+        run.log.append(f"interrupted ({signal_name(last_signal())}) during {run.stage}")
     if not dry_run and (ran_before or not gc.before):
-        for step in gc.after:
-            code, output = _run(step, timeout)
-            log.append(f"$ {' '.join(step)}\n{output}")
-            if code != 0 and exit_code == 0:
-                exit_code = code
-    warnings = []
-    if not dry_run and not gc.after:
-        warnings.append(
-            "no `after` command restarts the registry: with the default in-memory blob descriptor "
-            "cache it may report deleted layers as present until restarted"
-        )
-    text = "\n".join(log)
-    return GcResult(
+        stage, run.stage = run.stage, "after"
+        try:
+            with deferred():  # a second Ctrl-C must not leave the registry read-only
+                _after(run, gc.after)
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+        else:
+            run.stage = stage if interrupted else "done"
+    result = GcResult(
         registry=name,
         dry_run=dry_run,
         command=command,
-        exit_code=exit_code,
-        output=text[-OUTPUT_LIMIT:],
+        exit_code=run.exit_code,
+        output="\n".join(run.log)[-OUTPUT_LIMIT:],
         started_at=started,
         finished_at=datetime.now(UTC),
         bytes_before=before_bytes,
         bytes_after=disk_usage(gc.storage_path),
-        warnings=warnings,
+        warnings=_warnings(dry_run, gc.after),
+    )
+    if interrupted is not None:
+        raise GcInterrupted(_interrupted_message(name, run, ran_before, dry_run, gc), result)
+    return result
+
+
+def _after(run: _Run, steps: list[list[str]]) -> None:
+    for step in steps:
+        code = run.step(step)
+        if code != 0:
+            run.after_failed = run.after_failed or f"`{' '.join(step)}` failed (exit {code})"
+            if run.exit_code == 0:
+                run.exit_code = code
+
+
+def _warnings(dry_run: bool, after: list[list[str]]) -> list[str]:
+    if not dry_run and not after:
+        return [
+            "no `after` command restarts the registry: with the default in-memory blob descriptor "
+            "cache it may report deleted layers as present until restarted"
+        ]
+    return []
+
+
+def _interrupted_message(
+    name: str, run: _Run, ran_before: bool, dry_run: bool, gc: GcSettings
+) -> str:
+    """One line: what ran, what was stopped, whether ``after`` ran, and what to do."""
+    what = signal_name(last_signal())
+    stopped = f" (its process group got {run.stopped})" if run.stopped else ""
+    if run.stage == "after":
+        done = "garbage collection had finished; the interruption waited for the after commands"
+    elif run.stage == "gc":
+        done = ("before commands done, " if gc.before else "") + f"GC stopped{stopped}"
+    elif run.stage.startswith("before"):
+        done = f"before command {run.stage.split()[1]} stopped{stopped}; GC not run"
+    else:
+        done = "nothing had started"
+    if dry_run:
+        after = "dry run: no before/after commands"
+    elif not (ran_before or not gc.before):
+        after = "after commands not needed"
+    elif not gc.after:
+        after = "no after commands configured"
+    elif run.after_failed:
+        after = (
+            f"after commands ran but {run.after_failed}: the registry may still be read-only;"
+            " run the after commands by hand"
+        )
+    else:
+        after = "after commands ran"
+    return (
+        f"interrupted ({what}) during garbage collection of registry '{name}': {done}; {after};"
+        " GC only removes unreferenced data, so nothing is lost: run `regprune gc` again to finish"
     )

@@ -19,8 +19,8 @@ from typing import Any
 import pluggy
 import typer
 
-from .. import __version__
-from ..errors import RegpruneError
+from .. import __version__, interrupts
+from ..errors import Interrupted, RegpruneError
 from ..hookcalls import call_each
 from ..plugin_manager import get_plugin_manager
 from . import (
@@ -212,23 +212,36 @@ def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | No
         error(exc.message)
         return exc.exit_code
     context = CliContext(manager=manager)
+    # SIGTERM unwinds like Ctrl-C, so `finally` blocks run (locks, GC children, `after`).
+    with interrupts.termination_as_interrupt():
+        try:
+            return _invoke(manager, context, argv, debug)
+        finally:
+            context.close()
+
+
+def _invoke(
+    manager: pluggy.PluginManager, context: CliContext, argv: Sequence[str] | None, debug: bool
+) -> int:
     try:
         command = typer.main.get_command(make_app(manager))
-        result = command.main(
-            args=list(sys.argv[1:] if argv is None else argv),
-            prog_name="regprune",
-            standalone_mode=False,
-            obj=context,
-        )
+        # make_context + invoke rather than main(): typer's main() turns Ctrl-C into a
+        # silent exit code 130, and the interruption must be reported in one line.
+        args = list(sys.argv[1:] if argv is None else argv)
+        with command.make_context("regprune", args, obj=context) as ctx:
+            result = command.invoke(ctx)
         return result if isinstance(result, int) else 0
+    except Interrupted as exc:
+        if debug:
+            raise
+        error(_interrupted_line(exc.message))
+        return exc.exit_code
     except RegpruneError as exc:
         if debug:
             raise
         error(exc.message)
         return exc.exit_code
     except typer.Exit as exc:
-        if exc.exit_code == 130 and isinstance(exc.__cause__, KeyboardInterrupt):
-            return _interrupted()
         return exc.exit_code
     except ClickUsageError as exc:
         return _usage_error(exc)
@@ -237,6 +250,9 @@ def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | No
         return getattr(exc, "exit_code", 1)
     except typer.Abort:
         error("aborted")
+        return 1
+    except EOFError:
+        error("aborted: end of input")
         return 1
     except KeyboardInterrupt:
         return _interrupted()
@@ -249,12 +265,21 @@ def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | No
             f"set {DEBUG_ENV}=1 to see the traceback and report it)"
         )
         return 1
-    finally:
-        context.close()
+
+
+def _interrupted_line(message: str) -> str:
+    """An `Interrupted` message as the one ``interrupted ...`` line it is printed as."""
+    return message if message.lower().startswith("interrupted") else f"interrupted: {message}"
 
 
 def _interrupted() -> int:
-    error("interrupted; a plan being applied can be resumed with `regprune apply PLAN_ID`")
+    """A Ctrl-C or SIGTERM that no command turned into an `Interrupted` with its own story."""
+    what = interrupts.signal_name(interrupts.last_signal())
+    error(
+        f"interrupted ({what}) before the command finished; what was done so far stays done:"
+        " an interrupted apply resumes with `regprune apply PLAN_ID` (see `regprune show"
+        " PLAN_ID`), and plan, ls and gc can simply run again"
+    )
     return 130
 
 

@@ -15,6 +15,11 @@ mode and a restart), under the registry's lock so no apply runs meanwhile.
 Records the bytes freed when storage_path is set. --dry-run only reports what
 the collector would remove.
 
+Refused before anything runs (exit 2): a command that cannot run, and
+--delete-untagged (-m) while the registry holds multi-arch images, unless
+version = 3 is set or --allow-delete-untagged is given. Ctrl-C or SIGTERM stops
+the GC command and still runs the after commands (exit 130).
+
 Exit code 1 when the command failed.
 """
 
@@ -33,11 +38,19 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Only report what GC would remove; change nothing."
         ),
+        allow_delete_untagged: bool = typer.Option(
+            False,
+            "--allow-delete-untagged",
+            help="Run a command with --delete-untagged on Distribution 2.x even though "
+            "it deletes the platform manifests of multi-arch images.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the GC run as JSON."),
     ) -> None:
         cli = get_context(ctx)
         settings, name = resolve_registry(cli, registry, allow_url=False)
-        result = cli.engine(settings).gc(name, dry_run=dry_run)
+        result = cli.engine(settings).gc(
+            name, dry_run=dry_run, allow_delete_untagged=allow_delete_untagged
+        )
         if as_json:
             print_json(result.to_json_dict())
         else:

@@ -59,6 +59,10 @@ def register(app: typer.Typer) -> None:
             keep_tag=keep_tag,
             approval=approval,
         )
+        # What gc would refuse (a bad command, --delete-untagged on 2.x next to multi-arch
+        # images) is refused before anything is applied: exit 2 with nothing changed.
+        for name in dict.fromkeys(p.registry for p in plans if p.delete and (gc or p.gc)):
+            engine.gc_preflight(name, scan=True)
         report: dict = {"plans": [], "gc": []}
         failed = False
         collect: list[str] = []

@@ -18,6 +18,7 @@ and to plan a policy against it (``regprune_plan`` fixture, or ``run_policy``)::
 
 from .faults import FaultProxy, SeenRequest
 from .images import ImagePusher, PushedImage, PushError
+from .integrity import PulledImage, SkopeoNotFoundError, assert_all_pull, find_skopeo, pull_all
 from .plans import (
     PolicyRunner,
     apply_plan,
@@ -39,18 +40,23 @@ __all__ = [
     "FaultProxy",
     "ImagePusher",
     "PolicyRunner",
+    "PulledImage",
     "PushError",
     "PushedImage",
     "RegistryNotFoundError",
     "RegistryServer",
     "RegistryStartError",
     "SeenRequest",
+    "SkopeoNotFoundError",
     "apply_plan",
+    "assert_all_pull",
     "deleted_tags",
     "find_registry_binary",
+    "find_skopeo",
     "kept_tags",
     "make_engine",
     "make_self_signed_cert",
+    "pull_all",
     "reasons_for",
     "run_policy",
 ]

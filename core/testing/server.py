@@ -73,7 +73,7 @@ def find_registry_binary() -> str:
             raise RegistryNotFoundError(
                 f"${BINARY_ENV} is set to {configured!r}, which is not an executable file."
             )
-        return found
+        return os.path.abspath(found)  # the registry runs with its root as cwd
     for name in BINARY_NAMES:
         found = shutil.which(name)
         if found:

@@ -1,0 +1,146 @@
+"""Run one command in its own process group, and stop the whole group when asked.
+
+A GC command is often a wrapper (a shell script, ``kubectl exec``) whose children
+do the work; signalling only the wrapper would leave them running.  Each command
+therefore starts a new session (its own process group, out of reach of the
+terminal's Ctrl-C, which only regprune handles) and is stopped as a group: SIGTERM,
+then SIGKILL once `STOP_GRACE` seconds have passed.  That happens on a timeout and
+on any exception while waiting (Ctrl-C, SIGTERM), before the exception goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .interrupts import deferred
+
+STOP_GRACE = 10.0
+"""Seconds a stopped process group gets between SIGTERM and SIGKILL."""
+
+
+@dataclass
+class Outcome:
+    """How one command ended: its exit code and output, and whether we stopped it."""
+
+    exit_code: int
+    output: str
+    stopped: str | None = None
+    """None, ``"SIGTERM"`` or ``"SIGKILL"``: the strongest signal its group needed."""
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM arrived while a command ran; its group was stopped first."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float | None = None) -> str:
+    """SIGTERM the process's group, SIGKILL what is left after ``grace``; reap the leader.
+
+    Returns the strongest signal used.  Safe to call when the group is already gone.
+    """
+    grace = STOP_GRACE if grace is None else grace
+    pgid = process.pid  # a session leader's pid is its group id
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        process.poll()  # reap the leader, so a zombie does not count as alive
+        if not _group_alive(pgid):
+            return "SIGTERM"
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    process.wait()
+    return "SIGKILL"
+
+
+def _read(log: tempfile._TemporaryFileWrapper[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def _start_error(argv: Sequence[str], exc: OSError) -> Outcome:
+    # 127 "not found" and 126 "cannot execute", as a shell would report them.
+    code = 127 if isinstance(exc, FileNotFoundError) else 126
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOEXEC:
+        reason += " (a script needs a #! line)"
+    return Outcome(code, f"cannot run {argv[0]}: {reason}")
+
+
+def run_group(
+    argv: Sequence[str],
+    timeout: float,
+    *,
+    on_start: Callable[[int | None], None] | None = None,
+) -> Outcome:
+    """Run ``argv`` (stdin closed, stdout and stderr together) in a new process group.
+
+    ``on_start(pid)`` is called once the child runs and ``on_start(None)`` once it
+    is gone, so a caller can record it (regprune keeps it in the registry's lock).
+    A command that cannot start gives exit code 126/127 and says why; a timeout
+    gives 124.  An exception while waiting stops the group, then propagates.
+    """
+    with tempfile.TemporaryFile() as log:
+        process: subprocess.Popen[bytes] | None = None
+        try:
+            # Starting and recording the child is one step: an interrupt in between
+            # would leave a child nobody stops.
+            with deferred():
+                try:
+                    process = subprocess.Popen(
+                        list(argv),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    return _start_error(argv, exc)
+                if on_start is not None:
+                    on_start(process.pid)
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with deferred():
+                    stopped = stop_group(process)
+                return Outcome(
+                    124, _read(log) + f"\ntimed out after {timeout:.0f}s: {' '.join(argv)}", stopped
+                )
+            return Outcome(code, _read(log))
+        except KeyboardInterrupt as exc:
+            stopped = None
+            if process is not None and process.returncode is None:
+                with deferred():
+                    stopped = stop_group(process)
+            raise Stopped(Outcome(130, _read(log), stopped)) from exc
+        except BaseException:
+            if process is not None and process.returncode is None:
+                with deferred():
+                    stop_group(process)
+            raise
+        finally:
+            if process is not None and on_start is not None:
+                with deferred():
+                    on_start(None)
