@@ -422,3 +422,46 @@ def test_pushes_while_slowed_deletes_are_in_flight_are_caught(registry_server, p
     assert pusher.resolve("ci/app", "hotfix") == images[3].digest
     assert pusher.manifest_exists("ci/app", images[4].digest)
     assert len(result.of("deleted")) == 3
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_to_a_real_apply_prints_one_line_and_the_plan_resumes(
+    registry_server, pusher, tmp_path, signum
+):
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from regprune.testing import FaultProxy
+
+    old_images(pusher, 4)
+    with FaultProxy(registry_server.url) as proxy:
+        config = write_config(tmp_path / "regprune.toml", proxy.url)
+        base = ["--config", str(config), "--state", str(tmp_path / "state.db")]
+        engine = engine_for(proxy.url, tmp_path, {"ci": AGE})
+        plan = engine.plan("ci")
+        engine.close()
+        deleting = threading.Event()
+        proxy.delay(0.5, method="DELETE", path=r"sha256:[1-9a-f]")
+        proxy.on_request(
+            lambda method, path: deleting.set(), method="DELETE", path=r"sha256:[1-9a-f]"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "regprune", *base, "apply", plan.id, "--yes"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert deleting.wait(30), "apply never sent a DELETE"
+        child.send_signal(getattr(signal, signum))
+        out, err = child.communicate(timeout=30)
+
+        assert child.returncode == 130
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith("error: interrupted")
+        assert "deletions of plan" in lines[0] and f"regprune apply {plan.id}" in lines[0]
+        proxy.clear()
+        assert run([*base, "apply", plan.id, "--yes"]) == 0  # the lock was released
+    assert all(pusher.resolve("ci/app", f"build-{n}") is None for n in range(4))
