@@ -455,7 +455,7 @@ def test_a_signal_to_a_real_apply_prints_one_line_and_the_plan_resumes(
         )
         assert deleting.wait(30), "apply never sent a DELETE"
         child.send_signal(getattr(signal, signum))
-        out, err = child.communicate(timeout=30)
+        _out, err = child.communicate(timeout=30)
 
         assert child.returncode == 130
         lines = err.strip().splitlines()
