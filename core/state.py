@@ -270,7 +270,19 @@ def _pid_alive(pid: int) -> bool:
         return True  # exists, owned by someone else
     except OSError:
         return False
-    return True
+    # A zombie has exited; it only waits to be reaped, which a container's pid 1 may
+    # never do for an orphan (a GC child whose regprune was SIGKILLed).
+    return _process_state(pid) != "Z"
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state from /proc/<pid>/stat (``Z`` for a zombie), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] if fields else None
 
 
 def _process_start(pid: int) -> str | None:

@@ -1,0 +1,323 @@
+"""Interrupting gc: SIGINT/SIGTERM to a real ``regprune gc`` subprocess, SIGKILL, the lock.
+
+The GC command is a shell script that records its pid (and a grandchild's) and
+sleeps; ``before``/``after`` write markers. After an interruption the ``after``
+command must have run (the registry is not left read-only), no GC process may
+survive, and the lock must be gone; after a SIGKILL of regprune the lock must stay
+held for as long as the GC child lives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from regprune import interrupts, processes
+from regprune.cli import run
+from regprune.engine import Engine
+from regprune.errors import GcInterrupted, Interrupted, LockHeld
+from regprune.plugin_manager import get_plugin_manager
+from regprune.state import State
+
+from .support import engine_for, settings_for
+
+AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
+WAIT = 20.0  # seconds a step may take before the test gives up (never a pass condition)
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie is gone, only unreaped
+
+
+class Scene:
+    """A config whose GC is a sleeping script, and the files that tell what happened."""
+
+    def __init__(
+        self, tmp_path: Path, url: str, *, ignore_term: bool = False, after: str = ""
+    ) -> None:
+        self.dir = tmp_path
+        self.pids = tmp_path / "gc.pids"
+        self.steps = tmp_path / "steps.log"
+        self.after_started = tmp_path / "after.started"
+        trap = "trap '' TERM\n" if ignore_term else ""
+        gc = tmp_path / "gc.sh"
+        # The grandchild (sleep) is what a wrapper's real work looks like.
+        gc.write_text(
+            f"#!/bin/sh\n{trap}sleep 60 &\necho $! >> {self.pids}\necho $$ >> {self.pids}\nwait\n"
+        )
+        gc.chmod(0o755)
+        step = tmp_path / "step.sh"
+        step.write_text(
+            f'#!/bin/sh\n[ "$1" = after ] && touch {self.after_started} && {after or ":"}\necho "$1" >> {self.steps}\n'
+        )
+        step.chmod(0o755)
+        self.gc = {
+            "command": [str(gc)],
+            "before": [[str(step), "readonly"]],
+            "after": [[str(step), "after"]],
+        }
+        self.config = tmp_path / "regprune.toml"
+        self.config.write_text(
+            "\n".join(
+                [
+                    "[registry.local]",
+                    f"url = {json.dumps(url)}",
+                    "[registry.local.gc]",
+                    *(f"{key} = {json.dumps(value)}" for key, value in self.gc.items()),
+                ]
+            )
+            + "\n"
+        )
+        self.state = tmp_path / "state.db"
+
+    def gc_pids(self) -> list[int]:
+        text = self.pids.read_text() if self.pids.exists() else ""
+        return [int(pid) for pid in text.split()]
+
+    def gc_running(self) -> bool:
+        return len(self.gc_pids()) == 2
+
+    def start(self) -> subprocess.Popen[str]:
+        def default_signals() -> None:
+            # As from a terminal: SIGINT must not be inherited as ignored from the runner.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "regprune",
+                "--config",
+                str(self.config),
+                "--state",
+                str(self.state),
+                "gc",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "REGPRUNE_LOAD_PLUGINS": ""},
+            preexec_fn=default_signals,
+        )
+
+    def steps_run(self) -> list[str]:
+        return self.steps.read_text().split() if self.steps.exists() else []
+
+    def locks(self) -> list[dict]:
+        with State(self.state) as state:
+            return state.locks()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_gc_stops_its_group_runs_after_and_says_so(
+    registry_server, tmp_path, signum
+):
+    scene = Scene(tmp_path, registry_server.url)
+    regprune = scene.start()
+    wait_for(scene.gc_running, "the GC command to start")
+
+    regprune.send_signal(signum)
+    _, err = regprune.communicate(timeout=WAIT)
+
+    assert regprune.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    assert lines[0].startswith(f"error: interrupted ({what}) during garbage collection"), err
+    assert "GC stopped" in lines[0] and "after commands ran" in lines[0], err
+    assert "run `regprune gc` again" in lines[0]
+    assert scene.steps_run() == ["readonly", "after"]  # not left read-only
+    assert not any(alive(pid) for pid in scene.gc_pids())  # the grandchild too
+    assert scene.locks() == []
+    with State(scene.state) as state:
+        assert state.gc_runs(limit=1)[0]["exit_code"] == 130  # the interrupted run is recorded
+
+
+def test_a_second_signal_waits_for_the_after_commands(registry_server, tmp_path):
+    scene = Scene(tmp_path, registry_server.url, after="sleep 1")
+    regprune = scene.start()
+    wait_for(scene.gc_running, "the GC command to start")
+
+    regprune.send_signal(signal.SIGTERM)
+    wait_for(scene.after_started.exists, "the after command to start")
+    regprune.send_signal(signal.SIGINT)  # an impatient second Ctrl-C
+    _, err = regprune.communicate(timeout=WAIT)
+
+    assert regprune.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert scene.steps_run() == ["readonly", "after"]  # after finished despite the signal
+
+
+def test_a_group_ignoring_sigterm_is_killed_after_the_grace(registry_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(processes, "STOP_GRACE", 0.5)
+    scene = Scene(tmp_path, registry_server.url, ignore_term=True)
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, gc=scene.gc)
+    main = threading.main_thread().ident
+
+    def interrupt() -> None:
+        wait_for(scene.gc_running, "the GC command to start")
+        signal.pthread_kill(main, signal.SIGTERM)
+
+    with interrupts.termination_as_interrupt():
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(GcInterrupted) as stopped:
+            engine.gc("local")
+
+    assert "(SIGTERM)" in stopped.value.message
+    assert "process group got SIGKILL" in stopped.value.message
+    assert scene.steps_run() == ["readonly", "after"]
+    assert not any(alive(pid) for pid in scene.gc_pids())
+    assert engine.state.locks() == []
+
+
+def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
+    registry_server, tmp_path
+):
+    scene = Scene(tmp_path, registry_server.url)
+    regprune = scene.start()
+    wait_for(scene.gc_running, "the GC command to start")
+
+    regprune.kill()  # SIGKILL: nothing of regprune runs any more, not even finally blocks
+    regprune.communicate(timeout=WAIT)
+
+    gc_shell = scene.gc_pids()[1]
+    assert alive(gc_shell)  # its own process group: it outlives regprune
+    [lock] = scene.locks()
+    assert lock["child_pid"] == gc_shell and not lock["stale"]
+    quick = {"command": ["true"]}
+    engine = Engine(
+        settings_for(registry_server.url, {"ci": AGE}, gc=quick),
+        State(scene.state),
+        manager=get_plugin_manager(load_entrypoints=False),
+    )
+    with pytest.raises(LockHeld, match=f"pid {gc_shell}, still runs"):
+        engine.gc("local")
+
+    for pid in scene.gc_pids():  # the GC ends; now the lock is stale and is taken over
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(alive(pid) for pid in scene.gc_pids()), "the GC to end")
+    assert scene.locks()[0]["stale"]
+    assert engine.gc("local").ok
+    assert engine.state.locks() == []
+    engine.state.close()
+
+
+def test_a_recycled_child_pid_does_not_hold_the_lock(tmp_path):
+    """A lock whose recorded child pid now belongs to another process (a different start
+    time) is stale once its holder is gone: pid reuse cannot block a registry forever."""
+    with State(tmp_path / "state.db") as state, state.lock("local", purpose="garbage collection"):
+        state.set_lock_child("local", os.getpid())
+        state.db.execute(
+            "UPDATE locks SET pid = 999999999, child_started = '1' WHERE name = 'local'"
+        )
+        state.db.conn.commit()
+        assert state.locks()[0]["stale"]
+        state.db.execute("UPDATE locks SET child_started = NULL WHERE name = 'local'")
+        state.db.conn.commit()
+        assert not state.locks()[0]["stale"]  # our pid lives: the "child" runs
+
+
+# -- the CLI-wide mechanism ---------------------------------------------------------------
+
+
+def test_a_keyboard_interrupt_without_a_story_still_prints_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("regprune.state.State.locks", interrupted)
+    code = run(["--state", str(tmp_path / "state.db"), "unlock"])
+
+    err = capsys.readouterr().err
+    assert code == 130
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: interrupted (Ctrl-C) before the command finished")
+    assert "regprune apply PLAN_ID" in line
+
+
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        (
+            "interrupted (Ctrl-C) after 3 of 5 deletions; resume with `regprune apply 1234`",
+            "error: interrupted (Ctrl-C) after 3",
+        ),
+        ("stopped after 3 of 5", "error: interrupted: stopped after 3 of 5"),
+    ],
+)
+def test_an_interrupted_error_is_one_interrupted_line(tmp_path, capsys, monkeypatch, message, line):
+    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted(message)
+
+    monkeypatch.setattr("regprune.state.State.locks", interrupted)
+    code = run(["--state", str(tmp_path / "state.db"), "unlock"])
+
+    err = capsys.readouterr().err
+    assert code == 130
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(line)
+
+
+def test_sigterm_to_any_command_is_one_interrupted_line(tmp_path):
+    """A registry that accepts connections and never answers: `regprune ls` hangs in a
+    request until SIGTERM, which must end it like Ctrl-C, in one line, exit 130."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        ls = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "regprune",
+                "--state",
+                str(tmp_path / "s.db"),
+                "ls",
+                "--registry",
+                url,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "REGPRUNE_LOAD_PLUGINS": ""},
+        )
+        server.settimeout(WAIT)
+        connection, _ = server.accept()  # regprune is now waiting for an answer
+        ls.send_signal(signal.SIGTERM)
+        _, err = ls.communicate(timeout=WAIT)
+        connection.close()
+    finally:
+        server.close()
+    assert ls.returncode == 130, err
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: interrupted (SIGTERM)")
