@@ -1,38 +1,44 @@
-"""Turn manifest and config JSON into `ManifestFacts`."""
+"""Turn manifest and config JSON into `ManifestFacts`.
+
+The documents are validated by `regprune.registry`'s one validation layer first
+(`parse_manifest`, `parse_image_config`): what reaches the facts is typed and
+well-formed, or the caller got a `RegistryError` naming the bad field.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from .mediatypes import IMAGE_CONFIG_TYPES, INDEX_TYPES
 from .models import Blob, ManifestFacts
+from .registry._answers import parse_image_config, parse_manifest
 
 
 def facts_from_manifest(
     digest: str, media_type: str, content: bytes, data: dict[str, Any]
 ) -> ManifestFacts:
-    """Facts a manifest body gives by itself; `created` and labels come later from its config."""
-    media_type = data.get("mediaType") or media_type
-    subject = (data.get("subject") or {}).get("digest")
-    if media_type in INDEX_TYPES or "manifests" in data:
-        children = tuple(entry["digest"] for entry in data.get("manifests") or [])
+    """Facts a manifest body gives by itself; `created` and labels come later from its config.
+
+    Raises `RegistryError` when ``data`` is not a well-formed manifest.
+    """
+    document = parse_manifest(data, f"manifest {digest}")
+    media_type = document.mediaType or media_type
+    subject = document.subject.digest if document.subject else None
+    if media_type in INDEX_TYPES or document.manifests is not None:
         return ManifestFacts(
             digest=digest,
             media_type=media_type,
             size=len(content),
-            children=children,
+            children=tuple(entry.digest for entry in document.manifests or ()),
             subject=subject,
-            artifact_type=data.get("artifactType"),
+            artifact_type=document.artifactType,
         )
-    config = data.get("config") or {}
-    blobs = [Blob(config["digest"], int(config.get("size", 0)))] if config.get("digest") else []
-    blobs += [
-        Blob(layer["digest"], int(layer.get("size", 0))) for layer in data.get("layers") or []
-    ]
-    config_type = config.get("mediaType")
-    artifact_type = data.get("artifactType")
+    config = document.config
+    blobs = [Blob(config.digest, config.size or 0)] if config else []
+    blobs += [Blob(layer.digest, layer.size or 0) for layer in document.layers or ()]
+    config_type = config.mediaType if config else None
+    artifact_type = document.artifactType
     if not artifact_type and config_type and config_type not in IMAGE_CONFIG_TYPES:
         # OCI artifacts (cosign, SBOMs, Helm charts) carry their type in the config media type.
         artifact_type = config_type
@@ -40,7 +46,7 @@ def facts_from_manifest(
         digest=digest,
         media_type=media_type,
         size=len(content),
-        config_digest=config.get("digest"),
+        config_digest=config.digest if config else None,
         blobs=tuple(blobs),
         subject=subject,
         artifact_type=artifact_type,
@@ -53,17 +59,6 @@ def needs_config(facts: ManifestFacts) -> bool:
 
 
 def with_config(facts: ManifestFacts, config_body: bytes) -> ManifestFacts:
-    """Add `created` and labels from an image config blob."""
-    try:
-        config = json.loads(config_body)
-    except ValueError:
-        return facts
-    if not isinstance(config, dict):
-        return facts
-    labels = (config.get("config") or {}).get("Labels") or {}
-    created = config.get("created")
-    return dataclasses.replace(
-        facts,
-        created=created if isinstance(created, str) else None,
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-    )
+    """Add `created` and labels from an image config blob (unusable values are dropped)."""
+    created, labels = parse_image_config(config_body)
+    return dataclasses.replace(facts, created=created, labels=labels)

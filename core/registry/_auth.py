@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
 from ..errors import AuthenticationFailed, MissingScope, RegistryError
+from ._answers import parse_token
 from ._credentials import Credentials
 from ._origin import basic_allowed_to_realm, parse_http_url, redact
+from ._text import load_json, one_line
 
 __all__ = ["Authenticator", "Challenge", "merge_scopes", "parse_challenges"]
 
@@ -148,9 +149,9 @@ class Authenticator:
             return self._rejected() if self._basic else self._needs_credentials(scope)
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), Challenge("bearer"))
-        error = bearer.params.get("error", "")
+        error = one_line(bearer.params.get("error", ""), 80)
         if error == "insufficient_scope" or not error:
-            return self.missing_scope(bearer.params.get("scope") or scope)
+            return self.missing_scope(one_line(bearer.params.get("scope") or "", 200) or scope)
         return AuthenticationFailed(
             f"registry {self.registry_url} rejects the tokens issued by {redact(self.realm or '')} ({error}); "
             "check the registry's auth.token issuer, service and rootcertbundle"
@@ -235,15 +236,12 @@ class Authenticator:
                 "healthy and that the registry's auth realm is right",
                 status=response.status_code,
             )
+        what = f"token server {redact(realm)} sent an answer that"
         try:
-            data: Any = response.json()
-            token = data.get("token") or data.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
-        if not token or not isinstance(token, str):
+            data = load_json(response.content)
+        except ValueError:
+            raise RegistryError(f"{what} is not JSON") from None
+        token, lifetime = parse_token(data, what, DEFAULT_TOKEN_LIFETIME)
+        if not token:
             raise RegistryError(f"token server {redact(realm)} answered without a token")
-        try:
-            lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (TypeError, ValueError):
-            lifetime = DEFAULT_TOKEN_LIFETIME
-        return token, max(lifetime, 1.0)
+        return token, lifetime

@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import hashlib
-import json
+import math
 import re
 import ssl
 import threading
@@ -34,11 +34,13 @@ from ..errors import (
     UsageError,
 )
 from ..mediatypes import MANIFEST_ACCEPT, ZERO_DIGEST
+from ._answers import MEDIA_TYPE_PATTERN, parse_catalog, parse_manifest, parse_tag_list
 from ._auth import Authenticator
 from ._credentials import Credentials, credentials_for
 from ._deadline import DeadlineBackend, install
 from ._errors import error_code, error_summary, is_retryable, unreachable
 from ._origin import origin, parse_http_url, redact
+from ._text import load_json, one_line
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
@@ -50,6 +52,13 @@ R = TypeVar("R")
 
 USER_AGENT = f"regprune/{__version__}"
 MAX_RETRY_AFTER = 60.0
+# No registry answer regprune reads comes near this (Distribution caps manifests at
+# 4 MiB; a config blob is kilobytes): a bigger one is refused before it fills memory.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_MEDIA_TYPE = re.compile(MEDIA_TYPE_PATTERN)
+# Bounds on one paginated list, far above any real registry (2.8 answers 100 per page).
+MAX_PAGES = 100_000
+MAX_LIST_LENGTH = 10_000_000
 # Signed schema 1 manifests are digested without their signatures: the body cannot be checked.
 _SCHEMA1 = frozenset(
     {
@@ -89,10 +98,12 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     try:
         seconds = float(value)
+        if math.isnan(seconds):
+            return None
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -172,7 +183,9 @@ class RegistryClient:
             timeout=httpx.Timeout(timeout),
             limits=limits,
             transport=transport,
-            headers={"User-Agent": USER_AGENT},
+            # identity: registry answers are small, and a compressed one could expand
+            # far beyond MAX_ANSWER_BYTES after the size check.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             event_hooks={"request": [self._count]},
         )
         if isinstance(getattr(self._http, "_cookies", None), httpx.Cookies):
@@ -265,19 +278,16 @@ class RegistryClient:
             raise self._not_found(response, repository, reference)
         self._check(response, f"repository:{repository}:pull")
         content = response.content
+        what = f"registry {self.url} sent a manifest for {_ref(repository, reference)} that"
         try:
-            data = json.loads(content)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
+            data = load_json(content)
         except ValueError:
-            raise RegistryError(
-                f"registry {self.url} returned a manifest for {_ref(repository, reference)} "
-                "that is not a JSON object",
-                code="MANIFEST_INVALID",
-            ) from None
+            raise RegistryError(f"{what} is not JSON", code="MANIFEST_INVALID") from None
+        document = parse_manifest(data, what)
         content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        media_type = content_type if content_type not in _GENERIC_TYPES else ""
-        media_type = media_type or str(data.get("mediaType") or "")
+        if content_type in _GENERIC_TYPES or not _MEDIA_TYPE.match(content_type):
+            content_type = ""  # a proxy's generic or garbled type says nothing
+        media_type = content_type or document.mediaType or ""
         digest = self._manifest_digest(response, repository, reference, content, media_type)
         return Manifest(digest=digest, media_type=media_type, content=content, data=data)
 
@@ -294,6 +304,17 @@ class RegistryClient:
         self._check(response, f"repository:{repository}:pull")
         digest = response.headers.get("docker-content-digest")
         if digest:
+            if not is_digest(digest):
+                raise RegistryError(
+                    f"registry {self.url} sent an invalid Docker-Content-Digest "
+                    f"{one_line(digest, 80)!r} for {_ref(repository, reference)}",
+                    code="DIGEST_INVALID",
+                )
+            if is_digest(reference) and digest != reference:
+                raise RegistryError(
+                    f"registry {self.url} answered {repository}@{reference} with digest {digest}",
+                    code="DIGEST_INVALID",
+                )
             return digest
         # Some proxies drop the header on HEAD: fall back to a verified GET.
         try:
@@ -434,13 +455,13 @@ class RegistryClient:
         while True:
             try:
                 with self._deadline.deadline(self.timeout):
-                    response = self._http.request(
-                        method,
-                        url,
-                        headers=headers,
-                        params=params,
-                        follow_redirects=follow_redirects,
-                    )
+                    response = self._read(method, url, headers, params, follow_redirects)
+            except _TooLarge:
+                raise RegistryError(
+                    f"{what} {self.url if what == 'registry' else redact(url)} sent more than "
+                    f"{MAX_ANSWER_BYTES // 2**20} MiB in answer to {method} "
+                    f"{httpx.URL(url).path}; refusing it"
+                ) from None
             except httpx.TransportError as exc:
                 if attempt >= self.retries or not is_retryable(exc):
                     target = self.url if what == "registry" else redact(url)
@@ -456,6 +477,34 @@ class RegistryClient:
                 delay = after if after is not None else self.backoff * 2**attempt
             attempt += 1
             self._sleep(min(delay, MAX_RETRY_AFTER))
+
+    def _read(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        params: list[tuple[str, str]] | None,
+        follow_redirects: bool,
+    ) -> httpx.Response:
+        """Send a request and read its body, refusing one over MAX_ANSWER_BYTES."""
+        request = self._http.build_request(method, url, headers=headers, params=params)
+        response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
+        try:
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+                raise _TooLarge
+            chunks: list[bytes] = []
+            total = 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > MAX_ANSWER_BYTES:
+                    raise _TooLarge
+                chunks.append(chunk)
+            # What Response.read() stores: .content, .json() and .text work as usual.
+            response._content = b"".join(chunks)
+        finally:
+            response.close()
+        return response
 
     def _send_token(
         self, realm: str, params: list[tuple[str, str]], headers: dict[str, str]
@@ -487,15 +536,21 @@ class RegistryClient:
             ):
                 return None
             self._check(response, scope)
+            what = f"registry {self.url} answered {redact(next_url)} with a {key} list that"
             try:
-                page = response.json().get(key) or []
-            except (ValueError, AttributeError):
-                raise RegistryError(
-                    f"registry {self.url} answered {next_url} with something that is not JSON"
-                ) from None
+                data = load_json(response.content)
+            except ValueError:
+                raise RegistryError(f"{what} is not JSON") from None
+            page = parse_tag_list(data, what) if key == "tags" else parse_catalog(data, what)
             names.extend(page)
+            if len(seen) >= MAX_PAGES or len(names) > MAX_LIST_LENGTH:
+                raise RegistryError(
+                    f"registry {self.url} lists more than {MAX_LIST_LENGTH:,} {key} in "
+                    f"{len(seen):,} pages for {redact(url)}; refusing to go on (a registry "
+                    "that paginates for ever?)"
+                )
             next_url = self._next_page(response, url)
-        return names
+        return list(dict.fromkeys(names))  # a name repeated across pages counts once
 
     def _next_page(self, response: httpx.Response, url: str) -> str | None:
         """The URL of the next page from a ``Link: <...>; rel="next"`` header, or None.
@@ -534,7 +589,8 @@ class RegistryClient:
         header = response.headers.get("docker-content-digest")
         if header and not is_digest(header):
             raise RegistryError(
-                f"registry {self.url} sent an invalid Docker-Content-Digest {header!r} for "
+                f"registry {self.url} sent an invalid Docker-Content-Digest "
+                f"{one_line(header, 80)!r} for "
                 f"{_ref(repository, reference)}",
                 code="DIGEST_INVALID",
             )
@@ -588,6 +644,10 @@ class RegistryClient:
             status=status,
             code=code,
         )
+
+
+class _TooLarge(Exception):
+    """An answer bigger than MAX_ANSWER_BYTES."""
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 
 from ..errors import RegistryUnreachable
+from ._text import load_json, one_line
 
 __all__ = ["error_code", "error_summary", "is_retryable", "unreachable"]
 
@@ -71,21 +72,34 @@ def _describe(exc: Exception, timeout: float | None) -> tuple[str, str]:
     return f"connection failed ({detail})", "check the url and that the registry is running"
 
 
+def _first_error(response: httpx.Response) -> dict[str, object] | None:
+    """The first entry of a registry error body's ``errors`` list, if it is an object."""
+    try:
+        errors = load_json(response.content).get("errors")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    return errors[0]
+
+
 def error_code(response: httpx.Response) -> str | None:
     """The first ``errors[].code`` of a registry error body, if any."""
-    try:
-        errors = response.json().get("errors")
-        return str(errors[0].get("code")) if errors else None
-    except (ValueError, AttributeError, IndexError, TypeError):
-        return None
+    first = _first_error(response)
+    code = first.get("code") if first else None
+    return one_line(code, 64) if isinstance(code, str) and code else None
 
 
 def error_summary(response: httpx.Response) -> str:
-    """``CODE: message`` from a registry error body, or the start of the body."""
-    try:
-        first = response.json()["errors"][0]
+    """``CODE: message`` from a registry error body, or the start of the body, in one line."""
+    first = _first_error(response)
+    if first is not None:
         code, message = first.get("code"), first.get("message")
-        return f"{code}: {message}" if message else str(code)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        text = response.text.strip().splitlines()
-        return text[0][:200] if text else "empty body"
+        if isinstance(code, str | int) or isinstance(message, str):
+            text = f"{code}: {message}" if message else str(code)
+            return one_line(text, 200)
+    try:
+        text = response.content.decode("utf-8", "replace")
+    except Exception:  # an undecodable content-encoding: say nothing about the body
+        return "unreadable body"
+    return one_line(text, 200) or "empty body"
