@@ -15,10 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .durations import parse_duration
 from .errors import ConfigError
+from .patterns import check_pattern
 
 CONFIG_ENV = "REGPRUNE_CONFIG"
 STATE_ENV = "REGPRUNE_STATE"
@@ -30,12 +31,9 @@ class _Model(BaseModel):
 
 
 def check_regex(value: str) -> str:
-    """Validate a regular expression, keeping ``re``'s explanation in the message."""
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
+    """Validate a regular expression (RE2 syntax, see ``regprune.patterns``), keeping
+    RE2's explanation in the message; plugins use it for their own pattern options."""
+    return check_pattern(value)
 
 
 def _check_duration(value: str) -> str:
@@ -43,7 +41,11 @@ def _check_duration(value: str) -> str:
     return value
 
 
-Regex = Annotated[str, Field(description="A Python regular expression, matched with re.search.")]
+Regex = Annotated[
+    str,
+    AfterValidator(check_pattern),
+    Field(description="A regular expression in RE2 syntax (linear time), searched in each tag."),
+]
 
 
 class GcSettings(_Model):
@@ -154,13 +156,6 @@ class PolicySettings(_Model):
     schedule: str | None = Field(
         default=None, description="Cron expression; the Slack bot plans this policy on it."
     )
-
-    _tags = field_validator("tags")(lambda v: v if v is None else check_regex(v))
-
-    @field_validator("keep_tags")
-    @classmethod
-    def _keep_tags(cls, values: list[str]) -> list[str]:
-        return [check_regex(value) for value in values]
 
 
 class SlackSettings(_Model):
