@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .durations import parse_duration
 from .errors import ConfigError
 from .patterns import check_pattern
+from .urls import check_registry_url, registry_identity
 
 CONFIG_ENV = "REGPRUNE_CONFIG"
 STATE_ENV = "REGPRUNE_STATE"
@@ -105,11 +106,8 @@ class RegistrySettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(
-                f"invalid registry url {value!r}: use http://host:port or https://host"
-            )
-        return value.rstrip("/")
+        # No user info (it would be printed and stored), a real host and port.
+        return check_registry_url(value)
 
 
 class PluginSpec(BaseModel):
@@ -222,6 +220,19 @@ class Settings(_Model):
     )
 
     def check_references(self) -> None:
+        """Policies name defined registries, and no registry is defined twice."""
+        seen: dict[str, str] = {}
+        for name, registry in self.registry.items():
+            identity = registry_identity(registry.url)
+            if identity in seen:
+                # Two names for one registry would split its keep rules between
+                # policies and its plans between names: one section per registry.
+                raise ConfigError(
+                    f"registry.{name}.url: {registry.url} is the same registry as "
+                    f"registry.{seen[identity]} ({identity}); define it once and point "
+                    f"every policy at registry = {seen[identity]!r}"
+                )
+            seen[identity] = name
         for name, policy in self.policy.items():
             if policy.registry not in self.registry:
                 known = ", ".join(sorted(self.registry)) or "none"

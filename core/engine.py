@@ -26,6 +26,7 @@ from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
 from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
 from .timing import check_time_sources
+from .urls import registry_identity
 
 RESUMABLE = UNFINISHED_PLAN_STATUSES  # what apply resumes is what retention never removes
 log = logging.getLogger(__name__)
@@ -39,9 +40,14 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def lock_name(registry: str) -> str:
-    """One lock per registry, named after it, for apply and gc alike."""
-    return registry
+def lock_name(url: str) -> str:
+    """One lock per registry, for apply and gc alike: its identity (``registry_identity``).
+
+    Locking by identity, not by config name or URL text, means every spelling of the
+    URL (``localhost`` or ``127.0.0.1``, a trailing slash, the default port) and every
+    config that names the registry differently share one lock.
+    """
+    return registry_identity(url)
 
 
 class Engine:
@@ -91,6 +97,21 @@ class Engine:
                 )
             self._clients[registry] = self._client_factory(registry, settings)
         return self._clients[registry]
+
+    def lock_name(self, registry: str, url: str | None = None) -> str:
+        """The lock of a registry given by config name; ``url`` for one the config does
+        not define (a quick-mode plan's ``registry_url``)."""
+        settings = self.settings.registry.get(registry)
+        if settings is not None:
+            return lock_name(settings.url)
+        if url is None:
+            raise ConfigError(
+                f"unknown registry {registry!r}; define [registry.{registry}] in the config"
+            )
+        try:
+            return lock_name(url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def client_for_plan(self, plan: Plan) -> RegistryClient:
         if plan.registry in self.settings.registry:
@@ -289,7 +310,7 @@ class Engine:
         self, plan: Plan, progress: Progress | None, resume: tuple[str, ...]
     ) -> ApplyResult:
         client = self.client_for_plan(plan)
-        name = lock_name(plan.registry)
+        name = self.lock_name(plan.registry, plan.registry_url)
         with self.state.lock(name, purpose=f"apply of plan {plan.id}"):
             applier = Applier(
                 plan,
@@ -335,7 +356,7 @@ class Engine:
         """Run the registry's garbage collector through the configured command, under the lock."""
         settings = self.registry_settings(registry)
         with self.state.lock(
-            lock_name(registry), purpose="garbage collection" + (" (dry run)" if dry_run else "")
+            self.lock_name(registry), purpose="garbage collection" + (" (dry run)" if dry_run else "")
         ):
             result = self.manager.hook.collect_garbage(
                 registry=settings, name=registry, dry_run=dry_run
