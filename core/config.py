@@ -15,10 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .durations import parse_duration
 from .errors import ConfigError
+from .patterns import check_pattern
+from .urls import check_registry_url, registry_identity
 
 CONFIG_ENV = "REGPRUNE_CONFIG"
 STATE_ENV = "REGPRUNE_STATE"
@@ -30,12 +32,9 @@ class _Model(BaseModel):
 
 
 def check_regex(value: str) -> str:
-    """Validate a regular expression, keeping ``re``'s explanation in the message."""
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
+    """Validate a regular expression (RE2 syntax, see ``regprune.patterns``), keeping
+    RE2's explanation in the message; plugins use it for their own pattern options."""
+    return check_pattern(value)
 
 
 def _check_duration(value: str) -> str:
@@ -43,7 +42,11 @@ def _check_duration(value: str) -> str:
     return value
 
 
-Regex = Annotated[str, Field(description="A Python regular expression, matched with re.search.")]
+Regex = Annotated[
+    str,
+    AfterValidator(check_pattern),
+    Field(description="A regular expression in RE2 syntax (linear time), searched in each tag."),
+]
 
 
 class GcSettings(_Model):
@@ -103,11 +106,8 @@ class RegistrySettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(
-                f"invalid registry url {value!r}: use http://host:port or https://host"
-            )
-        return value.rstrip("/")
+        # No user info (it would be printed and stored), a real host and port.
+        return check_registry_url(value)
 
 
 class PluginSpec(BaseModel):
@@ -154,13 +154,6 @@ class PolicySettings(_Model):
     schedule: str | None = Field(
         default=None, description="Cron expression; the Slack bot plans this policy on it."
     )
-
-    _tags = field_validator("tags")(lambda v: v if v is None else check_regex(v))
-
-    @field_validator("keep_tags")
-    @classmethod
-    def _keep_tags(cls, values: list[str]) -> list[str]:
-        return [check_regex(value) for value in values]
 
 
 class SlackSettings(_Model):
@@ -227,6 +220,19 @@ class Settings(_Model):
     )
 
     def check_references(self) -> None:
+        """Policies name defined registries, and no registry is defined twice."""
+        seen: dict[str, str] = {}
+        for name, registry in self.registry.items():
+            identity = registry_identity(registry.url)
+            if identity in seen:
+                # Two names for one registry would split its keep rules between
+                # policies and its plans between names: one section per registry.
+                raise ConfigError(
+                    f"registry.{name}.url: {registry.url} is the same registry as "
+                    f"registry.{seen[identity]} ({identity}); define it once and point "
+                    f"every policy at registry = {seen[identity]!r}"
+                )
+            seen[identity] = name
         for name, policy in self.policy.items():
             if policy.registry not in self.registry:
                 known = ", ".join(sorted(self.registry)) or "none"

@@ -64,9 +64,14 @@ def _identity(url: str) -> str:
         return url.rstrip("/")
 
 
-def lock_name(registry: str) -> str:
-    """One lock per registry, named after it, for apply and gc alike."""
-    return registry
+def lock_name(url: str) -> str:
+    """One lock per registry, for apply and gc alike: its identity (``registry_identity``).
+
+    Locking by identity, not by config name or URL text, means every spelling of the
+    URL (``localhost`` or ``127.0.0.1``, a trailing slash, the default port) and every
+    config that names the registry differently share one lock.
+    """
+    return registry_identity(url)
 
 
 class Engine:
@@ -116,6 +121,21 @@ class Engine:
                 )
             self._clients[registry] = self._client_factory(registry, settings)
         return self._clients[registry]
+
+    def lock_name(self, registry: str, url: str | None = None) -> str:
+        """The lock of a registry given by config name; ``url`` for one the config does
+        not define (a quick-mode plan's ``registry_url``)."""
+        settings = self.settings.registry.get(registry)
+        if settings is not None:
+            return lock_name(settings.url)
+        if url is None:
+            raise ConfigError(
+                f"unknown registry {registry!r}; define [registry.{registry}] in the config"
+            )
+        try:
+            return lock_name(url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def client_for_plan(self, plan: Plan) -> RegistryClient:
         """The client for the registry a plan was made for, and no other.
@@ -380,7 +400,7 @@ class Engine:
     ) -> ApplyResult:
         client = self.client_for_plan(plan)
         keep_rules = self.keep_rules_for(plan)
-        name = lock_name(plan.registry)
+        name = self.lock_name(plan.registry, plan.registry_url)
         with self.state.lock(name, purpose=f"apply of plan {plan.id}"):
             applier = Applier(
                 plan,
@@ -490,7 +510,7 @@ class Engine:
         """
         settings = self.registry_settings(registry)
         self.gc_preflight(registry)
-        name = lock_name(registry)
+        name = self.lock_name(registry)
         with self.state.lock(
             name, purpose="garbage collection" + (" (dry run)" if dry_run else "")
         ):

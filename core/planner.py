@@ -13,7 +13,6 @@ Rules enforced here (each has a test in tests/test_safety.py):
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from .models import (
     SelectionContext,
     Selector,
 )
+from .patterns import Pattern, compile_pattern
 from .plugin_manager import Catalog
 from .scan import RepositoryScan, match_repositories
 from .timing import check_time_sources, resolve_time
@@ -49,7 +49,7 @@ class CompiledPolicy:
     settings: PolicySettings
     selectors: list[tuple[str, Selector]]
     protectors: list[tuple[str, Protector]]
-    tag_filter: re.Pattern[str] | None
+    tag_filter: Pattern | None
     # label of a selector or keep rule -> the plugin that registered it (for errors).
     owners: dict[str, str] = field(default_factory=dict)
 
@@ -89,7 +89,7 @@ def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> Compi
             f"{where}.approval: unknown approval {policy.approval!r} (available: {known})"
         )
     check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
-    tag_filter = re.compile(policy.tags) if policy.tags else None
+    tag_filter = compile_pattern(policy.tags) if policy.tags else None
     owners = {label: catalog.owner("selector", label) for label, _ in selectors}
     owners.update(
         {

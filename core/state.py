@@ -308,6 +308,38 @@ def _child_alive(holder: dict[str, Any]) -> bool:
     return started is None or _process_start(pid) in (None, started)
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def create_private(path: Path) -> None:
+    """Create the state DB file, and the directories it needs, private to the user.
+
+    The DB holds plans, the audit log and who approved what; with umask 022 SQLite
+    would create it world-readable.  Its ``-wal``, ``-shm`` and ``-journal`` files
+    get the DB file's mode from SQLite, so a private DB file makes them private too.
+    Directories and a file that already exist are left as they are: the user chose
+    their modes (a group-shared state directory, for one).
+    """
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            directory.mkdir(mode=PRIVATE_DIR)
+            os.chmod(directory, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, PRIVATE_FILE)  # exactly 0600, whatever the umask removed
+    finally:
+        os.close(fd)
+
+
 class PlanRemoved(UsageError):
     """The plan asked for was stored once and removed by plan retention (exit code 2)."""
 
@@ -394,7 +426,7 @@ class State:
         self._closed = False
         memory = self.path == ":memory:"
         if not memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(self.path))
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         try:

@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext, Verdict
+from regprune.patterns import compile_pattern
 
 from ._options import (
     Argv,
@@ -55,7 +56,7 @@ class BranchOptions(Options):
     @field_validator("pattern")
     @classmethod
     def _has_branch_group(cls, value: str) -> str:
-        if "branch" not in re.compile(value).groupindex:
+        if "branch" not in compile_pattern(value).groupindex:
             raise ValueError(
                 f"regular expression '{value}' has no group named 'branch': "
                 "use (?P<branch>...) for the part of the tag that names the branch"
@@ -135,7 +136,7 @@ class BranchSelector:
 
     def __init__(self, options: BranchOptions) -> None:
         self.options = options
-        self.pattern = re.compile(options.pattern)
+        self.pattern = compile_pattern(options.pattern)
         self._live: set[str] | None = None
         self._error: str | None = None
         self._lock = threading.Lock()  # repositories may be decided concurrently

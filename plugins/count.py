@@ -8,7 +8,6 @@ selectors = [{ use = "count", keep = 3, group_by = '^(?P<group>.+)-[0-9a-f]{7,40
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from pydantic import Field, field_validator
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext, Verdict
+from regprune.patterns import Pattern, compile_pattern
 
 from ._options import Options, Regex, newest_first, parse_options, untimed
 
@@ -31,7 +31,7 @@ class CountOptions(Options):
     @field_validator("group_by")
     @classmethod
     def _has_group(cls, value: str | None) -> str | None:
-        if value is not None and re.compile(value).groups == 0:
+        if value is not None and compile_pattern(value).groups == 0:
             raise ValueError(
                 f"regular expression '{value}' has no group: use (?P<group>...) "
                 "to say which part of the tag names the group"
@@ -39,7 +39,7 @@ class CountOptions(Options):
         return value
 
 
-def group_of(pattern: re.Pattern[str], tags: Sequence[str]) -> str | None:
+def group_of(pattern: Pattern, tags: Sequence[str]) -> str | None:
     """The group named by an image's first tag (sorted) that matches, or None.
 
     The group is the named group ``group``, else ``branch``, else group 1.
@@ -69,7 +69,7 @@ class CountSelector:
 
     def __init__(self, keep: int, group_by: str | None = None) -> None:
         self.keep = keep
-        self.group_by = re.compile(group_by) if group_by is not None else None
+        self.group_by = compile_pattern(group_by) if group_by is not None else None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> CountSelector:

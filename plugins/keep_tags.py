@@ -6,12 +6,12 @@ engine as ``{ patterns = [...] }``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext
+from regprune.patterns import compile_pattern
 
 from ._options import Options, Regex, parse_options
 
@@ -23,14 +23,14 @@ class KeepTagsOptions(Options):
 
 
 class KeepTagsProtector:
-    """Keeps every image that carries a tag matching any pattern (``re.search``).
+    """Keeps every image that carries a tag matching any pattern (searched, RE2).
 
     The reason names the first matching tag (sorted) and the pattern it matched, so
     the plan can say which tag kept a shared digest.
     """
 
     def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = [re.compile(pattern) for pattern in patterns]
+        self.patterns = [compile_pattern(pattern) for pattern in patterns]
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> KeepTagsProtector:

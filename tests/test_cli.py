@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from regprune.cli import run
+from regprune.engine import lock_name
 from regprune.state import State
 
 from .support import days_ago
@@ -519,26 +520,33 @@ def test_plugins_json(cli):
     assert "regprune.plugins.age" in out and "selectors: " in out
 
 
-def test_unlock_removes_a_lock_left_behind(cli, ci_images):
+def test_unlock_removes_a_lock_left_behind(cli, ci_images, registry_server):
     plan_id = cli.json("plan")["plan_id"]
+    name = lock_name(registry_server.url)  # locks are named by registry identity
+    assert name == f"http://loopback:{registry_server.port}"
     holder = State(cli.state)
     try:
-        with holder.lock("local", purpose="an apply on another machine"):
+        with holder.lock(name, purpose="an apply on another machine"):
             code, _, err = cli("apply", plan_id, "--yes", ok=False)
             assert code == 1
-            assert err.startswith("error: registry 'local' is busy")
+            assert err.startswith(f"error: registry '{name}' is busy")
+            assert f"`regprune unlock {name}`" in err
             assert len(err.splitlines()) == 1
 
             _, out, _ = cli("unlock")
-            assert "local: an apply on another machine" in out
+            assert f"{name}: an apply on another machine" in out
 
-            # The lock name from the busy message works as well as the registry name.
+            # The registry's config name works as well as the lock name shown.
             _, out, _ = cli("unlock", "local")
-            assert out.strip() == "removed the lock of registry 'local'"
+            assert out.strip() == f"removed the lock of registry 'local ({name})'"
             _, out, _ = cli("unlock", "local")
-            assert out.strip() == "registry 'local' was not locked"
+            assert out.strip() == f"registry 'local ({name})' was not locked"
 
-            cli("apply", plan_id, "--yes")
+        for spelling in (name, registry_server.url.replace("127.0.0.1", "LOCALHOST") + "/"):
+            with holder.lock(name, purpose="an apply on another machine"):
+                _, out, _ = cli("unlock", spelling)
+                assert out.strip().startswith("removed the lock of registry")
+        cli("apply", plan_id, "--yes")
     finally:
         holder.close()
     _, out, _ = cli("unlock")

@@ -100,7 +100,7 @@ def test_gc_without_a_command_is_a_config_error(registry_server, tmp_path):
 def test_gc_waits_for_no_one_while_an_apply_holds_the_lock(registry_server, tmp_path):
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, **gc_settings(registry_server))
     with (
-        engine.state.lock("local", purpose="apply of plan 12345678"),
+        engine.state.lock(engine.lock_name("local"), purpose="apply of plan 12345678"),
         pytest.raises(LockHeld, match="apply of plan 12345678"),
     ):
         engine.gc("local")

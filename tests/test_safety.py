@@ -372,7 +372,7 @@ def test_only_one_apply_per_registry(registry_server, pusher, tmp_path):
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
     plan = engine.plan("ci")
     with (
-        engine.state.lock("local", purpose="a test holding the lock"),
+        engine.state.lock(engine.lock_name("local"), purpose="a test holding the lock"),
         pytest.raises(LockHeld, match="busy"),
     ):
         engine.apply(plan.id, context=YES)

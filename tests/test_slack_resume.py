@@ -25,6 +25,7 @@ from slack_sdk import WebClient
 from regprune.bots.slack import service as service_module
 from regprune.bots.slack.background import Background
 from regprune.bots.slack.service import SlackService
+from regprune.engine import lock_name
 from regprune.models import Approval
 from regprune.plugin_manager import get_plugin_manager
 from regprune.testing import ImagePusher, RegistryServer
@@ -127,10 +128,15 @@ def old_digests(bot: Bot) -> list[str]:
     return sorted(bot.images[n].digest for n in ("old1", "old2", "old3"))
 
 
+def bot_lock(bot: Bot) -> str:
+    """The lock of the bot's registry: named by its identity, not by "local"."""
+    return lock_name(bot.settings.registry["local"].url)
+
+
 @contextmanager
 def live_lock_holder(bot: Bot, purpose: str) -> Iterator[subprocess.Popen[str]]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(bot.state_path), "local", purpose],
+        [sys.executable, "-c", LOCK_HOLDER, str(bot.state_path), bot_lock(bot), purpose],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -202,7 +208,7 @@ def test_a_plan_left_applying_by_a_killed_bot_is_finished_and_repeats_nothing(
     assert sum(not exists for exists in bot.existing().values()) == 1
     with bot.state() as state:
         (lock,) = state.locks()  # a dead holder on this host: the next apply takes it over
-        assert (lock["name"], lock["pid"]) == ("local", dying.pid)
+        assert (lock["name"], lock["pid"]) == (bot_lock(bot), dying.pid)
 
     assert restart(bot) == [plan_id]
 

@@ -30,7 +30,7 @@ from slack_sdk.web import SlackResponse
 
 from regprune.config import Settings, SlackSettings
 from regprune.durations import parse_duration
-from regprune.engine import Engine, lock_name
+from regprune.engine import Engine
 from regprune.errors import LockHeld, RegpruneError, UsageError
 from regprune.models import Approval, ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
@@ -729,7 +729,7 @@ class SlackService:
         if plan.status not in RESUME_STATUSES:  # finished, or failed, since the bot looked
             log.info("plan %s is %s now; not resumed", plan.id, plan.status)
             return False
-        name = lock_name(plan.registry)
+        name = self.engine(state).lock_name(plan.registry, plan.registry_url)
         holder = next((lock for lock in state.locks() if lock["name"] == name), None)
         if holder is not None and not holder["stale"]:
             # Another live process (a `regprune apply` or gc) has the registry: never run

@@ -8,6 +8,7 @@ from ..config import PluginSpec, PolicySettings, RegistrySettings, Settings
 from ..durations import parse_duration
 from ..errors import UsageError
 from ..plugin_manager import build_catalog
+from ..urls import registry_identity
 from .context import CliContext
 
 QUICK_POLICY = "quick"
@@ -23,7 +24,8 @@ QUICK_FLAGS = {
 
 
 def is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
+    """Whether ``--registry`` was given a URL rather than a configured name."""
+    return "://" in value or value.lower().startswith(("http:", "https:"))
 
 
 def resolve_registry(
@@ -36,16 +38,19 @@ def resolve_registry(
                 f"--registry {registry}: give the name of a configured registry, not a URL "
                 "(this command needs its [registry.NAME] settings)"
             )
-        settings = cli.settings(required=False)
         try:
-            reg = RegistrySettings(url=registry)
-        except ValidationError:
-            raise UsageError(
-                f"--registry: invalid registry url {registry!r}: use {URL_HINT}"
-            ) from None
+            # Checked before the config is read: a URL with a password is refused
+            # whatever else is wrong, and the message never shows the password.
+            identity = registry_identity(registry)
+        except ValueError as exc:
+            raise UsageError(f"--registry: {exc}") from None
+        settings = cli.settings(required=False)
         for name, known in settings.registry.items():
-            if known.url == reg.url:  # a configured registry keeps its credentials and gc
+            # The same registry by identity, however it is spelled: its name, so its
+            # credentials, gc, lock and every policy's keep rules apply.
+            if registry_identity(known.url) == identity:
                 return settings, name
+        reg = RegistrySettings(url=registry)
         settings.registry.setdefault(reg.url, reg)
         return settings, reg.url
     if registry:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from ..engine import lock_name
-from .context import get_context
+from ..errors import UsageError
+from .context import CliContext, get_context
+from .options import is_url
 from .render import print_json
 
 
@@ -16,7 +18,8 @@ def register(app: typer.Typer) -> None:
         registry: str | None = typer.Argument(
             None,
             metavar="REGISTRY",
-            help="Registry name whose lock to remove; without it, list the current locks.",
+            help="Registry whose lock to remove: the name `regprune unlock` lists, a configured "
+            "registry name or its URL; without it, list the current locks.",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the current locks as JSON."),
     ) -> None:
@@ -26,7 +29,8 @@ def register(app: typer.Typer) -> None:
         on this host is taken over automatically; use this for one left by a process
         on another machine. Without REGISTRY, list the current locks.
         """
-        state = get_context(ctx).state()
+        cli = get_context(ctx)
+        state = cli.state()
         if registry is None:
             locks = state.locks()
             if as_json:
@@ -41,8 +45,26 @@ def register(app: typer.Typer) -> None:
                     f"{lock['hostname']}:{lock['pid']} since {since}{stale}"
                 )
             return
-        name = registry
-        if state.break_lock(lock_name(name)):
-            typer.echo(f"removed the lock of registry {name!r}")
+        name = _lock_to_break(cli, registry, {lock["name"] for lock in state.locks()})
+        shown = registry if name == registry else f"{registry} ({name})"
+        if state.break_lock(name):
+            typer.echo(f"removed the lock of registry {shown!r}")
         else:
-            typer.echo(f"registry {name!r} was not locked")
+            typer.echo(f"registry {shown!r} was not locked")
+
+
+def _lock_to_break(cli: CliContext, registry: str, held: set[str]) -> str:
+    """The lock a REGISTRY argument means: a lock name as listed (and as LockHeld names
+    it), a registry URL in any spelling, or a registry name from the config."""
+    if registry in held:
+        return registry
+    if is_url(registry):
+        try:
+            return lock_name(registry)
+        except ValueError as exc:
+            raise UsageError(f"REGISTRY: {exc}") from None
+    if cli.has_config():
+        settings = cli.settings().registry.get(registry)
+        if settings is not None:
+            return lock_name(settings.url)
+    return registry

@@ -20,6 +20,7 @@ import typer
 from regprune import hookimpl
 from regprune.errors import UsageError
 from regprune.models import Image, SelectionContext, Verdict
+from regprune.patterns import Pattern, PatternError, compile_pattern
 
 __version__ = "0.1.0"
 
@@ -52,7 +53,7 @@ class Version:
         return (self.major, self.minor, self.patch, not self.pre, pre)
 
 
-def parse_version(tag: str, pattern: re.Pattern[str]) -> Version | None:
+def parse_version(tag: str, pattern: Pattern) -> Version | None:
     """The version a tag names, or None when it is not a release tag.
 
     ``pattern`` must match the tag; its ``version`` group must be a semver version.
@@ -70,7 +71,7 @@ def parse_version(tag: str, pattern: re.Pattern[str]) -> Version | None:
 OPTIONS = ("keep_per_major", "pattern")
 
 
-def parse_options(options: Mapping[str, Any]) -> tuple[int, re.Pattern[str]]:
+def parse_options(options: Mapping[str, Any]) -> tuple[int, Pattern]:
     """Check a policy's options; every problem is a one-line ValueError naming the option."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -82,9 +83,11 @@ def parse_options(options: Mapping[str, Any]) -> tuple[int, re.Pattern[str]]:
     if not isinstance(pattern, str):
         raise ValueError(f"pattern: must be a regular expression string, got {pattern!r}")
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"pattern: invalid regular expression {pattern!r}: {exc}") from None
+        # Tags are chosen by whoever can push: compile with regprune's linear-time
+        # engine (RE2), never Python's backtracking `re`.
+        compiled = compile_pattern(pattern)
+    except PatternError as exc:
+        raise ValueError(f"pattern: {exc}") from None
     if "version" not in compiled.groupindex:
         raise ValueError(f"pattern: {pattern!r} needs a (?P<version>...) group around the version")
     return keep, compiled

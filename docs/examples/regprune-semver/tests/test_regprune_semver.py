@@ -9,11 +9,12 @@ import re
 
 import pytest
 from regprune.errors import ConfigError
+from regprune.patterns import compile_pattern
 from regprune.testing import deleted_tags, kept_tags, reasons_for
 
 from regprune_semver import DEFAULT_PATTERN, parse_options, parse_version
 
-PATTERN = re.compile(DEFAULT_PATTERN)
+PATTERN = compile_pattern(DEFAULT_PATTERN)
 
 
 def test_versions_sort_by_semver_precedence():
