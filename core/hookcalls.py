@@ -70,8 +70,10 @@ def _impls(manager: pluggy.PluginManager, hook: str) -> list[pluggy.HookImpl]:
 
 
 def _call(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
-    # Like pluggy: each implementation receives only the arguments it declares.
-    return impl.function(*(kwargs[name] for name in impl.argnames))
+    # Like pluggy: each implementation receives only the arguments it declares,
+    # including those it gives a default.
+    extra = {name: kwargs[name] for name in impl.kwargnames if name in kwargs}
+    return impl.function(*(kwargs[name] for name in impl.argnames), **extra)
 
 
 def _is_builtin(impl: pluggy.HookImpl) -> bool:
