@@ -47,6 +47,12 @@ REPOSITORY_PATTERN = (
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
 MAX_REPOSITORY_LENGTH = 255
+_PATTERN_NAMES = {
+    DIGEST_PATTERN: "a digest (sha256:<64 hex> or sha512:<128 hex>)",
+    MEDIA_TYPE_PATTERN: "a media type",
+    TAG_PATTERN: "a valid tag",
+    REPOSITORY_PATTERN: "a valid repository name",
+}
 MAX_TOKEN_LENGTH = 64 * 1024
 
 Digest = Annotated[str, StringConstraints(pattern=DIGEST_PATTERN)]
@@ -103,10 +109,46 @@ class _Token(_Strict):
     expires_in: float | None = None  # strict float still takes JSON integers
 
 
+_EXPECTED = {
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "missing": "present",
+}
+_JSON_TYPES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
 def _problem(error: ValidationError) -> str:
-    """``loc: message`` of the first problem, in one short line."""
+    """``loc: what was expected, what came`` for the first problem, in one short line."""
     first = error.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first.get("loc", ())) or "the document"
+    kind = first.get("type", "")
+    given = first.get("input")
+    if kind == "missing":
+        return one_line(f"{where} is missing", 160)
+    if kind == "string_pattern_mismatch":
+        label = _PATTERN_NAMES.get(str((first.get("ctx") or {}).get("pattern")), "an allowed value")
+        return one_line(f"{where}: {str(given)[:60]!r} is not {label}", 160)
+    if kind == "greater_than_equal":
+        return one_line(f"{where}: {given!r} is negative", 160)
+    if kind == "string_too_long":
+        return one_line(f"{where}: too long", 160)
+    if kind in _EXPECTED:
+        got = _JSON_TYPES.get(type(given), type(given).__name__)
+        return one_line(f"{where}: expected {_EXPECTED[kind]}, got {got}", 160)
     return one_line(f"{where}: {first.get('msg', 'invalid')}", 160)
 
 

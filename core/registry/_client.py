@@ -459,7 +459,7 @@ class RegistryClient:
             except _TooLarge:
                 raise RegistryError(
                     f"{what} {self.url if what == 'registry' else redact(url)} sent more than "
-                    f"{MAX_ANSWER_BYTES // 2**20} MiB in answer to {method} "
+                    f"{_size(MAX_ANSWER_BYTES)} in answer to {method} "
                     f"{httpx.URL(url).path}; refusing it"
                 ) from None
             except httpx.TransportError as exc:
@@ -644,6 +644,10 @@ class RegistryClient:
             status=status,
             code=code,
         )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:g} MiB" if count >= 2**20 else f"{count:,} bytes"
 
 
 class _TooLarge(Exception):
