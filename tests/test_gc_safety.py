@@ -506,3 +506,23 @@ def test_every_kept_image_pulls_after_apply_and_a_real_gc(registry_server, pushe
     )
     by_ref = {image.reference: image for image in pulled}
     assert by_ref["ci/multi:v1"].manifests == 3
+
+
+def test_the_pull_check_fails_on_a_missing_layer(registry_server, pusher):
+    image = pusher.push_image("ci/app", ["v1"], layers=2)
+    pusher.push_image("ci/other", ["v1"])
+    layer = image.layer_digests[1].split(":")[1]
+    blob = (
+        registry_server.storage_path
+        / "docker/registry/v2/blobs/sha256"
+        / layer[:2]
+        / layer
+        / "data"
+    )
+    blob.unlink()  # what a GC that swept a referenced layer leaves behind
+    registry_server.restart()  # no cached descriptor may hide it
+
+    with pytest.raises(AssertionError, match=r"(?s)1 of 2 image\(s\) do not pull.*ci/app:v1: .*404"):
+        assert_all_pull(registry_server.url, expect=["ci/other:v1"])
+    with pytest.raises(AssertionError, match="ci/gone:v1: tag not listed"):
+        assert_all_pull(registry_server.url, repositories=["ci/other"], expect=["ci/gone:v1"])

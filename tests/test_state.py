@@ -176,13 +176,18 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
 # -- migrations ---------------------------------------------------------------------
 
 
+def all_migrations() -> list[str]:
+    """Every migration's name, in order (what a fresh DB has pending)."""
+    return [m.name for m in migrations.pending(sqlite_utils.Database(memory=True))]
+
+
 def test_migrations_apply_to_fresh_in_memory_db() -> None:
     db = sqlite_utils.Database(memory=True)
-    assert [m.name for m in migrations.pending(db)] == ["m001_initial"]
+    assert [m.name for m in migrations.pending(db)][:2] == ["m001_initial", "m002_lock_child"]
     migrations.apply(db)
     assert set(db.table_names()) == EXPECTED_TABLES
     assert migrations.pending(db) == []
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert [m.name for m in migrations.applied(db)] == all_migrations()
     assert db.table("locks").pks == ["name"]
     assert db.table("plan_items").pks == ["plan_id", "seq"]
     assert db.table("approvals").pks == ["plan_id", "by", "decision"]
@@ -238,7 +243,7 @@ def test_file_state_creates_dirs_wal_busy_timeout(db_path: Path) -> None:
         assert st.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     # Reopening does not migrate again.
     with State(str(db_path)) as st:
-        assert len(migrations.applied(st.db)) == 1
+        assert len(migrations.applied(st.db)) == len(all_migrations())
 
 
 def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
@@ -248,7 +253,7 @@ def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
     for st in results:
         st.close()
     with State(path) as st:
-        assert [m.name for m in migrations.applied(st.db)] == ["m001_initial"]
+        assert [m.name for m in migrations.applied(st.db)] == all_migrations()
 
 
 # -- digest cache -------------------------------------------------------------------
@@ -1187,3 +1192,18 @@ def test_lock_held_by_another_state_object_of_this_process_is_busy(tmp_path):
 
 def _now_text() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def test_m002_adds_the_lock_child_to_a_db_holding_a_lock() -> None:
+    """A DB from before m002, with a lock held, migrates: the lock keeps its holder and
+    gains an empty child (so it is judged by its holder, as before)."""
+    db = sqlite_utils.Database(memory=True)
+    migrations.pending(db)[0].fn(db)  # m001 only
+    db.table("locks").insert(
+        {"name": "main", "token": "t", "hostname": "h", "pid": 1, "purpose": "gc",
+         "acquired_at": "2026-01-01", "heartbeat_at": "2026-01-01"}
+    )  # fmt: skip
+    m002 = next(m for m in migrations.pending(db) if m.name == "m002_lock_child")
+    m002.fn(db)
+    [row] = list(db.table("locks").rows)
+    assert row["token"] == "t" and row["child_pid"] is None and row["child_started"] is None
