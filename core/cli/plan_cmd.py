@@ -57,7 +57,6 @@ class QuickOptions:
         None,
         "--keep",
         metavar="N",
-        min=0,
         max=1_000_000,
         help="Quick mode: keep the newest N images per repository, select the rest.",
     )
