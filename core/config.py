@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .durations import parse_duration
+from .durations import parse_duration, parse_positive_duration
 from .errors import ConfigError
 from .patterns import check_pattern
 from .urls import check_registry_url, registry_identity
@@ -38,7 +38,25 @@ def check_regex(value: str) -> str:
 
 
 def _check_duration(value: str) -> str:
-    parse_duration(value)
+    parse_positive_duration(value)
+    return value
+
+
+def _check_schedule(value: str | None) -> str | None:
+    """A cron expression croniter accepts (5 fields, or 6 with seconds)."""
+    if value is None:
+        return None
+    from croniter import croniter  # imported here: only configs with a schedule need it
+
+    try:
+        valid = croniter.is_valid(value)
+    except Exception:  # croniter raises assorted errors on odd input
+        valid = False
+    if not valid or len(value.split()) not in (5, 6):
+        raise ValueError(
+            f"invalid cron expression {value!r}: use five fields, minute hour day month "
+            "weekday, like '0 6 * * 1-5'"
+        )
     return value
 
 
@@ -92,7 +110,13 @@ class RegistrySettings(_Model):
     )
     ca_file: str | None = Field(default=None, description="CA bundle to verify the registry's TLS.")
     concurrency: int = Field(default=8, ge=1, le=64, description="Requests in flight at once.")
-    timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
+    timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds per HTTP request (at most 3600).",
+    )
     retries: int = Field(
         default=3, ge=0, le=10, description="Retries on connection errors, 429 and 5xx."
     )
@@ -155,6 +179,8 @@ class PolicySettings(_Model):
         default=None, description="Cron expression; the Slack bot plans this policy on it."
     )
 
+    _schedule = field_validator("schedule")(_check_schedule)
+
 
 class SlackSettings(_Model):
     """The Slack approval bot."""
@@ -167,7 +193,9 @@ class SlackSettings(_Model):
         default_factory=list, description="Slack user-group IDs whose members may approve."
     )
     team_id: str | None = Field(default=None, description="Only clicks from this workspace count.")
-    approvals_required: int = Field(default=1, ge=1, description="Distinct approvals needed.")
+    approvals_required: int = Field(
+        default=1, ge=1, le=100, description="Distinct approvals needed."
+    )
     allow_self_approval: bool = Field(
         default=False, description="Whether the requester may approve their own plan."
     )
@@ -197,7 +225,7 @@ class StateSettings(_Model):
     def _plan_retention(cls, value: str) -> str:
         if value.strip().lower() == NEVER:
             return NEVER
-        if parse_duration(value) <= timedelta(0):
+        if not isinstance(value, str) or parse_duration(value) <= timedelta(0):
             raise ValueError(
                 f"must be longer than 0, not {value!r}; use a duration like '90d', or 'never'"
             )
@@ -279,17 +307,41 @@ def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
     return data
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
+def _format_one(error: Any) -> str:
     location = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see docs/configuration.md)"
     elif error["type"] == "missing":
         message = "required key is missing"
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{location}: {message}{suffix}"
+    return f"{location}: {message}" if location else message
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    """Every problem, on one line separated by "; " (the first is the one named first)."""
+    return "; ".join(dict.fromkeys(_format_one(error) for error in exc.errors()))
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_document(data: Any, path: str = "") -> None:
+    """Checks on the raw document that no model field can make: section names and NULs."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if path in ("registry", "policy") and not _NAME.match(str(key)):
+                raise ConfigError(
+                    f"{path}.{key!r}: invalid name: use letters, digits, '_', '.' and '-' "
+                    "(at most 64, starting with a letter or digit)"
+                )
+            _check_document(value, where)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _check_document(value, f"{path}.{index}")
+    elif isinstance(data, str) and "\x00" in data:
+        # A NUL cannot be part of a path, a command or a header, and would fail deep inside.
+        raise ConfigError(f"{path}: contains a NUL character (\\u0000); remove it")
 
 
 def parse_settings(
@@ -297,6 +349,10 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed TOML document; raise ConfigError naming the offending key."""
     expanded = expand_env(dict(data), os.environ if environ is None else environ)
+    try:
+        _check_document(expanded)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
     try:
         settings = Settings.model_validate(expanded)
     except ValidationError as exc:
@@ -336,8 +392,12 @@ def load_settings(path: Path) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is invalid); TOML files must be UTF-8"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return parse_settings(data, source=str(path))
 
 

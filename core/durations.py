@@ -7,18 +7,48 @@ from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+)([smhdw])")
-_WHOLE = re.compile(r"^(?:\d+[smhdw])+$")
+_WHOLE = re.compile(r"^(?:\d{1,12}[smhdw]){1,10}$")
+
+MAX_DURATION = timedelta(days=100 * 365)
+"""The longest duration accepted (about 100 years).
+
+Durations are subtracted from and added to today's date (``older_than``, plan
+retention, a plan's expiry); a duration past year 1 or 9999 cannot be, so a
+longer one is an error when the config is read, not a crash in the middle of a run."""
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``14d`` or ``1w2d`` into a timedelta; raise ValueError with a hint otherwise."""
-    cleaned = str(text).strip().lower().replace(" ", "")
+    if not isinstance(text, str):
+        raise ValueError(
+            f"invalid duration {text!r}: write it as a string with a unit, like '14d' or '12h'"
+        )
+    cleaned = text.strip().lower().replace(" ", "")
     if not cleaned or not _WHOLE.match(cleaned):
         raise ValueError(
-            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, like '14d' or '12h'"
+            f"invalid duration {_shown(text)}: use a number and a unit s, m, h, d or w, "
+            "like '14d' or '12h'"
         )
     seconds = sum(int(number) * _UNITS[unit] for number, unit in _PART.findall(cleaned))
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(
+            f"duration {_shown(text)} is too long: at most {MAX_DURATION.days // 365} years "
+            f"({MAX_DURATION.days}d)"
+        )
     return timedelta(seconds=seconds)
+
+
+def parse_positive_duration(text: str) -> timedelta:
+    """Like :func:`parse_duration`, and longer than zero (a timeout, a TTL)."""
+    delta = parse_duration(text)
+    if delta <= timedelta(0):
+        raise ValueError(f"must be longer than 0, not {_shown(text)}; use a duration like '1h'")
+    return delta
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def format_duration(delta: timedelta) -> str:

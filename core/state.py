@@ -23,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +60,7 @@ __all__ = [
     "PlanRemoved",
     "PruneResult",
     "State",
+    "StateBusy",
     "content_hash",
     "migrations",
 ]
@@ -87,6 +89,7 @@ PRUNED_EVENT = "state.pruned"
 VACUUMED_EVENT = "state.vacuumed"
 
 migrations = Migrations("regprune")
+log = logging.getLogger(__name__)
 
 
 @migrations()
@@ -308,6 +311,26 @@ def _child_alive(holder: dict[str, Any]) -> bool:
     return started is None or _process_start(pid) in (None, started)
 
 
+NOTICE_AFTER = 1.0
+"""Seconds a write waits for another process before regprune says it is waiting."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+class StateBusy(RegpruneError):
+    """Another process held the state DB's write lock for longer than BUSY_TIMEOUT."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the state DB {path} stayed locked by another process for {BUSY_TIMEOUT:g}s; "
+            "nothing was written: try again when it is done (a VACUUM or a long write; "
+            f"`fuser {path}` shows who has it open)"
+        )
+
+
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
@@ -418,8 +441,10 @@ class State:
     path: str
     db: sqlite_utils.Database
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, notify: Callable[[str], None] | None = None) -> None:
         self.path = str(path)
+        # Told once when a write has to wait for another process (the CLI prints it).
+        self._notify = notify or log.warning
         self._mutex = threading.RLock()
         self._held: dict[str, str] = {}  # lock name -> our token
         self._stops: dict[str, threading.Event] = {}  # lock name -> stops its heartbeat thread
@@ -475,7 +500,7 @@ class State:
         read-then-write inside cannot fail half-way with SQLITE_BUSY in WAL mode."""
         with self._mutex:
             conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 yield conn
             except BaseException:
@@ -483,6 +508,33 @@ class State:
                 raise
             else:
                 conn.commit()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE; if another process holds the write lock for more than
+        ``NOTICE_AFTER`` seconds, say so, wait up to ``BUSY_TIMEOUT`` in all, then raise
+        ``StateBusy`` (one line) instead of sqlite's "database is locked"."""
+        conn.execute(f"PRAGMA busy_timeout = {int(NOTICE_AFTER * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        self._notify(
+            f"waiting for the state DB {self.path}: another process is writing to it "
+            f"(up to {BUSY_TIMEOUT:g}s)"
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int((BUSY_TIMEOUT - NOTICE_AFTER) * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StateBusy(self.path) from None
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._mutex:

@@ -169,12 +169,18 @@ def test_gc_through_another_spelling_refuses_while_apply_holds_the_lock(
             "selectors": [{"use": "age", "older_than": "14d"}],
         }
     }
-    if not configured:
-        data["registry"] = {registry: {"url": quick_url}}
+    parsed = parse_settings(data) if configured else None
+    if parsed is None:
+        # Quick mode names an unconfigured registry by its URL, as resolve_registry does.
+        data["registry"] = {}
+        data["policy"]["quick"]["registry"] = "local"
+        parsed = parse_settings({**data, "registry": {"local": {"url": quick_url}}})
+        parsed.registry = {registry: parsed.registry["local"]}
+        parsed.policy["quick"].registry = registry
     manager = get_plugin_manager(load_entrypoints=False)
     plugin = GcDuringApply(state_path, registry_server.url)
     manager.register(plugin)
-    engine = Engine(parse_settings(data), State(state_path), manager=manager)
+    engine = Engine(parsed, State(state_path), manager=manager)
     try:
         plan = engine.plan("quick")
         if not configured:

@@ -50,8 +50,8 @@ class CliContext:
         if self._state is None:
             path = find_state_path(self.state_path)
             try:
-                self._state = State(path)
-            except (OSError, sqlite3.Error) as exc:
+                self._state = State(path, notify=lambda line: typer.echo(line, err=True))
+            except (OSError, ValueError, sqlite3.Error) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
                 filename = getattr(exc, "filename", None)
                 if filename and str(filename) != str(path):

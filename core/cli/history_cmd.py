@@ -15,7 +15,13 @@ def register(app: typer.Typer) -> None:
     def history(
         ctx: typer.Context,
         limit: int = typer.Option(
-            50, "--limit", "-n", min=1, metavar="N", help="How many recent events to show."
+            50,
+            "--limit",
+            "-n",
+            min=1,
+            max=1_000_000,
+            metavar="N",
+            help="How many recent events to show (1 to 1000000).",
         ),
         plan: str | None = typer.Option(
             None, "--plan", metavar="PLAN_ID", help="Only the events of this plan."

@@ -57,6 +57,7 @@ class QuickOptions:
         None,
         "--keep",
         metavar="N",
+        max=1_000_000,
         help="Quick mode: keep the newest N images per repository, select the rest.",
     )
     keep_tag = typer.Option(
