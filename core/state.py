@@ -553,7 +553,12 @@ class State:
             for row in self._rows(
                 f"SELECT digest, facts FROM digests WHERE digest IN ({marks})", chunk
             ):
-                found[row["digest"]] = ManifestFacts.from_json(row["facts"])
+                try:
+                    facts = ManifestFacts.from_json(row["facts"])
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    continue  # a damaged cache row is a cache miss: fetched again, then replaced
+                if facts.digest == row["digest"]:
+                    found[row["digest"]] = facts
         return found
 
     def put_facts(self, facts: Iterable[ManifestFacts]) -> None:

@@ -465,3 +465,19 @@ def test_a_signal_to_a_real_apply_prints_one_line_and_the_plan_resumes(
         proxy.clear()
         assert run([*base, "apply", plan.id, "--yes"]) == 0  # the lock was released
     assert all(pusher.resolve("ci/app", f"build-{n}") is None for n in range(4))
+
+
+@pytest.mark.parametrize("damage", ["{bad json", '{"digest": 5}', "[]", '"text"'])
+def test_a_damaged_digest_cache_row_is_a_cache_miss(registry_server, pusher, tmp_path, damage):
+    import sqlite3
+
+    images = old_images(pusher, 2)
+    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    first = engine.plan("ci")
+    engine.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("UPDATE digests SET facts = ?", (damage,))
+
+    again = engine_for(registry_server.url, tmp_path, {"ci": AGE}).plan("ci")
+
+    assert deleted_digests(again) == deleted_digests(first) == {i.digest for i in images}
