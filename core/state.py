@@ -39,7 +39,6 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .errors import LockHeld, RegpruneError, UsageError
-from .mediatypes import DOCKER_MANIFEST_LIST, OCI_INDEX
 from .models import (
     Approval,
     GcResult,
@@ -575,15 +574,6 @@ class State:
                 " size = excluded.size, facts = excluded.facts, cached_at = excluded.cached_at",
                 rows,
             )
-
-    def has_indexes(self, registry: str) -> bool:
-        """Whether any multi-arch index was seen in this registry (gc warns before --delete-untagged)."""
-        rows = self._rows(
-            "SELECT 1 FROM first_seen JOIN digests USING (digest) WHERE first_seen.registry = ?"
-            " AND digests.media_type IN (?, ?) LIMIT 1",
-            (registry, DOCKER_MANIFEST_LIST, OCI_INDEX),
-        )
-        return bool(rows)
 
     def touch_first_seen(
         self, registry: str, repository: str, digests: Iterable[str], now: datetime
