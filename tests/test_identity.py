@@ -28,15 +28,7 @@ from .support import YES, days_ago, settings_for
 PASSWORD = "s3cr3t-Pa55"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REGPRUNE_CONFIG", "REGPRUNE_STATE", "REGPRUNE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("regprune.cli.apply_cmd.is_interactive", lambda: False)
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:

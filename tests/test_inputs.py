@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,16 +25,7 @@ from regprune.config import parse_settings
 from regprune.errors import ConfigError
 from regprune.state import State
 
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REGPRUNE_CONFIG", "REGPRUNE_STATE", "REGPRUNE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("regprune.cli.apply_cmd.is_interactive", lambda: False)
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def closed_port() -> int:
