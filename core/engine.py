@@ -30,7 +30,17 @@ from .errors import (
 from .gc_checks import delete_untagged_spelling, validate_commands
 from .hookcalls import PluginError, first_result, notify, plugin_error
 from .mediatypes import is_index
-from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
+from .models import (
+    ApplyResult,
+    Approval,
+    ApprovalContext,
+    GcResult,
+    Image,
+    ItemOutcome,
+    Plan,
+    PlanStatus,
+    item_status,
+)
 from .planner import (
     CompiledPolicy,
     assign_times,
@@ -340,11 +350,11 @@ class Engine:
 
     def record_decision(self, plan: Plan, approval: Approval) -> bool:
         """Move a pending plan to approved or rejected, once; False if it was no longer pending."""
-        target = "approved" if approval.decision == "approved" else "rejected"
+        target: PlanStatus = "approved" if approval.decision == "approved" else "rejected"
         if not self.state.set_plan_status(plan.id, target, expected=("pending",)):
             return False
         self.state.add_approval(plan.id, approval, at=self.now())
-        plan.status = target  # type: ignore[assignment]
+        plan.status = target
         notify(self.manager, "plan_decided", plan=plan, approval=approval, state=self.state)
         return True
 
@@ -492,7 +502,10 @@ class Engine:
 
     def _result_from_state(self, plan: Plan) -> ApplyResult:
         statuses = self.state.item_statuses(plan.id)
-        outcomes = [ItemOutcome(item, *statuses[item.seq]) for item in plan.delete]  # type: ignore[arg-type]
+        outcomes = []
+        for item in plan.delete:
+            status, reason = statuses[item.seq]
+            outcomes.append(ItemOutcome(item, item_status(status), reason))
         return ApplyResult(plan_id=plan.id, status=plan.status, outcomes=outcomes)
 
     # -- gc ----------------------------------------------------------------------

@@ -17,12 +17,14 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from .config import PolicySettings
 from .errors import ConfigError, RegpruneError, UsageError
 from .hookcalls import plugin_error
 from .models import (
+    Blob,
     Image,
     KeepItem,
     ManifestFacts,
@@ -30,6 +32,7 @@ from .models import (
     PlanItem,
     PlanSummary,
     Protector,
+    Role,
     SelectionContext,
     Selector,
 )
@@ -160,7 +163,7 @@ def keep_verdicts(
             owner,
             "protect",
             policy,
-            lambda p=protector: p.protect([*images, *artifacts], context),
+            partial(protector.protect, [*images, *artifacts], context),
         )
         for digest, reason in answers.items():
             protected.setdefault(digest, []).append(f"{label}: {reason}" if label else str(reason))
@@ -198,7 +201,7 @@ def assign_times(
 def decide_repository(
     scan: RepositoryScan,
     policy: CompiledPolicy,
-    keepers: Sequence[tuple[str, Protector]],
+    keepers: Sequence[tuple[str, str, Protector]],
     context: SelectionContext,
 ) -> RepositoryDecision:
     """Apply selectors and keep rules to one repository's images."""
@@ -232,7 +235,7 @@ def decide_repository(
             policy.owners.get(name, "unknown"),
             "select",
             policy.name,
-            lambda s=selector: s.select(considered, context),
+            partial(selector.select, considered, context),
         )
         for image in considered:
             selected, reason = _verdict(answers.get(image.digest), name, policy.name)
@@ -392,8 +395,8 @@ def estimate_bytes(scans: Sequence[RepositoryScan], deleted: set[str]) -> int:
     Only the scanned repositories are considered, so blobs shared with other
     repositories make this an upper bound.
     """
-    remaining_blobs = set()
-    deleted_blobs = set()
+    remaining_blobs: set[Blob] = set()
+    deleted_blobs: set[Blob] = set()
     manifest_bytes = 0
     for scan in scans:
         for digest, facts in scan.manifests.items():
@@ -410,7 +413,7 @@ def _item(
     repo: str,
     facts: ManifestFacts,
     tags: Sequence[str],
-    role: str,
+    role: Role,
     parent: str | None,
     created: str | None,
     reasons: Sequence[str],
@@ -423,7 +426,7 @@ def _item(
         tuple(tags),
         role,
         parent,
-        facts.media_type,  # type: ignore[arg-type]
+        facts.media_type,
         created,
         size,
         tuple(reasons),

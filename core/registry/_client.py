@@ -487,7 +487,10 @@ class RegistryClient:
         follow_redirects: bool,
     ) -> httpx.Response:
         """Send a request and read its body, refusing one over MAX_ANSWER_BYTES."""
-        request = self._http.build_request(method, url, headers=headers, params=params)
+        # A tuple: httpx's parameter types take a list of (str, any primitive) pairs, and
+        # list[tuple[str, str]] is not one (lists are invariant); a tuple of pairs is.
+        query = tuple(params) if params is not None else None
+        request = self._http.build_request(method, url, headers=headers, params=query)
         response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
         try:
             length = response.headers.get("content-length", "")
