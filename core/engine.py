@@ -12,7 +12,9 @@ import os
 import socket
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pluggy
 
@@ -41,6 +43,7 @@ from .models import (
     PlanStatus,
     item_status,
 )
+from .options import Options
 from .planner import (
     CompiledPolicy,
     assign_times,
@@ -49,6 +52,7 @@ from .planner import (
     compile_policy,
 )
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
+from .plugin_settings import approver_options, configure_plugins
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
 from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
@@ -104,6 +108,7 @@ class Engine:
             lambda name, reg: RegistryClient.from_settings(reg)
         )
         self._catalog: Catalog | None = None
+        self.plugin_settings: dict[str, Options] = {}
         self._clients: dict[str, RegistryClient] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
 
@@ -112,7 +117,10 @@ class Engine:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = build_catalog(self.manager)
+            catalog = build_catalog(self.manager)
+            # Plugins get their [plugins.NAME] settings before anything else is asked of them.
+            self.plugin_settings = configure_plugins(self.manager, self.settings.plugins)
+            self._catalog = catalog
         return self._catalog
 
     def now(self) -> datetime:
@@ -328,6 +336,9 @@ class Engine:
                 f"plan {plan.id} needs approver {plan.approval!r}, which no installed plugin provides"
             )
         owner = self.catalog.owner("approver", plan.approval)
+        options = self._approver_options(plan, approver)
+        if options is not None:
+            context = replace(context, options=options)
         try:
             approval = approver.approve(plan, context)
         except RegpruneError:
@@ -347,6 +358,15 @@ class Engine:
             return approval
         self.record_decision(plan, approval)
         return approval
+
+    def _approver_options(self, plan: Plan, approver: object) -> Options | None:
+        """The options the plan's policy gives its approver, as the config says now."""
+        policy = self.settings.policy.get(plan.policy)
+        if policy is None or policy.approval != plan.approval:
+            options: dict[str, Any] = {}  # a quick-mode plan, or the policy changed since
+        else:
+            options = policy.approval_options
+        return approver_options(approver, options, f"policy.{plan.policy}.approval")
 
     def record_decision(self, plan: Plan, approval: Approval) -> bool:
         """Move a pending plan to approved or rejected, once; False if it was no longer pending."""

@@ -49,25 +49,38 @@ Duration = Annotated[str, AfterValidator(_check_duration)]
 """An option holding a duration such as ``"14d"`` or ``"12h"`` (see ``regprune.durations``)."""
 
 
-def parse_options(model: type[M], options: Mapping[str, Any] | None) -> M:
-    """Validate ``options`` against ``model``; raise ValueError with one line naming the option."""
+def parse_options(
+    model: type[M], options: Mapping[str, Any] | None, *, where: str | None = None
+) -> M:
+    """Validate ``options`` against ``model``; raise ValueError with one line naming the option.
+
+    With ``where`` (a config key such as ``plugins.semver``) each problem is spelled
+    with the option's full key path: ``plugins.semver.keep: ...``.
+    """
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
-        raise ValueError(f"options must be a table of key = value, got {type(options).__name__}")
+        shown = f"{where}: " if where else ""
+        raise ValueError(
+            f"{shown}options must be a table of key = value, got {type(options).__name__}"
+        )
     try:
         return model.model_validate(dict(options))
     except ValidationError as exc:
-        raise ValueError(_one_line(model, exc)) from None
+        raise ValueError(_one_line(model, exc, where)) from None
 
 
-def _one_line(model: type[Options], exc: ValidationError) -> str:
-    valid = ", ".join(model.model_fields)
+def _one_line(model: type[Options], exc: ValidationError, prefix: str | None = None) -> str:
+    valid = ", ".join(model.model_fields) or "none"
     parts = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"])
         kind = error["type"]
-        if kind == "extra_forbidden":
+        if prefix is not None:
+            where = f"{prefix}.{where}" if where else prefix
+        if kind == "extra_forbidden" and prefix is not None:
+            parts.append(f"{where}: unknown option (valid options: {valid})")
+        elif kind == "extra_forbidden":
             parts.append(f"unknown option {where!r} (valid options: {valid})")
         elif kind == "missing":
             parts.append(f"{where}: required option missing")

@@ -38,6 +38,7 @@ from .models import (
 )
 from .patterns import Pattern, compile_pattern
 from .plugin_manager import Catalog
+from .plugin_settings import approver_options
 from .scan import RepositoryScan, match_repositories
 from .timing import check_time_sources, resolve_time
 
@@ -91,6 +92,9 @@ def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> Compi
         raise ConfigError(
             f"{where}.approval: unknown approval {policy.approval!r} (available: {known})"
         )
+    approver_options(
+        catalog.approvers[policy.approval], policy.approval_options, f"{where}.approval"
+    )
     check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
     tag_filter = compile_pattern(policy.tags) if policy.tags else None
     owners = {label: catalog.owner("selector", label) for label, _ in selectors}
