@@ -199,6 +199,27 @@ class PolicySettings(_Model):
 
     _schedule = field_validator("schedule")(_check_schedule)
 
+    @field_validator("time_source", mode="before")
+    @classmethod
+    def _time_source_tables(cls, value: Any) -> Any:
+        """``{ use = "created" }`` is the name ``"created"``: the way plugins are chosen
+        elsewhere.  A time source is a function of an image and takes no options."""
+        if not isinstance(value, list):
+            return value
+        names = []
+        for index, entry in enumerate(value):
+            if isinstance(entry, Mapping):
+                extra = sorted(str(key) for key in entry if key != "use")
+                if not isinstance(entry.get("use"), str) or extra:
+                    raise ValueError(
+                        f"entry {index}: a table names a time source with use = \"NAME\" "
+                        "and nothing else (time sources take no options; a plugin's "
+                        "settings go in [plugins.NAME])"
+                    )
+                entry = entry["use"]
+            names.append(entry)
+        return names
+
     # The options of `approval = { use = "NAME", ... }`; the approver validates them.
     _approval_options: dict[str, Any] = PrivateAttr(default_factory=dict)
 

@@ -238,3 +238,32 @@ def test_bad_approver_options_name_the_key(tmp_path, approval, message):
 def test_an_approval_table_needs_use(table):
     with pytest.raises(ConfigError, match=r'policy\.ci\.approval: a table needs use = "NAME"'):
         parse_settings({"registry": REGISTRY, "policy": {"ci": policy(approval=table)}})
+
+
+# -- time_source = [{ use = "NAME" }] --------------------------------------------------------
+
+
+def test_time_source_entries_may_be_tables_naming_the_source():
+    settings = parse_settings(
+        {
+            "registry": REGISTRY,
+            "policy": {"ci": policy(time_source=["created", {"use": "first_seen"}])},
+        }
+    )
+    assert settings.policy["ci"].time_source == ["created", "first_seen"]
+
+
+@pytest.mark.parametrize("entry", [{"use": "label", "trust": "yes"}, {"name": "label"}])
+def test_a_time_source_table_takes_only_use(entry):
+    with pytest.raises(ConfigError, match=r"policy\.ci\.time_source: entry 1: a table names"):
+        parse_settings(
+            {"registry": REGISTRY, "policy": {"ci": policy(time_source=["created", entry])}}
+        )
+
+
+def test_a_plan_of_an_approval_table_records_the_approver_name(pusher, regprune_plan):
+    pusher.push_image("app", ["old"])
+
+    plan = regprune_plan({"selectors": [{"use": "count", "keep": 0}], "approval": {"use": "auto"}})
+
+    assert plan.approval == "auto"  # stored and shown as before: the name alone
