@@ -41,6 +41,7 @@ from .errors import (
     RegpruneError,
 )
 from .hookcalls import PluginError, first_result, notify
+from .keep_rules import keep_verdicts
 from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
@@ -52,7 +53,6 @@ from .models import (
     Protector,
     SelectionContext,
 )
-from .planner import keep_verdicts
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
 from .state import State

@@ -29,15 +29,10 @@ from .errors import (
 )
 from .gc_checks import delete_untagged_spelling, validate_commands
 from .hookcalls import PluginError, first_result, notify, plugin_error
+from .keep_rules import compile_keep_rules
 from .mediatypes import is_index
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
-from .planner import (
-    CompiledPolicy,
-    assign_times,
-    build_plan,
-    compile_keep_rules,
-    compile_policy,
-)
+from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
