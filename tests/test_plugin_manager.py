@@ -498,7 +498,9 @@ def test_trace_hooks_logs_each_call_with_plugin_arguments_duration_and_answer(mo
         manager, "delete_manifest", client=object(), repository="apps/web", digest=digest
     ) == ("answering", "deleted")
     with pytest.raises(AttributeError):  # the built-in audit log needs a state: raised last
-        notify(manager, "plan_created", plan=types.SimpleNamespace(id="p-1"), state=None)
+        notify(
+            manager, "plan_created", plan=types.SimpleNamespace(id="p-1"), state=None, audit=None
+        )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trace:")]
 
     pattern = (
