@@ -226,6 +226,11 @@ class RegistryClient(HttpSession):
             return
         self._check(response, f"repository:{repository}:delete")
 
+    def preflight(self, repositories: Iterable[str]) -> None:
+        """Before an apply deletes anything: ``check_delete_allowed`` for each repository."""
+        for repository in sorted(set(repositories)):
+            self.check_delete_allowed(repository)
+
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(item) for item in items]`` on ``concurrency`` threads, in input order.
 
