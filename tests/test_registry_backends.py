@@ -314,6 +314,18 @@ def test_the_type_is_unknown_without_its_plugin(isolated_cli, registry_server, t
     assert vendor_backend.__name__ not in DEFAULT_PLUGINS
 
 
+def test_plugins_lists_the_registry_types(isolated_cli, tmp_path, capsys):
+    manager = get_plugin_manager(load_entrypoints=False, extra_plugins=[vendor_backend])
+    capsys.readouterr()
+
+    assert run(["plugins", "--json"], manager=manager) == 0
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["registered"]["registry_types"] == ["distribution", "vendor"]
+    (row,) = [row for row in data["plugins"] if row["name"] == "regprune.plugins.distribution"]
+    assert row["builtin"] and row["hooks"] == ["register_registry_backends"]
+
+
 def test_distribution_is_the_default_type_and_may_be_named(pusher, tmp_path):
     catalog = build_catalog(get_plugin_manager(load_entrypoints=False))
     for extra in ("", 'type = "distribution"\n'):
