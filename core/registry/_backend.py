@@ -41,7 +41,7 @@ DEFAULT_TYPE = "distribution"
 
 T = TypeVar("T")
 R = TypeVar("R")
-O = TypeVar("O", bound=BaseModel)  # noqa: E741 (the options model)
+OptionsT = TypeVar("OptionsT", bound=BaseModel)  # a back end type's options model
 
 
 @runtime_checkable
@@ -113,12 +113,12 @@ class NoOptions(BaseModel):
 
 
 @dataclass(frozen=True)
-class BackendType(Generic[O]):
+class BackendType(Generic[OptionsT]):
     """A registered kind of registry: how to build one, and the model of its own keys."""
 
-    create: Callable[[str, RegistrySettings, O], RegistryBackend]
+    create: Callable[[str, RegistrySettings, OptionsT], RegistryBackend]
     """``create(name, settings, options)``: the back end for ``[registry.NAME]``."""
-    options: type[O]
+    options: type[OptionsT]
     """Pydantic model validating the keys of ``[registry.NAME]`` only this type knows."""
     description: str = ""
 

@@ -255,7 +255,9 @@ class HttpSession:
         follow_redirects: bool,
     ) -> httpx.Response:
         """Send a request and read its body, refusing one over MAX_ANSWER_BYTES."""
-        request = self._http.build_request(method, url, headers=headers, params=params)
+        # A tuple: httpx types the list form invariantly, and list[tuple[str, str]] fails it.
+        query = tuple(params) if params is not None else None
+        request = self._http.build_request(method, url, headers=headers, params=query)
         response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
         try:
             length = response.headers.get("content-length", "")
