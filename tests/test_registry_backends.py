@@ -9,6 +9,7 @@ line with the plugin registered by the test.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import tomllib
@@ -27,7 +28,7 @@ from regprune.cli import run
 from regprune.config import RegistrySettings, parse_settings
 from regprune.errors import ConfigError
 from regprune.hookcalls import PluginError
-from regprune.plugin_manager import DEFAULT_PLUGINS, build_catalog, get_plugin_manager
+from regprune.plugin_manager import DEFAULT_PLUGINS, Catalog, build_catalog, get_plugin_manager
 from regprune.registry import BackendType, NoOptions, RegistryBackend, RegistryClient
 from regprune.state import State
 from regprune.testing import ImagePusher, RegistryServer
@@ -403,6 +404,13 @@ def test_two_plugins_registering_one_type_name_both_plugins():
 
 # -- any option values: a back end or one config error ---------------------------------
 
+
+@functools.cache
+def vendor_catalog() -> Catalog:
+    """Built once: the registry types do not change between examples."""
+    return build_catalog(get_plugin_manager(load_entrypoints=False, extra_plugins=[vendor_backend]))
+
+
 OPTION_VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -425,9 +433,7 @@ OPTION_VALUES = st.one_of(
     ),
 )
 def test_any_type_and_options_are_settings_or_one_config_error(kind, options):
-    catalog = build_catalog(
-        get_plugin_manager(load_entrypoints=False, extra_plugins=[vendor_backend])
-    )
+    catalog = vendor_catalog()
     options = {key: value for key, value in options.items() if value is not None}
     document = {"registry": {"main": {"url": "http://127.0.0.1:9", "type": kind, **options}}}
     try:

@@ -37,7 +37,7 @@ from ._text import load_json, one_line
 if TYPE_CHECKING:
     from ..config import RegistrySettings
 
-__all__ = ["Manifest", "RegistryClient", "is_digest"]
+__all__ = ["Manifest", "RegistryClient"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -81,7 +81,7 @@ class RegistryClient(HttpSession):
         )
 
     def __repr__(self) -> str:
-        return f"RegistryClient({self.url!r})"
+        return f"{type(self).__name__}({self.url!r})"
 
     # --- API ---------------------------------------------------------------------------
 
