@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from regprune import hookimpl
 from regprune.cli import run
 from regprune.config import RegistrySettings, parse_settings
-from regprune.errors import ConfigError
+from regprune.errors import ConfigError, UsageError
 from regprune.hookcalls import PluginError
 from regprune.plugin_manager import DEFAULT_PLUGINS, Catalog, build_catalog, get_plugin_manager
 from regprune.registry import BackendType, NoOptions, RegistryBackend, RegistryClient
@@ -386,6 +386,19 @@ def test_a_create_that_returns_no_backend_is_a_plugin_error(registry_server):
         catalog.open_registry("main", settings)
 
 
+def test_a_create_raising_value_error_is_a_config_error_naming_the_registry(registry_server):
+    def refuse(name: str, settings: RegistrySettings, options: NoOptions) -> RegistryBackend:
+        raise ValueError("the vendor API token has expired;\nrenew it")
+
+    catalog = build_catalog(_manager_with(BackendType(create=refuse, options=NoOptions)))
+    settings = RegistrySettings(url=registry_server.url, type="odd")
+
+    with pytest.raises(ConfigError) as raised:
+        catalog.open_registry("main", settings)
+    assert raised.value.message == "registry.main: the vendor API token has expired; renew it"
+    assert raised.value.exit_code == 2
+
+
 def test_two_plugins_registering_one_type_name_both_plugins():
     class Again:
         @hookimpl
@@ -398,7 +411,7 @@ def test_two_plugins_registering_one_type_name_both_plugins():
             )
 
     manager = get_plugin_manager(load_entrypoints=False, extra_plugins=[Again()])
-    with pytest.raises(Exception, match=r"both register the registry type 'distribution'"):
+    with pytest.raises(UsageError, match=r"both register the registry type 'distribution'"):
         build_catalog(manager)
 
 
