@@ -18,7 +18,15 @@ from .hookspecs import hookimpl
 
 if TYPE_CHECKING:  # the names below, for type checkers and editors
     from .cli.context import CliContext, get_context
-    from .errors import ConfigError, RegpruneError, UsageError
+    from .config import RegistrySettings
+    from .errors import (
+        ConfigError,
+        DeletesDisabled,
+        MissingScope,
+        RegistryError,
+        RegpruneError,
+        UsageError,
+    )
     from .models import (
         ApplyResult,
         Approval,
@@ -48,6 +56,13 @@ if TYPE_CHECKING:  # the names below, for type checkers and editors
         untimed,
     )
     from .patterns import Pattern, PatternError, compile_pattern
+    from .registry import (
+        BackendType,
+        NoOptions,
+        RegistryBackend,
+        RegistryClient,
+        credentials_for,
+    )
     from .timing import parse_rfc3339
 
 __version__ = "0.1.0"
@@ -93,6 +108,16 @@ _LAZY: dict[str, str] = {
     "UsageError": ".errors",
     "ConfigError": ".errors",
     "RegpruneError": ".errors",
+    "RegistryError": ".errors",
+    "DeletesDisabled": ".errors",
+    "MissingScope": ".errors",
+    # Registry back ends (register_registry_backends).
+    "RegistrySettings": ".config",
+    "BackendType": ".registry",
+    "RegistryBackend": ".registry",
+    "RegistryClient": ".registry",
+    "NoOptions": ".registry",
+    "credentials_for": ".registry",
 }
 
 __all__ = [
@@ -101,12 +126,16 @@ __all__ = [
     "ApprovalContext",
     "Approver",
     "Argv",
+    "BackendType",
     "CliContext",
     "ConfigError",
+    "DeletesDisabled",
     "Duration",
     "GcResult",
     "Image",
     "ManifestFacts",
+    "MissingScope",
+    "NoOptions",
     "Options",
     "Pattern",
     "PatternError",
@@ -114,6 +143,10 @@ __all__ = [
     "PlanItem",
     "Protector",
     "Regex",
+    "RegistryBackend",
+    "RegistryClient",
+    "RegistryError",
+    "RegistrySettings",
     "RegpruneError",
     "SelectionContext",
     "Selector",
@@ -122,6 +155,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "compile_pattern",
+    "credentials_for",
     "describe_command",
     "get_context",
     "hookimpl",
