@@ -41,6 +41,7 @@ from .errors import (
     RegpruneError,
 )
 from .hookcalls import PluginError, first_result, notify
+from .lifecycle import ITEM_FINISHED, ITEM_INTERRUPTED, DeleteAnswer, ItemStatus, PlanStatus
 from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
@@ -59,8 +60,8 @@ from .state import State
 
 # Errors that would fail every remaining item the same way: stop and let a re-run resume.
 FATAL = (DeletesDisabled, MissingScope, AuthenticationFailed, RegistryUnreachable, PluginError)
-FINAL_STATUSES = ("deleted", "skipped")
-DELETE_ANSWERS = ("deleted", "absent")
+FINAL_STATUSES = ITEM_FINISHED
+DELETE_ANSWERS = tuple(DeleteAnswer)
 HEARTBEAT_EVERY = 25
 # Tags that existed at the snapshot are resolved again per item only when they are the
 # item's own; every other tag is resolved again when the snapshot is this old.
@@ -215,9 +216,9 @@ class Applier:
         deleted = {
             (item.repository, item.digest)
             for item in self.plan.delete
-            if statuses[item.seq][0] == "deleted"
+            if statuses[item.seq][0] == ItemStatus.DELETED
         }
-        result = ApplyResult(plan_id=self.plan.id, status="applying")
+        result = ApplyResult(plan_id=self.plan.id, status=PlanStatus.APPLYING)
         if not todo:
             return result
         if self._prepared is None:
@@ -230,7 +231,7 @@ class Applier:
             reason = self._skip_reason(item, prior, live[item.repository], kept, deleted)
             if reason:
                 self._skipped.add((item.repository, item.digest))
-                self._record(result, item, "skipped", reason)
+                self._record(result, item, ItemStatus.SKIPPED, reason)
                 notify(
                     self.manager,
                     "item_skipped",
@@ -239,13 +240,13 @@ class Applier:
                     reason=reason,
                     state=self.state,
                 )
-                self.progress(item, "skipped", reason)
+                self.progress(item, ItemStatus.SKIPPED, reason)
                 continue
-            self.state.set_item_status(self.plan.id, item.seq, "deleting")
+            self.state.set_item_status(self.plan.id, item.seq, ItemStatus.DELETING)
             try:
                 outcome = self._delete(item)
             except RegpruneError as exc:
-                self._record(result, item, "failed", exc.message)
+                self._record(result, item, ItemStatus.FAILED, exc.message)
                 notify(
                     self.manager,
                     "item_failed",
@@ -254,15 +255,15 @@ class Applier:
                     error=exc.message,
                     state=self.state,
                 )
-                self.progress(item, "failed", exc.message)
+                self.progress(item, ItemStatus.FAILED, exc.message)
                 if isinstance(exc, FATAL):
                     raise
                 continue
-            note = "already gone" if outcome == "absent" else ""
+            note = "already gone" if outcome == DeleteAnswer.ABSENT else ""
             deleted.add((item.repository, item.digest))
-            self._record(result, item, "deleted", note)
+            self._record(result, item, ItemStatus.DELETED, note)
             notify(self.manager, "item_deleted", plan=self.plan, item=item, state=self.state)
-            self.progress(item, "deleted", note)
+            self.progress(item, ItemStatus.DELETED, note)
             if count % HEARTBEAT_EVERY == 0:
                 self.state.heartbeat(self.lock_name)
         return result
@@ -313,11 +314,13 @@ class Applier:
             remaining = [item for item in remaining if item.seq not in placed]
         return ordered
 
-    def _record(self, result: ApplyResult, item: PlanItem, status: str, reason: str) -> None:
+    def _record(
+        self, result: ApplyResult, item: PlanItem, status: ItemStatus, reason: str
+    ) -> None:
         # The outcome first (what resume trusts), then the event hooks (the audit log);
         # the caller reports progress last, so a Ctrl-C there loses no record.
         self.state.set_item_status(self.plan.id, item.seq, status, reason)
-        result.outcomes.append(ItemOutcome(item, status, reason))  # type: ignore[arg-type]
+        result.outcomes.append(ItemOutcome(item, status, reason))
 
     def _group(self, item: PlanItem) -> list[PlanItem]:
         """An image and the artifacts the plan deletes with it (checked together, since
@@ -353,7 +356,7 @@ class Applier:
         for member in group:
             now_tags = live.tags_of(member.digest)
             if set(member.tags) != now_tags:
-                resumed = member is item and prior in ("deleting", "failed") and not now_tags
+                resumed = member is item and prior in ITEM_INTERRUPTED and not now_tags
                 if not resumed:
                     what = "" if member is item else f"its artifact {member.digest[:19]}: "
                     return (

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from .lifecycle import ITEM_REPORTED, Decision, ItemStatus, PlanStatus
+
 
 @dataclass(frozen=True)
 class Blob:
@@ -222,11 +224,6 @@ class PlanSummary:
         }
 
 
-PlanStatus = Literal[
-    "pending", "approved", "rejected", "expired", "applying", "done", "failed", "cancelled"
-]
-
-
 @dataclass
 class Plan:
     """What a policy would delete and keep, and why.  Immutable once stored."""
@@ -242,7 +239,7 @@ class Plan:
     approval: str
     gc: bool
     content_hash: str = ""
-    status: PlanStatus = "pending"
+    status: PlanStatus = PlanStatus.PENDING
     requested_by: str = ""
     expires_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
@@ -284,7 +281,8 @@ class Plan:
         }
 
 
-ApprovalDecision = Literal["approved", "rejected", "pending"]
+ApprovalDecision = Decision
+"""An approver's answer; spelled in ``regprune.lifecycle``."""
 
 
 @dataclass(frozen=True)
@@ -317,9 +315,6 @@ class Approver(Protocol):
         ...
 
 
-ItemStatus = Literal["pending", "deleting", "deleted", "skipped", "failed"]
-
-
 @dataclass(frozen=True)
 class ItemOutcome:
     item: PlanItem
@@ -338,7 +333,7 @@ class ApplyResult:
 
     @property
     def bytes_deleted(self) -> int:
-        return sum(outcome.item.size for outcome in self.of("deleted"))
+        return sum(outcome.item.size for outcome in self.of(ItemStatus.DELETED))
 
     def to_json_dict(self) -> dict[str, Any]:
         def rows(status: ItemStatus) -> list[dict[str, Any]]:
@@ -349,9 +344,8 @@ class ApplyResult:
         return {
             "plan_id": self.plan_id,
             "status": self.status,
-            "deleted": rows("deleted"),
-            "skipped": rows("skipped"),
-            "failed": rows("failed"),
+            # The JSON keys are the item statuses they list.
+            **{status: rows(status) for status in ITEM_REPORTED},
         }
 
 

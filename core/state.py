@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -71,8 +71,8 @@ BUSY_TIMEOUT = 10.0
 # that 2,000 digests cost four queries.
 _CHUNK = 500
 
-_PLAN_STATUSES = frozenset(get_args(PlanStatus))
-_ITEM_STATUSES = frozenset(get_args(ItemStatus))
+_PLAN_STATUSES = frozenset(PlanStatus)
+_ITEM_STATUSES = frozenset(ItemStatus)
 _PLAN_SIDE_FIELDS = ("requested_by", "expires_at", "slack_channel", "slack_ts")
 _MIN_PREFIX = 4
 

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import format_duration
+from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
 from ..timing import parse_time, untrusted
 
@@ -214,17 +215,17 @@ def summary_line(plan: Plan) -> str:
 
 
 def apply_result(result: ApplyResult) -> None:
-    for status in ("skipped", "failed"):
-        for outcome in result.of(status):  # type: ignore[arg-type]
+    for status in (ItemStatus.SKIPPED, ItemStatus.FAILED):
+        for outcome in result.of(status):
             item = outcome.item
             what = ", ".join(short_tag(tag) for tag in item.tags) or item.role
             console.print(
                 f"{status}: {item.repository}@{short(item.digest)} ({what}): {outcome.reason}"
             )
     console.print(
-        f"Plan {result.plan_id}: {result.status}; deleted {len(result.of('deleted'))}, "
-        f"skipped {len(result.of('skipped'))}, failed {len(result.of('failed'))}, "
-        f"not yet done {len(result.of('pending')) + len(result.of('deleting'))}; "
+        f"Plan {result.plan_id}: {result.status}; deleted {len(result.of(ItemStatus.DELETED))}, "
+        f"skipped {len(result.of(ItemStatus.SKIPPED))}, failed {len(result.of(ItemStatus.FAILED))}, "
+        f"not yet done {sum(len(result.of(s)) for s in ITEM_UNFINISHED)}; "
         f"{human_bytes(result.bytes_deleted)} of manifests and blobs unreferenced (run gc to free the disk)."
     )
 
