@@ -117,9 +117,17 @@ class Transitions:
         notify(self.manager, "plan_decided", plan=plan, approval=approval, state=self.state)
         return True
 
-    def vote(self, plan: Plan, voter: Voter, rules: ApprovalRules) -> Vote:
-        """One approval vote under a front end's rules: expiry, self-approval, distinct
-        approvers, quorum.  The vote that reaches ``approvals_required`` approves."""
+    def vote(
+        self,
+        plan: Plan,
+        voter: Voter,
+        rules: ApprovalRules,
+        *,
+        decision: Decision = Decision.APPROVED,
+    ) -> Vote:
+        """One vote under a front end's rules: expiry, then for an approval
+        self-approval, distinct approvers and quorum; the vote that reaches
+        ``approvals_required`` approves.  One rejection rejects."""
         plan = self.state.get_plan(plan.id)
         expiry = self.expiry(plan, rules.plan_ttl)
 
@@ -130,6 +138,13 @@ class Transitions:
             return answer(VoteKind.NOT_OPEN)
         if decisions.is_due(expiry, self.now()):
             return answer(VoteKind.EXPIRED, changed=self.expire(plan, actor=rules.actor))
+        if decision == Decision.REJECTED:
+            if self.record_decision(plan, Approval(Decision.REJECTED, voter.by, rules.method)):
+                return answer(VoteKind.DECIDED, changed=True)
+            plan = self.state.get_plan(plan.id)
+            return answer(VoteKind.NOT_OPEN)
+        if decision != Decision.APPROVED:
+            raise ValueError(f"a vote approves or rejects, not {decision!r}")
         if decisions.self_approval_refused(plan, voter, rules):
             return answer(VoteKind.SELF)
         ballot = Approval(Decision.APPROVED, voter.by, rules.method)
