@@ -62,6 +62,7 @@ from .state import State
 FATAL = (DeletesDisabled, MissingScope, AuthenticationFailed, RegistryUnreachable, PluginError)
 FINAL_STATUSES = ITEM_FINISHED
 DELETE_ANSWERS = tuple(DeleteAnswer)
+_ANSWERS = " or ".join(repr(str(answer)) for answer in DeleteAnswer)
 HEARTBEAT_EVERY = 25
 # Tags that existed at the snapshot are resolved again per item only when they are the
 # item's own; every other tag is resolved again when the snapshot is this old.
@@ -281,7 +282,7 @@ class Applier:
             who = plugin or "none"
             raise PluginError(
                 f"plugin {who} failed in delete_manifest: it answered {outcome!r} for "
-                f"{item.repository}@{item.digest[:19]}, not 'deleted' or 'absent'; the item is "
+                f"{item.repository}@{item.digest[:19]}, not {_ANSWERS}; the item is "
                 "left to retry (`regprune apply PLAN_ID`) or the plan can be cancelled"
             )
         return str(outcome)

@@ -80,7 +80,7 @@ class VoteKind(StrEnum):
     """What one approval vote did."""
 
     NOT_OPEN = "not_open"  # the plan is no longer pending: nothing changed
-    EXPIRED = "expired"  # it expired now (this vote moved it) or had expired
+    EXPIRED = "too_late"  # its expiry has passed (this vote may have expired it)
     SELF = "self"  # the requester may not approve their own plan: nothing changed
     REPEAT = "repeat"  # this person had already approved: nothing changed
     COUNTED = "counted"  # recorded, quorum not reached yet

@@ -32,7 +32,7 @@ def progress_bar(total: int, enabled: bool) -> Iterator:
         yield lambda item, status, reason: None
         return
     with Progress(
-        TextColumn("deleting"),
+        TextColumn(ItemStatus.DELETING),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
