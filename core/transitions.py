@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import overload
 
 import pluggy
 
@@ -17,7 +18,7 @@ from . import decisions, lifecycle
 from .decisions import ApprovalRules, ResumeCheck, Vote, VoteKind, Voter
 from .hookcalls import notify
 from .lifecycle import Decision, PlanStatus
-from .models import Approval, Plan
+from .models import Approval, ApprovalContext, Plan
 from .state import State
 
 AUDIT_SCAN = 1_000_000  # audit_events has no event filter: read all of a plan's events
@@ -30,6 +31,9 @@ class Transitions:
     manager: pluggy.PluginManager
 
     def now(self) -> datetime:
+        raise NotImplementedError
+
+    def ask_approver(self, plan: Plan, context: ApprovalContext) -> Approval:
         raise NotImplementedError
 
     # -- lifecycle: every status change is a compare-and-set made here ----------
@@ -89,8 +93,20 @@ class Transitions:
             state=self.state,
         )
 
-    def approve(self, plan: Plan, approval: Approval) -> bool:
-        """pending -> approved, once; False if the plan was no longer pending."""
+    @overload
+    def approve(self, plan: Plan, approval: Approval) -> bool: ...
+
+    @overload
+    def approve(self, plan: Plan, approval: ApprovalContext) -> Approval: ...
+
+    def approve(self, plan: Plan, approval: Approval | ApprovalContext) -> bool | Approval:
+        """pending -> approved, once; False if the plan was no longer pending.
+
+        The old spelling ``approve(plan, context)`` (an ``ApprovalContext``) still asks
+        the plan's approver plugin, as ``ask_approver`` does, and returns its answer.
+        """
+        if isinstance(approval, ApprovalContext):
+            return self.ask_approver(plan, approval)
         if approval.decision != Decision.APPROVED:
             raise ValueError(f"approve needs an approving Approval, not {approval.decision!r}")
         return self.record_decision(plan, approval)

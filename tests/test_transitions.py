@@ -251,3 +251,17 @@ def test_a_refused_apply_moves_back_to_pending_and_records_apply_refused(
     names = [e["event"] for e in events(engine, plan.id)]
     assert names == ["plan.created", "plan.approved", "apply.refused"]
     assert named(engine, plan.id, "apply.refused")[0]["details"]["status"] == "pending"
+
+
+def test_the_old_spelling_approve_plan_context_still_asks_the_approver(
+    registry_server, old_image, tmp_path
+):
+    engine, recorder = setup(registry_server.url, tmp_path)
+    plan = engine.plan("ci")
+
+    answer = engine.approve(plan, YES)  # before: Engine.approve(plan, ApprovalContext)
+
+    assert isinstance(answer, Approval) and answer.decision == "approved"
+    assert answer.method == "cli --yes"
+    assert recorder.moves() == [("pending", "approved")]
+    assert engine.state.get_plan(plan.id).status == "approved"
