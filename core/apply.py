@@ -41,6 +41,7 @@ from .errors import (
     RegpruneError,
 )
 from .hookcalls import PluginError, first_result, notify
+from .keep_rules import keep_verdicts
 from .lifecycle import ITEM_FINISHED, ITEM_INTERRUPTED, DeleteAnswer, ItemStatus, PlanStatus
 from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
@@ -53,7 +54,6 @@ from .models import (
     Protector,
     SelectionContext,
 )
-from .planner import keep_verdicts
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
 from .state import State
@@ -175,7 +175,7 @@ class Applier:
             self.client.check_delete_allowed(repository)
 
     def pending_items(self) -> list[PlanItem]:
-        statuses = self.state.item_statuses(self.plan.id)
+        statuses = self.state.plans.item_statuses(self.plan.id)
         return [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
 
     def prepare(self) -> None:
@@ -212,7 +212,7 @@ class Applier:
         return live, kept
 
     def run(self) -> ApplyResult:
-        statuses = self.state.item_statuses(self.plan.id)
+        statuses = self.state.plans.item_statuses(self.plan.id)
         todo = [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
         deleted = {
             (item.repository, item.digest)
@@ -240,10 +240,11 @@ class Applier:
                     item=item,
                     reason=reason,
                     state=self.state,
+                    audit=self.state.audit_log,
                 )
                 self.progress(item, ItemStatus.SKIPPED, reason)
                 continue
-            self.state.set_item_status(self.plan.id, item.seq, ItemStatus.DELETING)
+            self.state.plans.set_item_status(self.plan.id, item.seq, ItemStatus.DELETING)
             try:
                 outcome = self._delete(item)
             except RegpruneError as exc:
@@ -255,6 +256,7 @@ class Applier:
                     item=item,
                     error=exc.message,
                     state=self.state,
+                    audit=self.state.audit_log,
                 )
                 self.progress(item, ItemStatus.FAILED, exc.message)
                 if isinstance(exc, FATAL):
@@ -263,10 +265,17 @@ class Applier:
             note = "already gone" if outcome == DeleteAnswer.ABSENT else ""
             deleted.add((item.repository, item.digest))
             self._record(result, item, ItemStatus.DELETED, note)
-            notify(self.manager, "item_deleted", plan=self.plan, item=item, state=self.state)
+            notify(
+                self.manager,
+                "item_deleted",
+                plan=self.plan,
+                item=item,
+                state=self.state,
+                audit=self.state.audit_log,
+            )
             self.progress(item, ItemStatus.DELETED, note)
             if count % HEARTBEAT_EVERY == 0:
-                self.state.heartbeat(self.lock_name)
+                self.state.locks.heartbeat(self.lock_name)
         return result
 
     def _delete(self, item: PlanItem) -> str:
@@ -291,7 +300,7 @@ class Applier:
         """Referencing manifests before what they reference: an index before its platform
         manifests, a subject before its artifacts.  A failure part-way then never leaves an
         index pointing at a deleted manifest."""
-        facts = self.state.get_facts(item.digest for item in todo)
+        facts = self.state.digests.get_facts(item.digest for item in todo)
         keyed = {(item.repository, item.digest): item for item in todo}
         before: dict[int, set[int]] = {item.seq: set() for item in todo}
         for item in todo:
@@ -315,12 +324,10 @@ class Applier:
             remaining = [item for item in remaining if item.seq not in placed]
         return ordered
 
-    def _record(
-        self, result: ApplyResult, item: PlanItem, status: ItemStatus, reason: str
-    ) -> None:
+    def _record(self, result: ApplyResult, item: PlanItem, status: ItemStatus, reason: str) -> None:
         # The outcome first (what resume trusts), then the event hooks (the audit log);
         # the caller reports progress last, so a Ctrl-C there loses no record.
-        self.state.set_item_status(self.plan.id, item.seq, status, reason)
+        self.state.plans.set_item_status(self.plan.id, item.seq, status, reason)
         result.outcomes.append(ItemOutcome(item, status, reason))
 
     def _group(self, item: PlanItem) -> list[PlanItem]:

@@ -34,7 +34,7 @@ def apply_approved(
     client = engine.client_for_plan(plan)
     keep_rules = engine.keep_rules_for(plan)
     name = engine.lock_name(plan.registry, plan.registry_url)
-    with state.lock(name, purpose=f"apply of plan {plan.id}"):
+    with state.locks.hold(name, purpose=f"apply of plan {plan.id}"):
         applier = Applier(
             plan,
             state=state,
@@ -58,7 +58,7 @@ def apply_approved(
             ) from None
         # Another process may have finished or cancelled it since we read it.
         if engine.transition(plan, PlanStatus.APPLYING, actor=actor, allowed_from=resume) is None:
-            now = state.get_plan(plan.id).status
+            now = state.plans.get(plan.id).status
             raise UsageError(f"plan {plan.id} became {now} meanwhile; nothing was deleted")
         try:
             applier.run()
@@ -71,25 +71,39 @@ def apply_approved(
         except BaseException:
             stopped(engine, plan, actor=actor)
             raise
-        statuses = state.item_statuses(plan.id)
+        statuses = state.plans.item_statuses(plan.id)
         unfinished = any(s not in lifecycle.ITEM_FINISHED for s, _ in statuses.values())
         final = PlanStatus.FAILED if unfinished else PlanStatus.DONE
         engine.transition(plan, final, actor=actor, allowed_from=(PlanStatus.APPLYING,))
-    plan = state.get_plan(plan.id)
+    plan = state.plans.get(plan.id)
     result = result_from_state(engine, plan)
-    notify(engine.manager, "apply_finished", plan=plan, result=result, state=state)
+    notify(
+        engine.manager,
+        "apply_finished",
+        plan=plan,
+        result=result,
+        state=state,
+        audit=state.audit_log,
+    )
     return result
 
 
 def stopped(engine: Engine, plan: Plan, *, actor: str) -> None:
     """An apply that stopped part-way: failed (resumable), and apply_finished fires."""
     engine.transition(plan, PlanStatus.FAILED, actor=actor, allowed_from=(PlanStatus.APPLYING,))
-    result = result_from_state(engine, engine.state.get_plan(plan.id))
-    notify(engine.manager, "apply_finished", plan=plan, result=result, state=engine.state)
+    result = result_from_state(engine, engine.state.plans.get(plan.id))
+    notify(
+        engine.manager,
+        "apply_finished",
+        plan=plan,
+        result=result,
+        state=engine.state,
+        audit=engine.state.audit_log,
+    )
 
 
 def _deleted(engine: Engine, plan: Plan) -> int:
-    statuses = engine.state.item_statuses(plan.id)
+    statuses = engine.state.plans.item_statuses(plan.id)
     return sum(1 for status, _ in statuses.values() if status == ItemStatus.DELETED)
 
 
@@ -123,19 +137,19 @@ def refused(engine: Engine, plan: Plan, exc: RegpruneError, *, actor: str) -> No
         )
         is not None
     )
-    engine.state.audit(
+    engine.state.audit_log.record(
         "apply.refused",
         registry=plan.registry,
         plan_id=plan.id,
         details={
             "error": exc.message,
-            "status": PlanStatus.PENDING if reopened else engine.state.get_plan(plan.id).status,
+            "status": PlanStatus.PENDING if reopened else engine.state.plans.get(plan.id).status,
         },
     )
 
 
 def result_from_state(engine: Engine, plan: Plan) -> ApplyResult:
-    statuses = engine.state.item_statuses(plan.id)
+    statuses = engine.state.plans.item_statuses(plan.id)
     outcomes = [
         ItemOutcome(item, ItemStatus(statuses[item.seq][0]), statuses[item.seq][1])
         for item in plan.delete

@@ -10,14 +10,17 @@ are pure: they read a plan and its recorded decisions and events, and answer.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .lifecycle import UNATTENDED_RESUMABLE, Decision
 from .models import Plan
+
+if TYPE_CHECKING:
+    from .state import ApprovalRow
 
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_MAX_RESUMES = 2
@@ -119,19 +122,19 @@ def is_due(expiry: datetime | None, now: datetime) -> bool:
     return expiry is not None and now >= expiry
 
 
-def counted_approvers(decisions: Iterable[Mapping[str, Any]], method: str) -> tuple[str, ...]:
+def counted_approvers(decisions: Iterable[ApprovalRow], method: str) -> tuple[str, ...]:
     """Distinct people who approved with ``method``, in the order they did."""
     seen: dict[str, None] = {}
     for decision in decisions:
-        if decision["decision"] == Decision.APPROVED and decision["method"] == method:
-            seen.setdefault(str(decision["by"]), None)
+        if decision.decision == Decision.APPROVED and decision.method == method:
+            seen.setdefault(str(decision.by), None)
     return tuple(seen)
 
 
 def by_decision(
-    decisions: Iterable[Mapping[str, Any]], decision: Decision
-) -> list[Mapping[str, Any]]:
-    return [d for d in decisions if d["decision"] == decision]
+    decisions: Iterable[ApprovalRow], decision: Decision
+) -> list[ApprovalRow]:
+    return [d for d in decisions if d.decision == decision]
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class ResumeCheck:
 
 def resume_check(
     plan: Plan,
-    decisions: Sequence[Mapping[str, Any]],
+    decisions: Sequence[ApprovalRow],
     events: Iterable[str],
     rules: ApprovalRules,
 ) -> ResumeCheck:

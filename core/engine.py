@@ -25,15 +25,10 @@ from .apply import KeepRule, Progress
 from .config import RegistrySettings, Settings
 from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
 from .hookcalls import PluginError, notify, plugin_error
+from .keep_rules import compile_keep_rules
 from .lifecycle import Decision, PlanStatus
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
-from .planner import (
-    CompiledPolicy,
-    assign_times,
-    build_plan,
-    compile_keep_rules,
-    compile_policy,
-)
+from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
@@ -253,8 +248,10 @@ class Engine(Transitions):
             now=now,
             requested_by=requested_by or default_actor(),
         )
-        self.state.save_plan(plan)
-        notify(self.manager, "plan_created", plan=plan, state=self.state)
+        self.state.plans.save(plan)
+        notify(
+            self.manager, "plan_created", plan=plan, state=self.state, audit=self.state.audit_log
+        )
         self._prune_after_plan(plan)
         return plan
 
@@ -279,14 +276,14 @@ class Engine(Transitions):
         actor = actor or default_actor()
         vacuum = vacuum and not dry_run
         if vacuum:
-            self.state.check_idle()
+            self.state.retention.check_idle()
         older_than = older_than if older_than is not None else self.settings.state.retention
         result = None
         if older_than is not None:
-            result = self.state.prune_plans(
+            result = self.state.retention.prune_plans(
                 older_than, now=self.now(), dry_run=dry_run, actor=actor
             )
-        sizes = self.state.vacuum(actor=actor) if vacuum else None
+        sizes = self.state.retention.vacuum(actor=actor) if vacuum else None
         return result, sizes
 
     def _prune_after_plan(self, plan: Plan) -> None:
@@ -296,7 +293,7 @@ class Engine(Transitions):
         if retention is None:
             return
         try:
-            self.state.prune_plans(
+            self.state.retention.prune_plans(
                 retention,
                 now=self.now(),
                 actor=plan.requested_by or default_actor(),
@@ -347,7 +344,7 @@ class Engine(Transitions):
         ``resume`` names the statuses this caller may continue from (`resume` leaves
         out failed, so a failure waits for a person).
         """
-        plan = self.state.get_plan(plan_id)
+        plan = self.state.plans.get(plan_id)
         context = context or ApprovalContext(
             assume_yes=False, interactive=False, actor=default_actor()
         )
@@ -371,7 +368,7 @@ class Engine(Transitions):
                 )
             if approval.decision == Decision.REJECTED:
                 return ApplyResult(plan_id=plan.id, status=PlanStatus.REJECTED)
-            plan = self.state.get_plan(plan.id)
+            plan = self.state.plans.get(plan.id)
         if plan.status == PlanStatus.DONE:
             return apply_flow.result_from_state(self, plan)
         if plan.status not in resume:
@@ -382,7 +379,7 @@ class Engine(Transitions):
         """Apply an approved plan, or continue one whose apply died with its process,
         unattended: never a pending plan (nobody is asked) and never a failed one (a
         person reads why first)."""
-        plan = self.state.get_plan(plan_id)
+        plan = self.state.plans.get(plan_id)
         if plan.status not in lifecycle.UNATTENDED_RESUMABLE and plan.status != PlanStatus.DONE:
             raise UsageError(
                 f"plan {plan.id} is {plan.status}; only an approved or interrupted plan is "

@@ -36,7 +36,7 @@ def run_gc(
     settings = engine.registry_settings(registry)
     gc_preflight(engine, registry)
     name = engine.lock_name(registry)
-    with state.lock(name, purpose="garbage collection" + (" (dry run)" if dry_run else "")):
+    with state.locks.hold(name, purpose="garbage collection" + (" (dry run)" if dry_run else "")):
         warnings = gc_warnings(
             engine, registry, settings, dry_run=dry_run, allow_delete_untagged=allow_delete_untagged
         )
@@ -47,20 +47,27 @@ def run_gc(
                 registry=settings,
                 name=registry,
                 dry_run=dry_run,
-                track_child=lambda pid: state.set_lock_child(name, pid),
+                track_child=lambda pid: state.locks.set_child(name, pid),
             )
         except GcInterrupted as stop:
             if isinstance(stop.result, GcResult):
                 stop.result.warnings[:0] = warnings
-                state.record_gc(registry, stop.result)
+                state.gc_runs.record(registry, stop.result)
             raise
         if result is None:
             raise ConfigError(
                 f"no garbage collector for registry {registry!r}: set [registry.{registry}.gc] command = [...]"
             )
         result.warnings[:0] = warnings
-    state.record_gc(registry, result)
-    notify(engine.manager, "gc_finished", name=registry, result=result, state=state)
+    state.gc_runs.record(registry, result)
+    notify(
+        engine.manager,
+        "gc_finished",
+        name=registry,
+        result=result,
+        state=state,
+        audit=state.audit_log,
+    )
     return result
 
 

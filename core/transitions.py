@@ -66,13 +66,13 @@ class Transitions:
     ) -> PlanStatus | None:
         candidates = lifecycle.sources(new, allowed_from)
         for _ in range(4):  # a retry only follows another process's move
-            current = lifecycle.plan_status(self.state.get_plan(plan.id).status)
+            current = lifecycle.plan_status(self.state.plans.get(plan.id).status)
             if current not in candidates:
                 return None
             if new == PlanStatus.PENDING:  # reopened: its approvals are void, in one transaction
-                moved = self.state.reopen_plan(plan.id, expected=(current,))
+                moved = self.state.plans.reopen(plan.id, expected=(current,))
             else:
-                moved = self.state.set_plan_status(plan.id, new, expected=(current,))
+                moved = self.state.plans.set_status(plan.id, new, expected=(current,))
             if moved:
                 plan.status = new
                 return current
@@ -90,7 +90,7 @@ class Transitions:
             actor=actor,
             reason=reason,
             method=method,
-            state=self.state,
+            audit=self.state.audit_log,
         )
 
     @overload
@@ -125,12 +125,19 @@ class Transitions:
         old = self._move(plan, target, lifecycle.DECIDABLE)
         if old is None:
             return False
-        self.state.add_approval(plan.id, approval, at=self.now())
+        self.state.approvals.add(plan.id, approval, at=self.now())
         self._announce(
             plan, old, target, actor=approval.by, reason=approval.note, method=approval.method
         )
         # Kept for plugins written before plan_status_changed.
-        notify(self.manager, "plan_decided", plan=plan, approval=approval, state=self.state)
+        notify(
+            self.manager,
+            "plan_decided",
+            plan=plan,
+            approval=approval,
+            state=self.state,
+            audit=self.state.audit_log,
+        )
         return True
 
     def vote(
@@ -144,7 +151,7 @@ class Transitions:
         """One vote under a front end's rules: expiry, then for an approval
         self-approval, distinct approvers and quorum; the vote that reaches
         ``approvals_required`` approves.  One rejection rejects."""
-        plan = self.state.get_plan(plan.id)
+        plan = self.state.plans.get(plan.id)
         expiry = self.expiry(plan, rules.plan_ttl)
 
         def answer(kind: VoteKind, approvers: tuple[str, ...] = (), changed: bool = False) -> Vote:
@@ -157,15 +164,15 @@ class Transitions:
         if decision == Decision.REJECTED:
             if self.record_decision(plan, Approval(Decision.REJECTED, voter.by, rules.method)):
                 return answer(VoteKind.DECIDED, changed=True)
-            plan = self.state.get_plan(plan.id)
+            plan = self.state.plans.get(plan.id)
             return answer(VoteKind.NOT_OPEN)
         if decision != Decision.APPROVED:
             raise ValueError(f"a vote approves or rejects, not {decision!r}")
         if decisions.self_approval_refused(plan, voter, rules):
             return answer(VoteKind.SELF)
         ballot = Approval(Decision.APPROVED, voter.by, rules.method)
-        new = self.state.add_approval(plan.id, ballot, at=self.now(), team=voter.team)
-        approvers = decisions.counted_approvers(self.state.approvals(plan.id), rules.method)
+        new = self.state.approvals.add(plan.id, ballot, at=self.now(), team=voter.team)
+        approvers = decisions.counted_approvers(self.state.approvals.of(plan.id), rules.method)
         if not new:
             return answer(VoteKind.REPEAT, approvers)
         if len(approvers) < rules.approvals_required:
@@ -175,7 +182,7 @@ class Transitions:
         )
         if self.record_decision(plan, final):
             return answer(VoteKind.DECIDED, approvers, changed=True)
-        plan = self.state.get_plan(plan.id)
+        plan = self.state.plans.get(plan.id)
         return answer(VoteKind.NOT_OPEN, approvers)
 
     def cancel(self, plan: Plan, *, actor: str, method: str, reason: str = "") -> PlanStatus | None:
@@ -192,16 +199,16 @@ class Transitions:
 
     def expiry(self, plan: Plan, ttl: timedelta | None = None) -> datetime | None:
         """When ``plan`` stops being approvable: its stored ``expires_at``, else created + ``ttl``."""
-        stored = self.state.plan_fields(plan.id)["expires_at"]
+        stored = self.state.plans.fields(plan.id).expires_at
         return decisions.expires_at(plan, stored, ttl)
 
     def stamp_expiry(self, plan: Plan, ttl: timedelta) -> datetime:
         """Store created + ``ttl`` as the plan's expiry unless it has one; the expiry."""
-        stored = self.state.plan_fields(plan.id)["expires_at"]
+        stored = self.state.plans.fields(plan.id).expires_at
         if isinstance(stored, datetime):
             return stored
         expiry = plan.created_at + ttl
-        self.state.set_plan_fields(plan.id, expires_at=expiry)
+        self.state.plans.set_fields(plan.id, expires_at=expiry)
         return expiry
 
     def expire(self, plan: Plan, *, actor: str, reason: str = "") -> bool:
@@ -225,14 +232,14 @@ class Transitions:
         """Whether a front end may resume ``plan`` on its own after a restart (see
         ``decisions.resume_check``); records ``<method>.not_resumed`` the first time the
         crash-loop cap stops it."""
-        events = [e["event"] for e in self.state.audit_events(limit=AUDIT_SCAN, plan_id=plan.id)]
-        check = decisions.resume_check(plan, self.state.approvals(plan.id), events, rules)
+        events = [e.event for e in self.state.audit_log.events(limit=AUDIT_SCAN, plan_id=plan.id)]
+        check = decisions.resume_check(plan, self.state.approvals.of(plan.id), events, rules)
         if check.announce:
             self.record_event(rules.not_resumed_event, plan, actor=actor, attempts=check.attempts)
         return check
 
     def record_event(self, event: str, plan: Plan, *, actor: str, **details: object) -> None:
         """Write a front end's own audit event about ``plan`` (``slack.resumed``, ...)."""
-        self.state.audit(
+        self.state.audit_log.record(
             event, registry=plan.registry, plan_id=plan.id, actor=actor, details=dict(details)
         )

@@ -1,17 +1,20 @@
-"""The audit log: every plan, decision, deletion, skip, failure and GC run, in the state DB."""
+"""The audit log: every plan, decision, deletion, skip, failure and GC run, in the state DB.
+
+Each hook takes only `audit` (the audit log), never the whole state DB.
+"""
 
 from __future__ import annotations
 
 from regprune import hookimpl
 from regprune.lifecycle import ITEM_REPORTED, ITEM_UNFINISHED, ItemStatus, PlanStatus
 from regprune.models import ApplyResult, GcResult, Plan, PlanItem
-from regprune.state import State
+from regprune.state import AuditLog
 
 
 @hookimpl
-def plan_created(plan: Plan, state: State) -> None:
+def plan_created(plan: Plan, audit: AuditLog) -> None:
     """Record a new plan with its summary."""
-    state.audit(
+    audit.record(
         "plan.created",
         registry=plan.registry,
         plan_id=plan.id,
@@ -43,7 +46,7 @@ def plan_status_changed(
     actor: str,
     reason: str,
     method: str,
-    state: State,
+    audit: AuditLog,
 ) -> None:
     """Record a decision (who approved, rejected, cancelled; an expiry), and how."""
     event = _STATUS_EVENTS.get(new)
@@ -58,7 +61,7 @@ def plan_status_changed(
         details = {"method": method} if method else {}
     if reason and "note" not in details:
         details["reason"] = reason
-    state.audit(event, registry=plan.registry, plan_id=plan.id, actor=actor, details=details)
+    audit.record(event, registry=plan.registry, plan_id=plan.id, actor=actor, details=details)
 
 
 def _item_details(item: PlanItem) -> dict:
@@ -71,17 +74,17 @@ def _item_details(item: PlanItem) -> dict:
 
 
 @hookimpl
-def item_deleted(plan: Plan, item: PlanItem, state: State) -> None:
+def item_deleted(plan: Plan, item: PlanItem, audit: AuditLog) -> None:
     """Record one deleted manifest."""
-    state.audit(
+    audit.record(
         "item.deleted", registry=plan.registry, plan_id=plan.id, details=_item_details(item)
     )
 
 
 @hookimpl
-def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State) -> None:
+def item_skipped(plan: Plan, item: PlanItem, reason: str, audit: AuditLog) -> None:
     """Record a manifest apply left alone because the registry changed."""
-    state.audit(
+    audit.record(
         "item.skipped",
         registry=plan.registry,
         plan_id=plan.id,
@@ -90,9 +93,9 @@ def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State) -> None:
 
 
 @hookimpl
-def item_failed(plan: Plan, item: PlanItem, error: str, state: State) -> None:
+def item_failed(plan: Plan, item: PlanItem, error: str, audit: AuditLog) -> None:
     """Record a failed deletion."""
-    state.audit(
+    audit.record(
         "item.failed",
         registry=plan.registry,
         plan_id=plan.id,
@@ -101,9 +104,9 @@ def item_failed(plan: Plan, item: PlanItem, error: str, state: State) -> None:
 
 
 @hookimpl
-def apply_finished(plan: Plan, result: ApplyResult, state: State) -> None:
+def apply_finished(plan: Plan, result: ApplyResult, audit: AuditLog) -> None:
     """Record the end of an apply run with its counts."""
-    state.audit(
+    audit.record(
         "apply.finished",
         registry=plan.registry,
         plan_id=plan.id,
@@ -117,9 +120,9 @@ def apply_finished(plan: Plan, result: ApplyResult, state: State) -> None:
 
 
 @hookimpl
-def gc_finished(name: str, result: GcResult, state: State) -> None:
+def gc_finished(name: str, result: GcResult, audit: AuditLog) -> None:
     """Record a garbage-collection run."""
-    state.audit(
+    audit.record(
         "gc.dry_run" if result.dry_run else "gc.finished",
         registry=name,
         details={

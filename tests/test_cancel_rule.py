@@ -48,7 +48,7 @@ def test_the_cancel_rule_is_the_same_in_every_front_end(
     plan_id = bot.request_plan(user=REQUESTER)
     if status != "pending":  # where a plan can be, whichever front end moved it there
         with bot.state() as state:
-            assert state.set_plan_status(plan_id, status, expected=["pending"])
+            assert state.plans.set_status(plan_id, status, expected=["pending"])
 
     answer = cancel_from(front_end, bot, plan_id, capsys)
 

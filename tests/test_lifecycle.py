@@ -173,7 +173,7 @@ def stored_plan(state: State, plan_id: str) -> Plan:
         gc=False,
     )
     plan.content_hash = content_hash(plan.content())
-    state.save_plan(plan)
+    state.plans.save(plan)
     return plan
 
 
@@ -196,9 +196,9 @@ def test_every_compare_and_set_moves_along_an_edge_or_changes_nothing(
         plan = stored_plan(engine.state, "cas00001")
         made = 0
         for new, among in sequence:
-            before = engine.state.get_plan(plan.id).status
+            before = engine.state.plans.get(plan.id).status
             moved = engine.transition(plan, new, actor="tester", allowed_from=among)
-            after = engine.state.get_plan(plan.id).status
+            after = engine.state.plans.get(plan.id).status
             if moved is None:
                 assert after == before, f"{before} -> {new}: refused, yet the plan changed"
             else:
@@ -220,9 +220,9 @@ def test_a_move_back_to_pending_voids_the_approvals(tmp_path: Path) -> None:
     with engine.state:
         plan = stored_plan(engine.state, "reopen01")
         assert engine.approve(plan, Approval(Decision.APPROVED, "alice", "cli --yes"))
-        assert engine.state.approvals(plan.id)
+        assert engine.state.approvals.of(plan.id)
         assert engine.transition(plan, PlanStatus.PENDING, actor="x") == PlanStatus.APPROVED
-        assert engine.state.approvals(plan.id) == []
+        assert engine.state.approvals.of(plan.id) == []
         assert recorder.calls[-1] == (plan.id, "approved", "pending")
 
 
@@ -232,9 +232,9 @@ def test_a_lost_race_fires_nothing(tmp_path: Path) -> None:
         plan = stored_plan(engine.state, "race0001")
         other = State(tmp_path / "race.db")
         try:
-            assert other.set_plan_status(plan.id, "rejected", expected=["pending"])
+            assert other.plans.set_status(plan.id, "rejected", expected=["pending"])
         finally:
             other.close()
         assert not engine.approve(plan, Approval(Decision.APPROVED, "alice", "cli --yes"))
         assert recorder.calls == []
-        assert engine.state.approvals(plan.id) == []
+        assert engine.state.approvals.of(plan.id) == []

@@ -50,11 +50,11 @@ def setup(url: str, tmp_path: Path, **policy: Any) -> tuple[Engine, Recorder]:
 
 def events(engine: Engine, plan_id: str) -> list[dict[str, Any]]:
     """The plan's audit events, oldest first."""
-    return list(reversed(engine.state.audit_events(limit=1000, plan_id=plan_id)))
+    return list(reversed(engine.state.audit_log.events(limit=1000, plan_id=plan_id)))
 
 
 def named(engine: Engine, plan_id: str, name: str) -> list[dict[str, Any]]:
-    return [e for e in events(engine, plan_id) if e["event"] == name]
+    return [e for e in events(engine, plan_id) if e.event == name]
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_apply_approves_applies_and_finishes_with_one_hook_per_move(
     ]
     assert recorder.calls[0][2:4] == ("tester", "cli --yes")
     # Today's events, no new ones: the apply's moves are told by apply.finished.
-    assert [e["event"] for e in events(engine, plan.id)] == [
+    assert [e.event for e in events(engine, plan.id)] == [
         "plan.created",
         "plan.approved",
         "item.deleted",
@@ -107,7 +107,7 @@ def test_reject_once_then_nothing(registry_server, old_image, tmp_path, pusher):
         {"method": "cli prompt", "note": "not today"},
     )
     assert named(engine, plan.id, "plan.approved") == []
-    assert engine.state.get_plan(plan.id).status == "rejected"
+    assert engine.state.plans.get(plan.id).status == "rejected"
     with pytest.raises(UsageError, match="is rejected"):
         engine.apply(plan.id, context=YES)
     assert pusher.resolve("ci/app", "build-1") == old_image
@@ -118,7 +118,7 @@ def test_cancel_from_every_cancellable_status(registry_server, old_image, tmp_pa
     engine, recorder = setup(registry_server.url, tmp_path)
     plan = engine.plan("ci")
     if start != "pending":
-        assert engine.state.set_plan_status(plan.id, start, expected=["pending"])
+        assert engine.state.plans.set_status(plan.id, start, expected=["pending"])
 
     assert engine.cancel(plan, actor="alice@host", method="cli") == start
     assert engine.cancel(plan, actor="alice@host", method="cli") is None  # once
@@ -134,11 +134,11 @@ def test_cancel_refuses_a_plan_being_applied_or_finished(
 ):
     engine, recorder = setup(registry_server.url, tmp_path)
     plan = engine.plan("ci")
-    assert engine.state.set_plan_status(plan.id, start, expected=["pending"])
+    assert engine.state.plans.set_status(plan.id, start, expected=["pending"])
 
     assert engine.cancel(plan, actor="alice@host", method="cli") is None
 
-    assert engine.state.get_plan(plan.id).status == start
+    assert engine.state.plans.get(plan.id).status == start
     assert recorder.calls == []
     assert named(engine, plan.id, "plan.cancelled") == []
 
@@ -148,7 +148,7 @@ def test_an_overdue_plan_expires_in_the_engine_with_one_event(
 ):
     engine, recorder = setup(registry_server.url, tmp_path)
     plan = engine.plan("ci")
-    engine.state.set_plan_fields(plan.id, expires_at=engine.now() - timedelta(minutes=1))
+    engine.state.plans.set_fields(plan.id, expires_at=engine.now() - timedelta(minutes=1))
 
     with pytest.raises(UsageError, match="expired at"):
         engine.apply(plan.id, context=YES)
@@ -210,7 +210,7 @@ def test_a_vote_on_an_expired_plan_expires_it_and_counts_nothing(
 
     assert (vote.kind, vote.changed) == (VoteKind.EXPIRED, True)
     assert recorder.calls == [("pending", "expired", "regprune-bot", "", "")]
-    assert engine.state.approvals(plan.id) == []
+    assert engine.state.approvals.of(plan.id) == []
 
 
 def test_resume_applies_an_approved_plan_but_never_a_failed_or_pending_one(
@@ -220,13 +220,13 @@ def test_resume_applies_an_approved_plan_but_never_a_failed_or_pending_one(
     plan = engine.plan("ci")
     with pytest.raises(UsageError, match="is pending"):
         engine.resume(plan.id, actor="bot")
-    assert engine.state.set_plan_status(plan.id, "failed", expected=["pending"])
+    assert engine.state.plans.set_status(plan.id, "failed", expected=["pending"])
     with pytest.raises(UsageError, match="is failed"):
         engine.resume(plan.id, actor="bot")
     assert recorder.calls == []
     assert pusher.resolve("ci/app", "build-1") == old_image
 
-    assert engine.state.set_plan_status(plan.id, "approved", expected=["failed"])
+    assert engine.state.plans.set_status(plan.id, "approved", expected=["failed"])
     result = engine.resume(plan.id, actor="bot")
 
     assert result.status == "done"
@@ -248,7 +248,7 @@ def test_a_refused_apply_moves_back_to_pending_and_records_apply_refused(
 
     assert recorder.moves() == [("pending", "approved"), ("approved", "pending")]
     assert "storage.delete.enabled" in recorder.calls[1][4]
-    names = [e["event"] for e in events(engine, plan.id)]
+    names = [e.event for e in events(engine, plan.id)]
     assert names == ["plan.created", "plan.approved", "apply.refused"]
     assert named(engine, plan.id, "apply.refused")[0]["details"]["status"] == "pending"
 
@@ -264,4 +264,4 @@ def test_the_old_spelling_approve_plan_context_still_asks_the_approver(
     assert isinstance(answer, Approval) and answer.decision == "approved"
     assert answer.method == "cli --yes"
     assert recorder.moves() == [("pending", "approved")]
-    assert engine.state.get_plan(plan.id).status == "approved"
+    assert engine.state.plans.get(plan.id).status == "approved"

@@ -98,7 +98,7 @@ class Deciding:
     # -- decisions ----------------------------------------------------------------------
 
     def _audit_refusal(self, state: State, click: Click, reason: str) -> None:
-        state.audit(
+        state.audit_log.record(
             "slack.refused",
             plan_id=click.plan_id[:64] or None,
             actor=click.user or None,
@@ -109,7 +109,7 @@ class Deciding:
         """Apply the rules to one Approve/Reject click; the state DB is the only thing changed."""
         with self.open_state() as state:
             try:
-                fields = state.plan_fields(click.plan_id)  # exact id: no prefixes from a button
+                fields = state.plans.fields(click.plan_id)  # exact id: no prefixes from a button
             except UsageError:
                 self._audit_refusal(state, click, "unknown plan")
                 return Outcome(
@@ -118,8 +118,8 @@ class Deciding:
             if (
                 not click.channel
                 or not click.ts
-                or fields["slack_channel"] != click.channel
-                or fields["slack_ts"] != click.ts
+                or fields.slack_channel != click.channel
+                or fields.slack_ts != click.ts
             ):
                 self._audit_refusal(state, click, "button does not belong to this plan's message")
                 return Outcome(
@@ -130,7 +130,7 @@ class Deciding:
             if refused:
                 self._audit_refusal(state, click, "not an approver")
                 return Outcome(refused)
-            plan = state.get_plan(click.plan_id)
+            plan = state.plans.get(click.plan_id)
             if plan.approval != METHOD:
                 return Outcome(f"Plan {plan.id} is not approved in Slack; nothing was changed.")
             vote = self.engine(state).vote(plan, click.voter, self.rules, decision=click.decision)
@@ -142,7 +142,7 @@ class Deciding:
         """The reply to one click, from what the engine did with the vote."""
         plan, count = vote.plan, f"{len(vote.approvers)} of {vote.required}"
         if vote.kind == VoteKind.NOT_OPEN:
-            return Outcome(self._already(state, state.get_plan(plan.id)))
+            return Outcome(self._already(state, state.plans.get(plan.id)))
         if vote.kind == VoteKind.EXPIRED:
             return Outcome(
                 f"Plan {plan.id} expired at {blocks.when(vote.expires_at)} and can no longer be "
@@ -167,14 +167,14 @@ class Deciding:
         )
 
     def _already(self, state: State, plan: Plan) -> str:
-        recorded = state.approvals(plan.id)
+        recorded = state.approvals.of(plan.id)
         if plan.status in APPROVED_ONCE:
             approved = decisions.by_decision(recorded, Decision.APPROVED)
-            names = [blocks.mention(d["by"]) for d in approved]
+            names = [blocks.mention(d.by) for d in approved]
             return f"Plan {plan.id} was already approved by {', '.join(names) or 'someone'}; it is {plan.status}."
         if plan.status == PlanStatus.REJECTED:
             rejected = decisions.by_decision(recorded, Decision.REJECTED)
-            names = [blocks.mention(d["by"]) for d in rejected]
+            names = [blocks.mention(d.by) for d in rejected]
             return f"Plan {plan.id} was already rejected by {', '.join(names) or 'someone'}."
         if plan.status == PlanStatus.EXPIRED:
             return f"Plan {plan.id} expired without approval; make a new one with `/regprune plan {plan.policy}`."
@@ -187,14 +187,14 @@ class Deciding:
         if refused:
             return refused
         with self.open_state() as state:
-            plan = state.get_plan(plan_id)
+            plan = state.plans.get(plan_id)
             requester = decisions.is_requester(plan, voter(user))
             if not requester and not self.is_approver(user):
                 return f"Only approvers and the requester may cancel plan {plan.id}; nothing was changed."
             if self.engine(state).cancel(plan, actor=user, method=METHOD) is None:
                 allowed = ", ".join(CANCELLABLE[:-1]) + f" or {CANCELLABLE[-1]}"
                 return (
-                    f"Plan {plan.id} is {state.get_plan(plan.id).status}; only a {allowed} plan "
+                    f"Plan {plan.id} is {state.plans.get(plan.id).status}; only a {allowed} plan "
                     "can be cancelled."
                 )
         self.refresh_message(plan.id, note=f"Cancelled by {blocks.mention(user)}")

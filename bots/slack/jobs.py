@@ -85,9 +85,9 @@ class ApplyJobs:
         be approved or applying, and the registry's lock free of any live holder.
         """
         with self.open_state() as state:
-            registry = state.get_plan(plan_id).registry
+            registry = state.plans.get(plan_id).registry
         with self._registry_lock(registry), self.open_state() as state:
-            plan = state.get_plan(plan_id)
+            plan = state.plans.get(plan_id)
             channel, ts = self.message_of(state, plan.id)
             engine = self.engine(state)
             try:
@@ -118,7 +118,7 @@ class ApplyJobs:
             found = [
                 plan
                 for status in UNATTENDED_RESUMABLE
-                for plan in state.list_plans(status=status, limit=RESUME_SCAN)
+                for plan in state.plans.find(status=status, limit=RESUME_SCAN)
                 if plan.approval == self.rules.method
             ]
         started: list[str] = []
@@ -139,7 +139,7 @@ class ApplyJobs:
     def _resume_refusal(self, plan_id: str) -> str | None:
         """Why the bot must not resume this plan on start, or None."""
         with self.open_state() as state:
-            plan = state.get_plan(plan_id)  # checks the content hash
+            plan = state.plans.get(plan_id)  # checks the content hash
             channel, ts = self.message_of(state, plan.id)
             if plan.status in UNATTENDED_RESUMABLE and (not channel or not ts):
                 return "it has no Slack message"
@@ -157,19 +157,19 @@ class ApplyJobs:
             log.info("plan %s is %s now; not resumed", plan.id, plan.status)
             return False
         name = engine.lock_name(plan.registry, plan.registry_url)
-        holder = next((lock for lock in state.locks() if lock["name"] == name), None)
-        if holder is not None and not holder["stale"]:
+        holder = next((lock for lock in state.locks.current() if lock.name == name), None)
+        if holder is not None and not holder.stale:
             # Another live process (a `regprune apply` or gc) has the registry: never run
             # the same plan twice at once.  The engine would refuse too; this says why first.
-            since = blocks.when(holder["acquired_at"])
+            since = blocks.when(holder.acquired_at)
             busy = (
-                f"registry '{name}' is busy: {holder['purpose'] or 'a lock holder'} by "
-                f"{holder['hostname']}:{holder['pid']} since {since}"
+                f"registry '{name}' is busy: {holder.purpose or 'a lock holder'} by "
+                f"{holder.hostname}:{holder.pid} since {since}"
             )
             self._record(engine, self.rules.stopped_event, plan, reason=busy, resumed=True)
             self.say_in_thread(channel, ts, blocks.apply_busy_text(plan.id, busy))
             return False
-        statuses = state.item_statuses(plan.id)
+        statuses = state.plans.item_statuses(plan.id)
         done = sum(status in ITEM_FINISHED for status, _ in statuses.values())
         self._record(engine, self.rules.resumed_event, plan, status=plan.status, done=done)
         self.say_in_thread(
@@ -193,7 +193,7 @@ class ApplyJobs:
 
         state = engine.state
         todo = sum(
-            status not in ITEM_FINISHED for status, _ in state.item_statuses(plan.id).values()
+            status not in ITEM_FINISHED for status, _ in state.plans.item_statuses(plan.id).values()
         )
         progress = ThreadProgress(
             post, todo, every=self.progress_every, seconds=self.progress_seconds
@@ -216,7 +216,7 @@ class ApplyJobs:
         except RegpruneError as exc:
             log.warning("apply of plan %s stopped: %s", plan.id, exc.message)
             self._record(engine, stopped, plan, reason=self.redact(exc.message))
-            reopened = state.get_plan(plan.id).status == PlanStatus.PENDING
+            reopened = state.plans.get(plan.id).status == PlanStatus.PENDING
             self.say_in_thread(
                 channel, ts, blocks.apply_error_text(plan.id, exc.message, reopened=reopened)
             )

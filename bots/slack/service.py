@@ -37,7 +37,7 @@ from regprune.errors import RegpruneError
 from regprune.lifecycle import WITH_OUTCOMES, Decision, PlanStatus
 from regprune.models import Plan
 from regprune.plugin_manager import get_plugin_manager
-from regprune.state import State
+from regprune.state import PlanFields, State
 
 from . import blocks
 from .clicks import Click, ClickDecision, Outcome, slack_actor
@@ -122,8 +122,8 @@ class SlackService(Deciding, ApplyJobs):
 
     def message_of(self, state: State, plan_id: str) -> tuple[str | None, str | None]:
         """The channel and ts of a plan's Slack message (None, None before it is posted)."""
-        fields = state.plan_fields(plan_id)
-        return fields["slack_channel"], fields["slack_ts"]
+        fields = state.plans.fields(plan_id)
+        return fields.slack_channel, fields.slack_ts
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn`` in a background worker (never inside Slack's 3-second request window)."""
@@ -212,21 +212,21 @@ class SlackService(Deciding, ApplyJobs):
 
     def view(
         self, state: State, plan_id: str, note: str = ""
-    ) -> tuple[blocks.PlanView, dict[str, Any]]:
+    ) -> tuple[blocks.PlanView, PlanFields]:
         """A plan's message view and its side fields (channel, ts, expiry, requester)."""
-        plan = state.get_plan(plan_id)
-        fields = state.plan_fields(plan.id)
-        recorded = state.approvals(plan.id)
-        approvals = [(d["by"], d["at"]) for d in decisions.by_decision(recorded, Decision.APPROVED)]
-        rejections = [(d["by"], d["at"]) for d in decisions.by_decision(recorded, Decision.REJECTED)]
+        plan = state.plans.get(plan_id)
+        fields = state.plans.fields(plan.id)
+        recorded = state.approvals.of(plan.id)
+        approvals = [(d.by, d.at) for d in decisions.by_decision(recorded, Decision.APPROVED)]
+        rejections = [(d.by, d.at) for d in decisions.by_decision(recorded, Decision.REJECTED)]
         outcome: dict[str, int] = {}
         if plan.status in WITH_OUTCOMES:
-            outcome = dict(Counter(s for s, _ in state.item_statuses(plan.id).values()))
+            outcome = dict(Counter(s for s, _ in state.plans.item_statuses(plan.id).values()))
         view = blocks.PlanView(
             plan=plan,
             status=plan.status,
             requested_by=plan.requested_by,
-            expires_at=fields["expires_at"] or plan.created_at + self.ttl,
+            expires_at=fields.expires_at or plan.created_at + self.ttl,
             required=self.slack.approvals_required,
             approvals=approvals,
             rejections=rejections,
@@ -239,10 +239,10 @@ class SlackService(Deciding, ApplyJobs):
         """Re-render a posted plan's channel message from the state DB (buttons only while pending)."""
         with self.open_state() as state:
             view, fields = self.view(state, plan_id, note)
-        if fields["slack_channel"] and fields["slack_ts"]:
+        if fields.slack_channel and fields.slack_ts:
             message = blocks.plan_message(view)
             self.call(
-                "chat_update", channel=fields["slack_channel"], ts=fields["slack_ts"], **message
+                "chat_update", channel=fields.slack_channel, ts=fields.slack_ts, **message
             )
 
     def status_text(self, plan_id: str) -> str:
@@ -254,7 +254,7 @@ class SlackService(Deciding, ApplyJobs):
     def history_text(self, limit: int = 10) -> str:
         """The ``/regprune history`` answer."""
         with self.open_state() as state:
-            plans = state.list_plans(limit=limit)
+            plans = state.plans.find(limit=limit)
         return blocks.history_text(plans)
 
     # -- posting plans ------------------------------------------------------------------
@@ -312,10 +312,10 @@ class SlackService(Deciding, ApplyJobs):
         cancelled.  Returns None when nothing was posted.
         """
         with self._post_lock, self.open_state() as state:
-            plan = state.get_plan(plan_id)
-            fields = state.plan_fields(plan.id)
-            if fields["slack_ts"]:
-                return str(fields["slack_ts"])
+            plan = state.plans.get(plan_id)
+            fields = state.plans.fields(plan.id)
+            if fields.slack_ts:
+                return str(fields.slack_ts)
             if plan.status != PlanStatus.PENDING or plan.approval != METHOD:
                 return None
             engine = self.engine(state)
@@ -334,8 +334,8 @@ class SlackService(Deciding, ApplyJobs):
             if response is None:
                 return None
             channel, ts = str(response["channel"]), str(response["ts"])
-            state.set_plan_fields(plan.id, slack_channel=channel, slack_ts=ts)
-            state.audit(
+            state.plans.set_fields(plan.id, slack_channel=channel, slack_ts=ts)
+            state.audit_log.record(
                 "slack.posted",
                 registry=plan.registry,
                 plan_id=plan.id,
@@ -376,16 +376,16 @@ class SlackService(Deciding, ApplyJobs):
         expire posted ones whose time is up, updating their message."""
         with self.open_state() as state:
             pending = [
-                (plan.id, state.plan_fields(plan.id))
-                for plan in state.list_plans(status=PlanStatus.PENDING, limit=200)
+                (plan.id, state.plans.fields(plan.id))
+                for plan in state.plans.find(status=PlanStatus.PENDING, limit=200)
                 if plan.approval == METHOD
             ]
         now = self.now()
         for plan_id, fields in reversed(pending):  # oldest first
             try:
-                if not fields["slack_ts"]:
+                if not fields.slack_ts:
                     self.post_plan(plan_id)
-                elif fields["expires_at"] and fields["expires_at"] <= now:
+                elif fields.expires_at and fields.expires_at <= now:
                     self.expire(plan_id)
             except RegpruneError as exc:  # a tampered plan must not stop the others
                 log.warning("plan %s: %s", plan_id, exc.message)
@@ -393,7 +393,7 @@ class SlackService(Deciding, ApplyJobs):
     def expire(self, plan_id: str) -> bool:
         """Move a pending plan to expired (never approved) and update its message."""
         with self.open_state() as state:
-            plan = state.get_plan(plan_id)
+            plan = state.plans.get(plan_id)
             changed = self.engine(state).expire(plan, actor=BOT_ACTOR)
         if changed:
             self.refresh_message(plan_id)

@@ -27,10 +27,10 @@ def register(app: typer.Typer) -> None:
         cli = get_context(ctx)
         # No config needed: cancelling reads and writes only the state DB.
         engine = cli.engine(cli.settings(required=False))
-        plan = engine.state.get_plan(plan_id)
+        plan = engine.state.plans.get(plan_id)
         was = engine.cancel(plan, actor=default_actor(), method=METHOD)
         if was is None:
-            current = engine.state.get_plan(plan.id).status
+            current = engine.state.plans.get(plan.id).status
             allowed = ", ".join(CANCELLABLE[:-1]) + f" or {CANCELLABLE[-1]}"
             raise UsageError(f"plan {plan.id} is {current}; only a {allowed} plan can be cancelled")
         typer.echo(f"Plan {plan.id} is cancelled (it was {was}).")
