@@ -57,8 +57,8 @@ def test_the_cancel_rule_is_the_same_in_every_front_end(
         assert bot.plan(plan_id).status == "cancelled", answer
         assert "is cancelled" in answer
         [event] = events
-        assert event["details"]["method"] == front_end
-        assert event["details"]["was"] == status
+        assert event.details["method"] == front_end
+        assert event.details["was"] == status
     else:
         assert bot.plan(plan_id).status == status, answer
         assert f"is {status}; {RULE}" in answer

@@ -17,6 +17,7 @@ from regprune.engine import Engine
 from regprune.errors import DeletesDisabled, UsageError
 from regprune.lifecycle import Decision, PlanStatus
 from regprune.models import Approval, Plan
+from regprune.state import AuditEvent
 from regprune.testing import ImagePusher
 
 from .support import YES, days_ago, engine_for
@@ -48,12 +49,12 @@ def setup(url: str, tmp_path: Path, **policy: Any) -> tuple[Engine, Recorder]:
     return engine, recorder
 
 
-def events(engine: Engine, plan_id: str) -> list[dict[str, Any]]:
+def events(engine: Engine, plan_id: str) -> list[AuditEvent]:
     """The plan's audit events, oldest first."""
     return list(reversed(engine.state.audit_log.events(limit=1000, plan_id=plan_id)))
 
 
-def named(engine: Engine, plan_id: str, name: str) -> list[dict[str, Any]]:
+def named(engine: Engine, plan_id: str, name: str) -> list[AuditEvent]:
     return [e for e in events(engine, plan_id) if e.event == name]
 
 
@@ -85,7 +86,7 @@ def test_apply_approves_applies_and_finishes_with_one_hook_per_move(
         "apply.finished",
     ]
     approved = named(engine, plan.id, "plan.approved")[0]
-    assert (approved["actor"], approved["details"]) == (
+    assert (approved.actor, approved.details) == (
         "tester",
         {"method": "cli --yes", "note": ""},
     )
@@ -102,7 +103,7 @@ def test_reject_once_then_nothing(registry_server, old_image, tmp_path, pusher):
 
     assert recorder.calls == [("pending", "rejected", "bob", "cli prompt", "not today")]
     [event] = named(engine, plan.id, "plan.rejected")
-    assert (event["actor"], event["details"]) == (
+    assert (event.actor, event.details) == (
         "bob",
         {"method": "cli prompt", "note": "not today"},
     )
@@ -125,7 +126,7 @@ def test_cancel_from_every_cancellable_status(registry_server, old_image, tmp_pa
 
     assert recorder.calls == [(start, "cancelled", "alice@host", "cli", "")]
     [event] = named(engine, plan.id, "plan.cancelled")
-    assert (event["actor"], event["details"]) == ("alice@host", {"method": "cli", "was": start})
+    assert (event.actor, event.details) == ("alice@host", {"method": "cli", "was": start})
 
 
 @pytest.mark.parametrize("start", ["applying", "done", "rejected", "expired"])
@@ -157,7 +158,7 @@ def test_an_overdue_plan_expires_in_the_engine_with_one_event(
 
     assert recorder.calls == [("pending", "expired", "tester", "", "")]
     [event] = named(engine, plan.id, "plan.expired")
-    assert (event["actor"], event["details"]) == ("tester", {})
+    assert (event.actor, event.details) == ("tester", {})
     assert named(engine, plan.id, "plan.approved") == []
     assert pusher.resolve("ci/app", "build-1") == old_image
 
@@ -169,7 +170,7 @@ def test_expire_if_due_uses_the_front_ends_ttl(registry_server, old_image, tmp_p
     assert engine.expire_if_due(plan, actor="bot", ttl=timedelta(0), reason="late") is not None
     assert recorder.calls == [("pending", "expired", "bot", "", "late")]
     [event] = named(engine, plan.id, "plan.expired")
-    assert event["details"] == {"reason": "late"}
+    assert event.details == {"reason": "late"}
 
 
 def test_votes_count_distinct_approvers_and_the_quorum_approves_once(
@@ -250,7 +251,7 @@ def test_a_refused_apply_moves_back_to_pending_and_records_apply_refused(
     assert "storage.delete.enabled" in recorder.calls[1][4]
     names = [e.event for e in events(engine, plan.id)]
     assert names == ["plan.created", "plan.approved", "apply.refused"]
-    assert named(engine, plan.id, "apply.refused")[0]["details"]["status"] == "pending"
+    assert named(engine, plan.id, "apply.refused")[0].details["status"] == "pending"
 
 
 def test_the_old_spelling_approve_plan_context_still_asks_the_approver(
