@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import lifecycle
 from .apply import Applier, Progress
+from .config import RegistrySettings
 from .errors import ApplyStopped, Interrupted, RegpruneError, UsageError
 from .hookcalls import notify
 from .lifecycle import ItemStatus, PlanStatus
@@ -40,6 +41,8 @@ def apply_approved(
             state=state,
             manager=engine.manager,
             client=client,
+            registry_settings=engine.settings.registry.get(plan.registry)
+            or RegistrySettings(url=plan.registry_url),
             lock_name=name,
             progress=progress,
             keep_rules_for=keep_rules,

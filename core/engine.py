@@ -30,7 +30,7 @@ from .lifecycle import Decision, PlanStatus
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
-from .registry import RegistryClient
+from .registry import RegistryBackend, check_backend_options
 from .scan import RepositoryScan, Scanner
 from .state import PruneResult, State
 from .timing import check_time_sources
@@ -77,17 +77,18 @@ class Engine(Transitions):
         *,
         manager: pluggy.PluginManager | None = None,
         now: Callable[[], datetime] | None = None,
-        client_factory: Callable[[str, RegistrySettings], RegistryClient] | None = None,
+        client_factory: Callable[[str, RegistrySettings], RegistryBackend] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.manager = manager or get_plugin_manager()
         self._now = now or (lambda: datetime.now(UTC))
+        # The registry's back end, by its [registry.NAME] type (tests pass their own).
         self._client_factory = client_factory or (
-            lambda name, reg: RegistryClient.from_settings(reg)
+            lambda name, reg: self.catalog.open_registry(name, reg)
         )
         self._catalog: Catalog | None = None
-        self._clients: dict[str, RegistryClient] = {}
+        self._clients: dict[str, RegistryBackend] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
 
     # -- plumbing -----------------------------------------------------------
@@ -104,7 +105,7 @@ class Engine(Transitions):
     def registry_settings(self, name: str) -> RegistrySettings:
         return self.settings.get_registry(name)
 
-    def client(self, registry: str) -> RegistryClient:
+    def client(self, registry: str) -> RegistryBackend:
         """A shared client for a configured registry (quick-mode plans use their URL)."""
         if registry not in self._clients:
             settings = self.settings.registry.get(registry)
@@ -130,7 +131,7 @@ class Engine(Transitions):
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
-    def client_for_plan(self, plan: Plan) -> RegistryClient:
+    def client_for_plan(self, plan: Plan) -> RegistryBackend:
         """The client for the registry a plan was made for, and no other.
 
         A plan is bound to its registry's identity (``registry_identity`` of the URL it
@@ -208,6 +209,7 @@ class Engine(Transitions):
         Built once per engine: planning several policies reuses them, so a keep rule
         that reads a file or runs a command (in_use, branch) does it once per run.
         """
+        check_backend_options(self.settings.registry, self.catalog.registry_backends)
         if self._compiled is None or set(self._compiled) != set(self.settings.policy):
             self._compiled = {name: self.compile(name) for name in self.settings.policy}
         return list(self._compiled.values())
