@@ -43,12 +43,12 @@ from .errors import (
 )
 from .hookcalls import PluginError, first_result, notify
 from .keep_rules import keep_verdicts
+from .lifecycle import ITEM_FINISHED, ITEM_INTERRUPTED, DeleteAnswer, ItemStatus, PlanStatus
 from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
     ApplyResult,
     ItemOutcome,
-    ItemStatus,
     ManifestFacts,
     Plan,
     PlanItem,
@@ -61,8 +61,9 @@ from .state import State
 
 # Errors that would fail every remaining item the same way: stop and let a re-run resume.
 FATAL = (DeletesDisabled, MissingScope, AuthenticationFailed, RegistryUnreachable, PluginError)
-FINAL_STATUSES = ("deleted", "skipped")
-DELETE_ANSWERS = ("deleted", "absent")
+FINAL_STATUSES = ITEM_FINISHED
+DELETE_ANSWERS = tuple(DeleteAnswer)
+_ANSWERS = " or ".join(repr(str(answer)) for answer in DeleteAnswer)
 HEARTBEAT_EVERY = 25
 # Tags that existed at the snapshot are resolved again per item only when they are the
 # item's own; every other tag is resolved again when the snapshot is this old.
@@ -220,9 +221,9 @@ class Applier:
         deleted = {
             (item.repository, item.digest)
             for item in self.plan.delete
-            if statuses[item.seq][0] == "deleted"
+            if statuses[item.seq][0] == ItemStatus.DELETED
         }
-        result = ApplyResult(plan_id=self.plan.id, status="applying")
+        result = ApplyResult(plan_id=self.plan.id, status=PlanStatus.APPLYING)
         if not todo:
             return result
         if self._prepared is None:
@@ -235,7 +236,7 @@ class Applier:
             reason = self._skip_reason(item, prior, live[item.repository], kept, deleted)
             if reason:
                 self._skipped.add((item.repository, item.digest))
-                self._record(result, item, "skipped", reason)
+                self._record(result, item, ItemStatus.SKIPPED, reason)
                 notify(
                     self.manager,
                     "item_skipped",
@@ -245,13 +246,13 @@ class Applier:
                     state=self.state,
                     audit=self.state.audit_log,
                 )
-                self.progress(item, "skipped", reason)
+                self.progress(item, ItemStatus.SKIPPED, reason)
                 continue
-            self.state.plans.set_item_status(self.plan.id, item.seq, "deleting")
+            self.state.plans.set_item_status(self.plan.id, item.seq, ItemStatus.DELETING)
             try:
                 outcome = self._delete(item)
             except RegpruneError as exc:
-                self._record(result, item, "failed", exc.message)
+                self._record(result, item, ItemStatus.FAILED, exc.message)
                 notify(
                     self.manager,
                     "item_failed",
@@ -261,13 +262,13 @@ class Applier:
                     state=self.state,
                     audit=self.state.audit_log,
                 )
-                self.progress(item, "failed", exc.message)
+                self.progress(item, ItemStatus.FAILED, exc.message)
                 if isinstance(exc, FATAL):
                     raise
                 continue
-            note = "already gone" if outcome == "absent" else ""
+            note = "already gone" if outcome == DeleteAnswer.ABSENT else ""
             deleted.add((item.repository, item.digest))
-            self._record(result, item, "deleted", note)
+            self._record(result, item, ItemStatus.DELETED, note)
             notify(
                 self.manager,
                 "item_deleted",
@@ -276,7 +277,7 @@ class Applier:
                 state=self.state,
                 audit=self.state.audit_log,
             )
-            self.progress(item, "deleted", note)
+            self.progress(item, ItemStatus.DELETED, note)
             if count % HEARTBEAT_EVERY == 0:
                 self.state.locks.heartbeat(self.lock_name)
         return result
@@ -296,7 +297,7 @@ class Applier:
             who = plugin or "none"
             raise PluginError(
                 f"plugin {who} failed in delete_manifest: it answered {outcome!r} for "
-                f"{item.repository}@{item.digest[:19]}, not 'deleted' or 'absent'; the item is "
+                f"{item.repository}@{item.digest[:19]}, not {_ANSWERS}; the item is "
                 "left to retry (`regprune apply PLAN_ID`) or the plan can be cancelled"
             )
         return str(outcome)
@@ -369,7 +370,7 @@ class Applier:
         for member in group:
             now_tags = live.tags_of(member.digest)
             if set(member.tags) != now_tags:
-                resumed = member is item and prior in ("deleting", "failed") and not now_tags
+                resumed = member is item and prior in ITEM_INTERRUPTED and not now_tags
                 if not resumed:
                     what = "" if member is item else f"its artifact {member.digest[:19]}: "
                     return (

@@ -1,7 +1,11 @@
-"""The one engine every front end calls: plan, approve, apply, garbage-collect, list.
+"""The one engine every front end calls: plan, decide, apply, garbage-collect, list.
 
 The CLI and the Slack bot both build an `Engine` and render the `Plan` and
-`ApplyResult` objects it returns; neither has logic of its own.
+`ApplyResult` objects it returns; neither has logic of its own.  Every plan status
+change is an engine transition (approve, reject, cancel, expire, apply, resume):
+a compare-and-set along ``lifecycle.TRANSITIONS`` that fires ``plan_status_changed``.
+The approval rules a front end configures live in ``decisions``; the apply and gc
+flows in ``apply_flow`` and ``gc_flow``.
 """
 
 from __future__ import annotations
@@ -18,43 +22,27 @@ from typing import Any
 
 import pluggy
 
-from .apply import Applier, KeepRule, Progress
+from . import apply_flow, gc_flow, lifecycle
+from .apply import KeepRule, Progress
 from .config import RegistrySettings, Settings
-from .errors import (
-    ApplyStopped,
-    ApprovalPending,
-    ConfigError,
-    GcInterrupted,
-    Interrupted,
-    RegpruneError,
-    UsageError,
-)
-from .gc_checks import delete_untagged_spelling, validate_commands
-from .hookcalls import PluginError, first_result, notify, plugin_error
+from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
+from .hookcalls import PluginError, notify, plugin_error
 from .keep_rules import compile_keep_rules
-from .mediatypes import is_index
-from .models import (
-    ApplyResult,
-    Approval,
-    ApprovalContext,
-    GcResult,
-    Image,
-    ItemOutcome,
-    Plan,
-    PlanStatus,
-    item_status,
-)
+from .lifecycle import Decision, PlanStatus
+from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
 from .options import Options
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .plugin_settings import approver_options, configure_plugins
 from .registry import RegistryBackend, check_backend_options
 from .scan import RepositoryScan, Scanner
-from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
+from .state import PruneResult, State
 from .timing import check_time_sources
+from .transitions import Transitions
 from .urls import registry_identity
 
-RESUMABLE = UNFINISHED_PLAN_STATUSES  # what apply resumes is what retention never removes
+RESUMABLE = lifecycle.RESUMABLE  # what apply resumes is what retention never removes
+AUDIT_SCAN = 1_000_000  # audit_events has no event filter: read all of a plan's events
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +71,7 @@ def lock_name(url: str) -> str:
     return registry_identity(url)
 
 
-class Engine:
+class Engine(Transitions):
     """Plans, approvals, deletions and GC for one configuration and one state DB."""
 
     def __init__(
@@ -325,10 +313,10 @@ class Engine:
         except sqlite3.OperationalError as exc:
             log.warning("plan retention skipped, retried after the next plan: %s", exc)
 
-    # -- approve ---------------------------------------------------------------
+    # -- decide (the transitions themselves are in transitions.Transitions) --------
 
-    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
-        """Ask the plan's approver; record and announce the decision when one is made."""
+    def ask_approver(self, plan: Plan, context: ApprovalContext) -> Approval:
+        """Ask the plan's approver plugin; record and announce its decision when it makes one."""
         approver = self.catalog.approvers.get(plan.approval)
         if approver is None:
             raise ConfigError(
@@ -344,16 +332,12 @@ class Engine:
             raise
         except Exception as exc:
             raise plugin_error(owner, f"approve ({plan.approval})", exc) from exc
-        if not isinstance(approval, Approval) or approval.decision not in (
-            "approved",
-            "rejected",
-            "pending",
-        ):
+        if not isinstance(approval, Approval) or approval.decision not in tuple(Decision):
             raise PluginError(
                 f"plugin {owner} failed in approve ({plan.approval}): it answered {approval!r}, "
                 "not an Approval that is approved, rejected or pending; nothing was deleted"
             )
-        if approval.decision == "pending":
+        if approval.decision == Decision.PENDING:
             return approval
         self.record_decision(plan, approval)
         return approval
@@ -367,23 +351,6 @@ class Engine:
             options = policy.approval_options
         return approver_options(approver, options, f"policy.{plan.policy}.approval")
 
-    def record_decision(self, plan: Plan, approval: Approval) -> bool:
-        """Move a pending plan to approved or rejected, once; False if it was no longer pending."""
-        target: PlanStatus = "approved" if approval.decision == "approved" else "rejected"
-        if not self.state.plans.set_status(plan.id, target, expected=("pending",)):
-            return False
-        self.state.approvals.add(plan.id, approval, at=self.now())
-        plan.status = target
-        notify(
-            self.manager,
-            "plan_decided",
-            plan=plan,
-            approval=approval,
-            state=self.state,
-            audit=self.state.audit_log,
-        )
-        return True
-
     # -- apply -----------------------------------------------------------------
 
     def apply(
@@ -392,12 +359,12 @@ class Engine:
         *,
         context: ApprovalContext | None = None,
         progress: Progress | None = None,
-        resume: tuple[str, ...] = RESUMABLE,
+        resume: tuple[PlanStatus, ...] = lifecycle.RESUMABLE,
     ) -> ApplyResult:
         """Approve if needed, then delete what the plan lists; resumable.
 
-        ``resume`` names the statuses this caller may continue from; the Slack bot
-        leaves out "failed" so a failure waits for a person.
+        ``resume`` names the statuses this caller may continue from (`resume` leaves
+        out failed, so a failure waits for a person).
         """
         plan = self.state.plans.get(plan_id)
         context = context or ApprovalContext(
@@ -410,275 +377,54 @@ class Engine:
             state=self.state,
             settings=self.settings,
         )
-        if plan.status == "pending":
-            expires = self.state.plans.fields(plan.id).expires_at
-            if expires and expires <= self.now():
-                self.state.plans.set_status(plan.id, "expired", expected=("pending",))
+        if plan.status == PlanStatus.PENDING:
+            expired = self.expire_if_due(plan, actor=context.actor)
+            if expired is not None:
                 raise UsageError(
-                    f"plan {plan.id} expired at {expires:%Y-%m-%d %H:%M} UTC; make a new plan"
+                    f"plan {plan.id} expired at {expired:%Y-%m-%d %H:%M} UTC; make a new plan"
                 )
-            approval = self.approve(plan, context)
-            if approval.decision == "pending":
+            approval = self.ask_approver(plan, context)
+            if approval.decision == Decision.PENDING:
                 raise ApprovalPending(
                     f"plan {plan.id} is waiting for approval ({approval.note or plan.approval})"
                 )
-            if approval.decision == "rejected":
-                return ApplyResult(plan_id=plan.id, status="rejected")
+            if approval.decision == Decision.REJECTED:
+                return ApplyResult(plan_id=plan.id, status=PlanStatus.REJECTED)
             plan = self.state.plans.get(plan.id)
-        if plan.status == "done":
-            return self._result_from_state(plan)
+        if plan.status == PlanStatus.DONE:
+            return apply_flow.result_from_state(self, plan)
         if plan.status not in resume:
             raise UsageError(f"plan {plan.id} is {plan.status}; only approved plans can be applied")
-        return self._apply_approved(plan, progress, resume)
+        return apply_flow.apply_approved(self, plan, progress, resume, actor=context.actor)
 
-    def _apply_approved(
-        self, plan: Plan, progress: Progress | None, resume: tuple[str, ...]
-    ) -> ApplyResult:
-        client = self.client_for_plan(plan)
-        keep_rules = self.keep_rules_for(plan)
-        name = self.lock_name(plan.registry, plan.registry_url)
-        with self.state.locks.hold(name, purpose=f"apply of plan {plan.id}"):
-            applier = Applier(
-                plan,
-                state=self.state,
-                manager=self.manager,
-                client=client,
-                registry_settings=self.settings.registry.get(plan.registry)
-                or RegistrySettings(url=plan.registry_url),
-                lock_name=name,
-                progress=progress,
-                keep_rules_for=keep_rules,
-                now=self._now,
+    def resume(self, plan_id: str, *, actor: str, progress: Progress | None = None) -> ApplyResult:
+        """Apply an approved plan, or continue one whose apply died with its process,
+        unattended: never a pending plan (nobody is asked) and never a failed one (a
+        person reads why first)."""
+        plan = self.state.plans.get(plan_id)
+        if plan.status not in lifecycle.UNATTENDED_RESUMABLE and plan.status != PlanStatus.DONE:
+            raise UsageError(
+                f"plan {plan.id} is {plan.status}; only an approved or interrupted plan is "
+                "applied unattended"
             )
-            try:
-                applier.preflight(item.repository for item in applier.pending_items())
-                applier.prepare()
-            except RegpruneError as exc:
-                self._refused(plan, exc)
-                raise
-            except KeyboardInterrupt:
-                raise Interrupted(
-                    f"interrupted before anything was deleted; plan {plan.id} is unchanged and "
-                    f"`regprune apply {plan.id}` starts it again"
-                ) from None
-            # Another process may have finished or cancelled it since we read it.
-            if not self.state.plans.set_status(plan.id, "applying", expected=resume):
-                now = self.state.plans.get(plan.id).status
-                raise UsageError(f"plan {plan.id} became {now} meanwhile; nothing was deleted")
-            try:
-                applier.run()
-            except KeyboardInterrupt:
-                self._stopped(plan)
-                raise Interrupted(self._stopped_line(plan, "interrupted")) from None
-            except RegpruneError as exc:
-                self._stopped(plan)
-                raise self._stopped_error(plan, exc) from None
-            except BaseException:
-                self._stopped(plan)
-                raise
-            statuses = self.state.plans.item_statuses(plan.id)
-            final = (
-                "failed"
-                if any(s != "deleted" and s != "skipped" for s, _ in statuses.values())
-                else "done"
-            )
-            self.state.plans.set_status(plan.id, final, expected=("applying",))
-        plan = self.state.plans.get(plan.id)
-        result = self._result_from_state(plan)
-        notify(
-            self.manager,
-            "apply_finished",
-            plan=plan,
-            result=result,
-            state=self.state,
-            audit=self.state.audit_log,
-        )
-        return result
-
-    def _stopped(self, plan: Plan) -> None:
-        """An apply that stopped part-way: failed (resumable), and apply_finished fires."""
-        self.state.plans.set_status(plan.id, "failed", expected=("applying",))
-        result = self._result_from_state(self.state.plans.get(plan.id))
-        notify(
-            self.manager,
-            "apply_finished",
-            plan=plan,
-            result=result,
-            state=self.state,
-            audit=self.state.audit_log,
+        context = ApprovalContext(assume_yes=False, interactive=False, actor=actor)
+        return self.apply(
+            plan.id, context=context, progress=progress, resume=lifecycle.UNATTENDED_RESUMABLE
         )
 
-    def _stopped_line(self, plan: Plan, why: str) -> str:
-        statuses = self.state.plans.item_statuses(plan.id)
-        done = sum(1 for status, _ in statuses.values() if status == "deleted")
-        return (
-            f"{why}: stopped after {done} of {len(plan.delete)} deletions of plan {plan.id}; "
-            f"`regprune apply {plan.id}` finishes the rest"
-        )
-
-    def _stopped_error(self, plan: Plan, exc: RegpruneError) -> RegpruneError:
-        """Exit 2 only when nothing was deleted; after a partial apply, exit 1 with how far
-        it got and how to finish."""
-        statuses = self.state.plans.item_statuses(plan.id)
-        if not any(status == "deleted" for status, _ in statuses.values()):
-            return exc
-        return ApplyStopped(self._stopped_line(plan, exc.message), cause=exc)
-
-    def _refused(self, plan: Plan, exc: RegpruneError) -> None:
-        """Apply stopped before deleting anything (the registry refuses deletes, a keep
-        rule failed, the registry cannot be scanned): record a failure event and, when
-        nothing of the plan was ever deleted, leave it re-approvable (pending again, its
-        approvals void), so retention and `cancel` can deal with it."""
-        statuses = self.state.plans.item_statuses(plan.id)
-        untouched = not any(status == "deleted" for status, _ in statuses.values())
-        reopened = untouched and self.state.plans.reopen(plan.id, expected=("approved", "failed"))
-        self.state.audit_log.record(
-            "apply.refused",
-            registry=plan.registry,
-            plan_id=plan.id,
-            details={
-                "error": exc.message,
-                "status": "pending" if reopened else self.state.plans.get(plan.id).status,
-            },
-        )
-
-    def _result_from_state(self, plan: Plan) -> ApplyResult:
-        statuses = self.state.plans.item_statuses(plan.id)
-        outcomes = []
-        for item in plan.delete:
-            status, reason = statuses[item.seq]
-            outcomes.append(ItemOutcome(item, item_status(status), reason))
-        return ApplyResult(plan_id=plan.id, status=plan.status, outcomes=outcomes)
-
-    # -- gc ----------------------------------------------------------------------
+    # -- gc (the flow lives in gc_flow) ------------------------------------------
 
     def gc(
         self, registry: str, *, dry_run: bool = False, allow_delete_untagged: bool = False
     ) -> GcResult:
-        """Run the registry's garbage collector through the configured command, under the lock.
-
-        Refuses (`UsageError`, before any command runs) a command that cannot run and,
-        on Distribution 2.x, ``--delete-untagged`` while the registry holds a multi-arch
-        image, unless ``allow_delete_untagged``.  The GC child's pid is kept in the
-        lock, so the lock is not stale while it lives.  An interrupted run is recorded
-        before `GcInterrupted` goes on.
-        """
-        settings = self.registry_settings(registry)
-        self.gc_preflight(registry)
-        name = self.lock_name(registry)
-        with self.state.locks.hold(
-            name, purpose="garbage collection" + (" (dry run)" if dry_run else "")
-        ):
-            warnings = self.gc_warnings(
-                registry, settings, dry_run=dry_run, allow_delete_untagged=allow_delete_untagged
-            )
-            try:
-                _, result = first_result(
-                    self.manager,
-                    "collect_garbage",
-                    registry=settings,
-                    name=registry,
-                    dry_run=dry_run,
-                    track_child=lambda pid: self.state.locks.set_child(name, pid),
-                )
-            except GcInterrupted as stop:
-                if isinstance(stop.result, GcResult):
-                    stop.result.warnings[:0] = warnings
-                    self.state.gc_runs.record(registry, stop.result)
-                raise
-            if result is None:
-                raise ConfigError(
-                    f"no garbage collector for registry {registry!r}: set [registry.{registry}.gc] command = [...]"
-                )
-            result.warnings[:0] = warnings
-        self.state.gc_runs.record(registry, result)
-        notify(
-            self.manager,
-            "gc_finished",
-            name=registry,
-            result=result,
-            state=self.state,
-            audit=self.state.audit_log,
+        """Run the registry's garbage collector under its lock (see `gc_flow.run_gc`)."""
+        return gc_flow.run_gc(
+            self, registry, dry_run=dry_run, allow_delete_untagged=allow_delete_untagged
         )
-        return result
 
     def gc_preflight(self, registry: str, *, scan: bool = False) -> None:
-        """The checks `gc` makes before anything runs; raises `UsageError` (exit 2).
-
-        The config checks make no request.  With ``scan`` the ``--delete-untagged``
-        judgement is made too (it scans the registry): `run --gc` calls this before
-        applying anything, so a GC it would refuse refuses the whole run up front.
-        """
-        settings = self.registry_settings(registry)
-        validate_commands(settings.gc, registry)
-        delete_untagged_spelling(settings.gc.command, f"registry.{registry}.gc.command")
-        if scan:
-            self.gc_warnings(registry, settings)
-
-    def gc_warnings(
-        self,
-        registry: str,
-        settings: RegistrySettings,
-        *,
-        dry_run: bool = False,
-        allow_delete_untagged: bool = False,
-    ) -> list[str]:
-        """Warnings for a GC run; raise `UsageError` when it must not run at all.
-
-        ``--delete-untagged`` (in any spelling the registry's flag parser accepts) on
-        Distribution 2.x deletes the platform manifests of every multi-arch image: refused
-        while a scan of the registry finds an index or manifest list, or when the
-        registry cannot be scanned.  A dry run deletes nothing, so it only warns.
-        """
-        spelling = delete_untagged_spelling(settings.gc.command, f"registry.{registry}.gc.command")
-        if spelling is None or settings.version == 3:
-            return []
-        flag = "--delete-untagged" + (
-            f" (as {spelling!r})" if spelling != "--delete-untagged" else ""
-        )
-        risk = (
-            f"registry.{registry}.gc.command has {flag}, which on Distribution 2.x deletes the"
-            " platform manifests of multi-arch images (fixed in 3.0)"
-        )
-        fix = (
-            "remove the flag (regprune deletes index children itself), set"
-            f" [registry.{registry}] version = 3 if the registry runs 3.x, or pass"
-            " --allow-delete-untagged to `regprune gc` to run it anyway"
-        )
-        if allow_delete_untagged:
-            return [f"{risk}; running it because --allow-delete-untagged was given"]
-        try:
-            found = self._multi_arch_images(registry)
-        except RegpruneError as exc:
-            why = f"the registry could not be scanned for them ({exc.message})"
-            if dry_run:
-                return [f"{risk}, and {why}"]
-            raise UsageError(f"{risk}, and {why}; not running garbage collection: {fix}") from exc
-        if not found:
-            return []
-        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-        holds = f"this registry holds {len(found)} ({found[0]}{more})"
-        if dry_run:
-            return [f"{risk}, and {holds}; a real run is refused: {fix}"]
-        raise UsageError(f"{risk}, and {holds}; not running garbage collection: {fix}")
-
-    def _multi_arch_images(self, registry: str) -> list[str]:
-        """``repo:tag`` (or ``repo@digest``) of every index / manifest list the registry holds.
-
-        Scans every repository through the API with the digest cache, so a warm scan
-        costs one request per tag.
-        """
-        scanner = Scanner(self.client(registry), self.state, registry, self.now())
-        found: list[str] = []
-        for scan in scanner.scan(scanner.repositories(["*"])):
-            tags = scan.tags_by_digest()
-            for digest, facts in sorted(scan.manifests.items()):
-                if is_index(facts.media_type):
-                    names = tags.get(digest)
-                    found.append(
-                        f"{scan.repository}:{names[0]}" if names else f"{scan.repository}@{digest}"
-                    )
-        return found
+        """The checks `gc` makes before anything runs (see `gc_flow.gc_preflight`)."""
+        gc_flow.gc_preflight(self, registry, scan=scan)
 
     # -- list ----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Image,
         Plan,
         PlanItem,
+        PlanStatus,
         Protector,
         Selector,
         TimeReading,
@@ -159,7 +160,33 @@ def plan_created(plan: Plan, state: State, audit: AuditLog) -> None:
 
 @hookspec
 def plan_decided(plan: Plan, approval: Approval, state: State, audit: AuditLog) -> None:
-    """Called when a plan is approved or rejected (by a prompt, --yes, auto or Slack)."""
+    """Called when a plan is approved or rejected (by a prompt, --yes, auto or Slack).
+
+    Kept for existing plugins: ``plan_status_changed`` hears of every status change,
+    these two included.
+    """
+
+
+@hookspec
+def plan_status_changed(
+    plan: Plan,
+    old: PlanStatus,
+    new: PlanStatus,
+    actor: str,
+    reason: str,
+    method: str,
+    audit: AuditLog,
+) -> None:
+    """Called once for every change of a plan's status, right after the engine's
+    compare-and-set made it (``regprune.lifecycle.TRANSITIONS`` lists the moves).
+
+    ``old`` and ``new`` are ``PlanStatus`` members (they compare equal to the status
+    strings); ``plan.status`` is already ``new``.  ``actor`` is who made the change
+    (``alice@host``, ``U123``, ``regprune-bot``), ``method`` how (``cli --yes``,
+    ``slack``, ``auto``; may be empty), ``reason`` why, in words (an approval's
+    note, an apply's error; may be empty).  A third-party plugin's exception is
+    logged as a warning; the change has happened either way.
+    """
 
 
 @hookspec

@@ -12,10 +12,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .options import Options
+
+from .lifecycle import ITEM_REPORTED, Decision, ItemStatus, PlanStatus
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,6 @@ class PlanSummary:
         }
 
 
-PlanStatus = Literal[
-    "pending", "approved", "rejected", "expired", "applying", "done", "failed", "cancelled"
-]
-
-
 @dataclass
 class Plan:
     """What a policy would delete and keep, and why.  Immutable once stored."""
@@ -245,7 +242,7 @@ class Plan:
     approval: str
     gc: bool
     content_hash: str = ""
-    status: PlanStatus = "pending"
+    status: PlanStatus = PlanStatus.PENDING
     requested_by: str = ""
     expires_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
@@ -287,7 +284,8 @@ class Plan:
         }
 
 
-ApprovalDecision = Literal["approved", "rejected", "pending"]
+ApprovalDecision = Decision
+"""An approver's answer; spelled in ``regprune.lifecycle``."""
 
 
 @dataclass(frozen=True)
@@ -323,18 +321,6 @@ class Approver(Protocol):
         ...
 
 
-ItemStatus = Literal["pending", "deleting", "deleted", "skipped", "failed"]
-ITEM_STATUSES: tuple[ItemStatus, ...] = get_args(ItemStatus)
-
-
-def item_status(value: str) -> ItemStatus:
-    """``value`` (read from the state DB) as an ``ItemStatus``; ValueError if it is none."""
-    for status in ITEM_STATUSES:
-        if value == status:
-            return status
-    raise ValueError(f"unknown item status {value!r} (known: {', '.join(ITEM_STATUSES)})")
-
-
 @dataclass(frozen=True)
 class ItemOutcome:
     item: PlanItem
@@ -353,7 +339,7 @@ class ApplyResult:
 
     @property
     def bytes_deleted(self) -> int:
-        return sum(outcome.item.size for outcome in self.of("deleted"))
+        return sum(outcome.item.size for outcome in self.of(ItemStatus.DELETED))
 
     def to_json_dict(self) -> dict[str, Any]:
         def rows(status: ItemStatus) -> list[dict[str, Any]]:
@@ -364,9 +350,8 @@ class ApplyResult:
         return {
             "plan_id": self.plan_id,
             "status": self.status,
-            "deleted": rows("deleted"),
-            "skipped": rows("skipped"),
-            "failed": rows("failed"),
+            # The JSON keys are the item statuses they list.
+            **{status: rows(status) for status in ITEM_REPORTED},
         }
 
 

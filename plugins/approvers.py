@@ -8,6 +8,7 @@ import typer
 
 from regprune import hookimpl
 from regprune.errors import UsageError
+from regprune.lifecycle import Decision
 from regprune.models import Approval, ApprovalContext, Approver, Plan
 
 
@@ -27,14 +28,14 @@ class CliApprover:
 
     def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
         if context.assume_yes:
-            return Approval("approved", context.actor, "cli --yes")
+            return Approval(Decision.APPROVED, context.actor, "cli --yes")
         if not context.interactive:
             raise UsageError(
                 f"plan {plan.id} needs approval and there is no terminal to ask: pass --yes to approve it"
             )
         if self.confirm(_describe(plan)):
-            return Approval("approved", context.actor, "cli prompt")
-        return Approval("rejected", context.actor, "cli prompt")
+            return Approval(Decision.APPROVED, context.actor, "cli prompt")
+        return Approval(Decision.REJECTED, context.actor, "cli prompt")
 
 
 class AutoApprover:
@@ -42,7 +43,7 @@ class AutoApprover:
 
     def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
         return Approval(
-            "approved", "policy", "auto", note=f'policy {plan.policy} has approval = "auto"'
+            Decision.APPROVED, "policy", "auto", note=f'policy {plan.policy} has approval = "auto"'
         )
 
 
@@ -51,7 +52,7 @@ class SlackApprover:
 
     def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
         return Approval(
-            "pending",
+            Decision.PENDING,
             "",
             "slack",
             note="approve it in Slack; `regprune apply` runs it once approved there",

@@ -6,7 +6,8 @@ Each hook takes only `audit` (the audit log), never the whole state DB.
 from __future__ import annotations
 
 from regprune import hookimpl
-from regprune.models import ApplyResult, Approval, GcResult, Plan, PlanItem
+from regprune.lifecycle import ITEM_REPORTED, ITEM_UNFINISHED, ItemStatus, PlanStatus
+from regprune.models import ApplyResult, GcResult, Plan, PlanItem
 from regprune.state import AuditLog
 
 
@@ -26,16 +27,41 @@ def plan_created(plan: Plan, audit: AuditLog) -> None:
     )
 
 
+# The status changes with an event of their own.  The moves of an apply (to applying,
+# done, failed, and back to pending when the registry refused it) are told by
+# apply.finished and apply.refused, which carry the counts and the error.
+_STATUS_EVENTS = {
+    PlanStatus.APPROVED: "plan.approved",
+    PlanStatus.REJECTED: "plan.rejected",
+    PlanStatus.EXPIRED: "plan.expired",
+    PlanStatus.CANCELLED: "plan.cancelled",
+}
+
+
 @hookimpl
-def plan_decided(plan: Plan, approval: Approval, audit: AuditLog) -> None:
-    """Record who approved or rejected a plan, and how."""
-    audit.record(
-        f"plan.{approval.decision}",
-        registry=plan.registry,
-        plan_id=plan.id,
-        actor=approval.by,
-        details={"method": approval.method, "note": approval.note},
-    )
+def plan_status_changed(
+    plan: Plan,
+    old: PlanStatus,
+    new: PlanStatus,
+    actor: str,
+    reason: str,
+    method: str,
+    audit: AuditLog,
+) -> None:
+    """Record a decision (who approved, rejected, cancelled; an expiry), and how."""
+    event = _STATUS_EVENTS.get(new)
+    if event is None:
+        return
+    details: dict[str, object]
+    if new in (PlanStatus.APPROVED, PlanStatus.REJECTED):
+        details = {"method": method, "note": reason}
+    elif new == PlanStatus.CANCELLED:
+        details = {"method": method, "was": old}
+    else:
+        details = {"method": method} if method else {}
+    if reason and "note" not in details:
+        details["reason"] = reason
+    audit.record(event, registry=plan.registry, plan_id=plan.id, actor=actor, details=details)
 
 
 def _item_details(item: PlanItem) -> dict:
@@ -86,10 +112,9 @@ def apply_finished(plan: Plan, result: ApplyResult, audit: AuditLog) -> None:
         plan_id=plan.id,
         details={
             "status": result.status,
-            "deleted": len(result.of("deleted")),
-            "skipped": len(result.of("skipped")),
-            "failed": len(result.of("failed")),
-            "pending": len(result.of("pending")) + len(result.of("deleting")),
+            # Counts by item status; "pending" is every item not finished yet.
+            **{status: len(result.of(status)) for status in ITEM_REPORTED},
+            ItemStatus.PENDING: sum(len(result.of(s)) for s in ITEM_UNFINISHED),
         },
     )
 

@@ -60,7 +60,7 @@ class _Run:
     log: list[str] = field(default_factory=list)
     exit_code: int = 0
     stage: str = "start"
-    """Where an interruption hit: "before N/M", "gc", "after" or "done"."""
+    """Where an interruption hit: "before N/M", "gc", "after" or "finished"."""
     stopped: str | None = None
     after_failed: str | None = None
 
@@ -115,7 +115,7 @@ def collect_garbage(
         except KeyboardInterrupt as exc:
             interrupted = interrupted or exc
         else:
-            run.stage = stage if interrupted else "done"
+            run.stage = stage if interrupted else "finished"
     result = GcResult(
         registry=name,
         dry_run=dry_run,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -853,7 +853,7 @@ def test_close_releases_held_locks(db_path: Path) -> None:
 
 NOW = T0 + timedelta(days=365)
 RETENTION = timedelta(days=90)
-ALL_STATUSES: tuple[str, ...] = get_args(PlanStatus)
+ALL_STATUSES: tuple[str, ...] = tuple(PlanStatus)
 
 
 def stored_plan(

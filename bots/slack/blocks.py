@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from regprune.cli.render import human_bytes, short
+from regprune.lifecycle import ITEM_REPORTED, ITEM_UNFINISHED, PlanStatus
 from regprune.models import ApplyResult, GcResult, Plan, PlanItem
 
 APPROVE_ACTION = "regprune_approve"
@@ -119,15 +120,15 @@ def repositories_text(plan: Plan, limit: int = 15) -> str:
     return "\n".join(lines)
 
 
-STATUS_LINES = {
-    "pending": ":hourglass_flowing_sand: Waiting for approval",
-    "approved": ":white_check_mark: Approved; applying, progress in the thread",
-    "applying": ":gear: Applying; progress in the thread",
-    "done": ":white_check_mark: Applied",
-    "failed": ":x: Apply failed; see the thread",
-    "rejected": ":no_entry: Rejected; nothing will be deleted",
-    "expired": ":alarm_clock: Expired without approval; nothing will be deleted",
-    "cancelled": ":no_entry_sign: Cancelled; nothing will be deleted",
+STATUS_LINES: dict[str, str] = {
+    PlanStatus.PENDING: ":hourglass_flowing_sand: Waiting for approval",
+    PlanStatus.APPROVED: ":white_check_mark: Approved; applying, progress in the thread",
+    PlanStatus.APPLYING: ":gear: Applying; progress in the thread",
+    PlanStatus.DONE: ":white_check_mark: Applied",
+    PlanStatus.FAILED: ":x: Apply failed; see the thread",
+    PlanStatus.REJECTED: ":no_entry: Rejected; nothing will be deleted",
+    PlanStatus.EXPIRED: ":alarm_clock: Expired without approval; nothing will be deleted",
+    PlanStatus.CANCELLED: ":no_entry_sign: Cancelled; nothing will be deleted",
 }
 
 
@@ -167,7 +168,7 @@ def plan_message(view: PlanView) -> Message:
         lines.append(
             "Approved by "
             + ", ".join(f"{mention(by)} at {when(at)}" for by, at in view.approvals)
-            + (f" ({len(view.approvals)} of {view.required})" if view.status == "pending" else "")
+            + (f" ({len(view.approvals)} of {view.required})" if view.status == PlanStatus.PENDING else "")
         )
     if view.rejections:
         lines.append(
@@ -180,7 +181,7 @@ def plan_message(view: PlanView) -> Message:
     if view.note:
         lines.append(view.note)
     blocks.append(_section("\n".join(lines)))
-    if view.status == "pending" and plan.delete:
+    if view.status == PlanStatus.PENDING and plan.delete:
         blocks.append(decision_buttons(plan))
     text = f"regprune plan {plan.id} ({plan.policy} on {plan.registry}): {view.status}"
     return {"text": text, "blocks": blocks}
@@ -271,16 +272,16 @@ def list_file(plan: Plan) -> str:
 def progress_text(done: int, total: int, counts: Mapping[str, int]) -> str:
     """A progress line for the thread: ``Progress: 50 of 200 (48 deleted, 2 skipped)``."""
     detail = ", ".join(
-        f"{counts[s]} {s}" for s in ("deleted", "skipped", "failed") if counts.get(s)
+        f"{counts[s]} {s}" for s in ITEM_REPORTED if counts.get(s)
     )
     return f":gear: Progress: {done} of {total}" + (f" ({detail})" if detail else "")
 
 
 def apply_result_message(result: ApplyResult, limit: int = 20) -> Message:
     """The final result of an apply: counts, bytes, and every skipped or failed item with why."""
-    deleted, skipped, failed = (result.of(s) for s in ("deleted", "skipped", "failed"))
-    unfinished = len(result.of("pending")) + len(result.of("deleting"))
-    icon = ":white_check_mark:" if result.status == "done" else ":x:"
+    deleted, skipped, failed = (result.of(s) for s in ITEM_REPORTED)
+    unfinished = sum(len(result.of(s)) for s in ITEM_UNFINISHED)
+    icon = ":white_check_mark:" if result.status == PlanStatus.DONE else ":x:"
     head = (
         f"{icon} Plan {result.plan_id} {result.status}: deleted *{len(deleted)}*, "
         f"skipped *{len(skipped)}*, failed *{len(failed)}*"
@@ -345,7 +346,7 @@ def apply_crash_text(plan_id: str, error: str) -> str:
 
 def resume_text(plan_id: str, status: str, done: int, total: int) -> str:
     """The first thread reply of an apply the bot resumes after a restart."""
-    where = "approved but its apply had not started" if status == "approved" else "being applied"
+    where = "approved but its apply had not started" if status == PlanStatus.APPROVED else "being applied"
     already = (
         f" {done} of {total} manifest(s) were already handled and are not repeated." if done else ""
     )

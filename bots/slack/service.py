@@ -1,12 +1,13 @@
-"""The Slack bot's rules, testable without HTTP: who may decide, how votes count, expiry,
-state transitions, and what gets posted where.
+"""The Slack bot's service, testable without HTTP: who may click (Slack users, groups,
+workspaces), what gets posted where, and the worker pool.
 
-Listeners only ack, call a method here and render.  Every plan, approval and
-deletion goes through the one ``Engine`` and the one state DB the CLI uses; each
-call opens its own ``State`` (its own SQLite connection), so request threads and
-background workers never share a connection.  State moves only through
-compare-and-set (``state.plans.set_status(..., expected=...)`` and
-``Engine.record_decision``), so two clicks racing cannot both win.
+Listeners only ack, call a method here and render.  The approval rules (quorum,
+self-approval, expiry, resume after a restart) are ``regprune.decisions``, fed with
+``[slack]`` values through `SlackService.rules`; every decision is an ``Engine`` call
+(``vote``, ``cancel``, ``expire``, ``resume``), a compare-and-set in the one state DB
+the CLI uses, so two clicks racing cannot both win.  Each call opens its own
+``State`` (its own SQLite connection), so request threads and background workers
+never share a connection.  Applying and resuming live in ``jobs``.
 """
 
 from __future__ import annotations
@@ -16,99 +17,50 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pluggy
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
+from regprune import decisions
 from regprune.config import Settings, SlackSettings
+from regprune.decisions import ApprovalRules
 from regprune.durations import parse_duration
 from regprune.engine import Engine
-from regprune.errors import LockHeld, RegpruneError, UsageError
-from regprune.models import Approval, ApprovalContext, Plan
+from regprune.errors import RegpruneError
+from regprune.lifecycle import WITH_OUTCOMES, Decision, PlanStatus
+from regprune.models import Plan
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import PlanFields, State
 
 from . import blocks
-from .progress import ThreadProgress, describe, retry_after
+from .clicks import Click, ClickDecision, Outcome, slack_actor
+from .deciding import METHOD, Deciding
+from .jobs import ApplyJobs
+from .progress import describe, retry_after
 from .redact import Redactor
 
 log = logging.getLogger(__name__)
 
 BOT_ACTOR = "regprune-bot"
-METHOD = "slack"
 SCHEDULE_ACTOR = "schedule"
 FILE_THRESHOLD = 50  # plans with more delete items get their list as an uploaded file
 MAX_LIST_MESSAGES = 8  # fallback when the upload fails: at most this many threaded replies
 MAX_RETRY_WAIT = 30.0  # longest Retry-After we wait once for an important post
-DECIDED = ("approved", "applying", "done", "failed")
-# What the bot resumes when it starts.  Never "failed": a person reads why and re-runs
-# `regprune apply`; the engine itself would resume a failed plan, so the bot checks first.
-RESUME_STATUSES = ("approved", "applying")
 MAX_RESUMES = 2  # a plan whose resumed apply keeps dying with the bot is left to a person
-STOPPED_EVENT = "slack.apply_stopped"  # the bot's apply stopped with an error: never resumed
-RESUMED_EVENT = "slack.resumed"
-NOT_RESUMED_EVENT = "slack.not_resumed"
-AUDIT_SCAN = 1_000_000  # audit_log.events has no event filter: read all of a plan's events
 
-Decision = Literal["approved", "rejected"]
+# Kept for code that imported them from here.
+__all__ = ["BOT_ACTOR", "METHOD", "Click", "ClickDecision", "Outcome", "SlackService", "slack_actor"]
 
 
-def slack_actor(user: str) -> str:
-    """How a Slack user is stored as a plan's requester: ``slack:U123``."""
-    return f"slack:{user}"
-
-
-@dataclass(frozen=True)
-class Click:
-    """An Approve or Reject click, as far as the rules care."""
-
-    plan_id: str
-    decision: Decision
-    user: str
-    teams: tuple[str, ...]
-    channel: str | None
-    ts: str | None
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any], decision: Decision) -> Click:
-        """Read a ``block_actions`` payload: the button's value, who clicked, and on which message."""
-        actions = body.get("actions") or [{}]
-        container = body.get("container") or {}
-        user = body.get("user") or {}
-        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-        teams = tuple(
-            str(team) for team in (user.get("team_id"), (body.get("team") or {}).get("id")) if team
-        )
-        return cls(
-            plan_id=str(actions[0].get("value") or ""),
-            decision=decision,
-            user=str(user.get("id") or ""),
-            teams=teams,
-            channel=str(channel) if channel else None,
-            ts=str(ts) if ts else None,
-        )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a click did: the ephemeral reply, and what the listener must do next."""
-
-    text: str
-    changed: bool = False  # the plan's channel message must be re-rendered
-    apply: bool = False  # enough approvals: run the apply now
-
-
-class SlackService:
-    """Rules and side effects of the bot, over one config, one state DB and one Slack client."""
+class SlackService(Deciding, ApplyJobs):
+    """Side effects of the bot, over one config, one state DB and one Slack client."""
 
     def __init__(
         self,
@@ -131,6 +83,14 @@ class SlackService:
         self._now = now or (lambda: datetime.now(UTC))
         self.redact = redactor or Redactor([client.token])
         self.ttl = parse_duration(self.slack.plan_ttl)
+        self.rules = ApprovalRules(
+            method=METHOD,
+            actor=BOT_ACTOR,
+            approvals_required=self.slack.approvals_required,
+            allow_self_approval=self.slack.allow_self_approval,
+            plan_ttl=self.ttl,
+            max_resumes=MAX_RESUMES,
+        )
         self.progress_every = progress_every
         self.progress_seconds = progress_seconds
         self._executor = ThreadPoolExecutor(
@@ -159,6 +119,11 @@ class SlackService:
     def engine(self, state: State) -> Engine:
         """The one engine, over this thread's ``State``."""
         return Engine(self.settings, state, manager=self.manager, now=self._now)
+
+    def message_of(self, state: State, plan_id: str) -> tuple[str | None, str | None]:
+        """The channel and ts of a plan's Slack message (None, None before it is posted)."""
+        fields = state.plans.fields(plan_id)
+        return fields.slack_channel, fields.slack_ts
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn`` in a background worker (never inside Slack's 3-second request window)."""
@@ -243,48 +208,6 @@ class SlackService:
         if channel and user:
             self.call("chat_postEphemeral", channel=channel, user=user, text=text, retry=False)
 
-    # -- who may decide --------------------------------------------------------------
-
-    def team_refusal(self, teams: Sequence[str]) -> str | None:
-        """Why a request from these team IDs is refused (``[slack].team_id``), or None."""
-        wanted = self.slack.team_id
-        if wanted and (not teams or any(team != wanted for team in teams)):
-            return "This bot only takes requests from its own Slack workspace; nothing was changed."
-        return None
-
-    def is_approver(self, user: str) -> bool:
-        """Whether ``user`` (a user ID, never a name) is a listed approver or in an approver group.
-
-        Groups are resolved now, at click time, with ``usergroups.users.list``; a group
-        that cannot be listed counts for nobody (the static list still applies).
-        """
-        if not user:
-            return False
-        if user in self.slack.approvers:
-            return True
-        for group in self.slack.approver_groups:
-            response = self.call("usergroups_users_list", usergroup=group, retry=False)
-            if response is None:
-                log.warning(
-                    "cannot list members of user group %s; only [slack].approvers count", group
-                )
-                continue
-            if user in (response.get("users") or []):
-                return True
-        return False
-
-    def refusal(self, user: str, teams: Sequence[str]) -> str | None:
-        """Why ``user`` may not approve or reject, or None if they may."""
-        team = self.team_refusal(teams)
-        if team:
-            return team
-        if not self.is_approver(user):
-            return (
-                "You are not allowed to approve or reject regprune plans; "
-                "ask one of the approvers. Nothing was changed."
-            )
-        return None
-
     # -- reading a plan for display ---------------------------------------------------
 
     def view(
@@ -293,11 +216,11 @@ class SlackService:
         """A plan's message view and its side fields (channel, ts, expiry, requester)."""
         plan = state.plans.get(plan_id)
         fields = state.plans.fields(plan.id)
-        decisions = state.approvals.of(plan.id)
-        approvals = [(d.by, d.at) for d in decisions if d.decision == "approved"]
-        rejections = [(d.by, d.at) for d in decisions if d.decision == "rejected"]
+        recorded = state.approvals.of(plan.id)
+        approvals = [(d.by, d.at) for d in decisions.by_decision(recorded, Decision.APPROVED)]
+        rejections = [(d.by, d.at) for d in decisions.by_decision(recorded, Decision.REJECTED)]
         outcome: dict[str, int] = {}
-        if plan.status in ("applying", "done", "failed"):
+        if plan.status in WITH_OUTCOMES:
             outcome = dict(Counter(s for s, _ in state.plans.item_statuses(plan.id).values()))
         view = blocks.PlanView(
             plan=plan,
@@ -393,30 +316,16 @@ class SlackService:
             fields = state.plans.fields(plan.id)
             if fields.slack_ts:
                 return str(fields.slack_ts)
-            if plan.status != "pending" or plan.approval != METHOD:
+            if plan.status != PlanStatus.PENDING or plan.approval != METHOD:
                 return None
-            expires = fields.expires_at or plan.created_at + self.ttl
-            if not fields.expires_at:
-                state.plans.set_fields(plan.id, expires_at=expires)
-            if expires <= self.now():
-                if state.plans.set_status(plan.id, "expired", expected=("pending",)):
-                    state.audit_log.record(
-                        "plan.expired",
-                        registry=plan.registry,
-                        plan_id=plan.id,
-                        actor=BOT_ACTOR,
-                        details={"reason": "expired before it could be posted"},
-                    )
+            engine = self.engine(state)
+            engine.stamp_expiry(plan, self.ttl)
+            if engine.expire_if_due(
+                plan, actor=BOT_ACTOR, reason="expired before it could be posted"
+            ):
                 return None
             if not plan.delete:
-                if state.plans.set_status(plan.id, "cancelled", expected=("pending",)):
-                    state.audit_log.record(
-                        "plan.cancelled",
-                        registry=plan.registry,
-                        plan_id=plan.id,
-                        actor=BOT_ACTOR,
-                        details={"reason": "nothing to delete"},
-                    )
+                engine.cancel(plan, actor=BOT_ACTOR, method=METHOD, reason="nothing to delete")
                 return None
             view, _ = self.view(state, plan.id)
             response = self.call(
@@ -468,7 +377,7 @@ class SlackService:
         with self.open_state() as state:
             pending = [
                 (plan.id, state.plans.fields(plan.id))
-                for plan in state.plans.find(status="pending", limit=200)
+                for plan in state.plans.find(status=PlanStatus.PENDING, limit=200)
                 if plan.approval == METHOD
             ]
         now = self.now()
@@ -485,338 +394,7 @@ class SlackService:
         """Move a pending plan to expired (never approved) and update its message."""
         with self.open_state() as state:
             plan = state.plans.get(plan_id)
-            changed = state.plans.set_status(plan.id, "expired", expected=("pending",))
-            if changed:
-                state.audit_log.record(
-                    "plan.expired", registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR
-                )
+            changed = self.engine(state).expire(plan, actor=BOT_ACTOR)
         if changed:
             self.refresh_message(plan_id)
         return changed
-
-    # -- decisions ----------------------------------------------------------------------
-
-    def _audit_refusal(self, state: State, click: Click, reason: str) -> None:
-        state.audit_log.record(
-            "slack.refused",
-            plan_id=click.plan_id[:64] or None,
-            actor=click.user or None,
-            details={"decision": click.decision, "reason": reason, "teams": list(click.teams)},
-        )
-
-    def decide(self, click: Click) -> Outcome:
-        """Apply the rules to one Approve/Reject click; the state DB is the only thing changed."""
-        with self.open_state() as state:
-            try:
-                fields = state.plans.fields(click.plan_id)  # exact id: no prefixes from a button
-            except UsageError:
-                self._audit_refusal(state, click, "unknown plan")
-                return Outcome(
-                    f"There is no plan `{blocks.escape(click.plan_id)}`; nothing was changed."
-                )
-            if (
-                not click.channel
-                or not click.ts
-                or fields.slack_channel != click.channel
-                or fields.slack_ts != click.ts
-            ):
-                self._audit_refusal(state, click, "button does not belong to this plan's message")
-                return Outcome(
-                    f"This button does not belong to plan {click.plan_id}'s message; "
-                    "nothing was changed."
-                )
-            refused = self.refusal(click.user, click.teams)
-            if refused:
-                self._audit_refusal(state, click, "not an approver")
-                return Outcome(refused)
-            plan = state.plans.get(click.plan_id)
-            if plan.approval != METHOD:
-                return Outcome(f"Plan {plan.id} is not approved in Slack; nothing was changed.")
-            if plan.status != "pending":
-                return Outcome(self._already(state, plan))
-            expires = fields.expires_at or plan.created_at + self.ttl
-            if self.now() >= expires:
-                changed = state.plans.set_status(plan.id, "expired", expected=("pending",))
-                if changed:
-                    state.audit_log.record(
-                        "plan.expired", registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR
-                    )
-                return Outcome(
-                    f"Plan {plan.id} expired at {blocks.when(expires)} and can no longer be "
-                    f"approved; make a new one with `/regprune plan {plan.policy}`.",
-                    changed=changed,
-                )
-            engine = self.engine(state)
-            if click.decision == "rejected":
-                return self._reject(state, engine, plan, click)
-            return self._approve(state, engine, plan, click)
-
-    def _reject(self, state: State, engine: Engine, plan: Plan, click: Click) -> Outcome:
-        if engine.record_decision(plan, Approval("rejected", click.user, METHOD)):
-            return Outcome(f"You rejected plan {plan.id}; nothing will be deleted.", changed=True)
-        return Outcome(self._already(state, state.plans.get(plan.id)))
-
-    def _approve(self, state: State, engine: Engine, plan: Plan, click: Click) -> Outcome:
-        if plan.requested_by in (click.user, slack_actor(click.user)) and not (
-            self.slack.allow_self_approval
-        ):
-            self._audit_refusal(state, click, "self-approval")
-            return Outcome(
-                f"You requested plan {plan.id}, so you cannot approve it yourself; "
-                "ask another approver. Nothing was changed."
-            )
-        team = click.teams[0] if click.teams else None
-        vote = Approval("approved", click.user, METHOD)
-        new = state.approvals.add(plan.id, vote, at=self.now(), team=team)
-        approvers = [
-            d.by
-            for d in state.approvals.of(plan.id)
-            if d.decision == "approved" and d.method == METHOD
-        ]
-        required = self.slack.approvals_required
-        if not new:
-            return Outcome(
-                f"You already approved plan {plan.id}; {len(approvers)} of {required} approval(s)."
-            )
-        if len(approvers) < required:
-            return Outcome(
-                f"Your approval of plan {plan.id} is recorded: {len(approvers)} of {required}.",
-                changed=True,
-            )
-        final = Approval("approved", click.user, METHOD, note="approved by " + ", ".join(approvers))
-        if engine.record_decision(plan, final):
-            return Outcome(
-                f"Plan {plan.id} is approved; applying it now, progress in the thread.",
-                changed=True,
-                apply=True,
-            )
-        return Outcome(self._already(state, state.plans.get(plan.id)))
-
-    def _already(self, state: State, plan: Plan) -> str:
-        decisions = state.approvals.of(plan.id)
-        if plan.status in DECIDED:
-            names = [blocks.mention(d.by) for d in decisions if d.decision == "approved"]
-            return f"Plan {plan.id} was already approved by {', '.join(names) or 'someone'}; it is {plan.status}."
-        if plan.status == "rejected":
-            names = [blocks.mention(d.by) for d in decisions if d.decision == "rejected"]
-            return f"Plan {plan.id} was already rejected by {', '.join(names) or 'someone'}."
-        if plan.status == "expired":
-            return f"Plan {plan.id} expired without approval; make a new one with `/regprune plan {plan.policy}`."
-        return f"Plan {plan.id} is {plan.status}; nothing was changed."
-
-    def cancel(self, plan_id: str, user: str, teams: Sequence[str]) -> str:
-        """``/regprune cancel``: an approver or the requester cancels a pending plan."""
-        refused = self.team_refusal(teams)
-        if refused:
-            return refused
-        with self.open_state() as state:
-            plan = state.plans.get(plan_id)
-            requester = plan.requested_by in (user, slack_actor(user))
-            if not requester and not self.is_approver(user):
-                return f"Only approvers and the requester may cancel plan {plan.id}; nothing was changed."
-            if not state.plans.set_status(plan.id, "cancelled", expected=("pending",)):
-                return f"Plan {plan.id} is {state.plans.get(plan.id).status}; only a pending plan can be cancelled."
-            state.audit_log.record(
-                "plan.cancelled",
-                registry=plan.registry,
-                plan_id=plan.id,
-                actor=user,
-                details={"method": METHOD},
-            )
-        self.refresh_message(plan.id, note=f"Cancelled by {blocks.mention(user)}")
-        return f"Plan {plan.id} is cancelled."
-
-    # -- apply and gc -------------------------------------------------------------------
-
-    def start_apply(self, plan_id: str, *, resume: bool = False) -> Future[Any]:
-        """Run the apply of an approved plan in a background worker (see ``run_apply``)."""
-        return self.submit(self.run_apply, plan_id, resume=resume)
-
-    def run_apply(self, plan_id: str, *, resume: bool = False) -> None:
-        """Apply an approved plan with the engine, reporting in its thread; then gc if asked.
-
-        The engine re-resolves every tag first and skips what changed.  Progress posts
-        are best-effort (``ThreadProgress``); a failed post is never a reason to stop,
-        repeat or extend the deletions, and the apply is never retried because of Slack.
-        With ``resume`` (the bot restarted, see ``resume_interrupted``) the plan must still
-        be approved or applying, and the registry's lock free of any live holder.
-        """
-        with self.open_state() as state:
-            registry = state.plans.get(plan_id).registry
-        with self._registry_lock(registry), self.open_state() as state:
-            plan = state.plans.get(plan_id)
-            fields = state.plans.fields(plan.id)
-            channel, ts = fields.slack_channel, fields.slack_ts
-            if resume and not self._resume_ready(state, plan, channel, ts):
-                return
-            engine = self.engine(state)
-            try:
-                self._apply_and_collect(engine, plan, channel, ts)
-            finally:
-                engine.close()
-        self.refresh_message(plan_id)
-
-    # -- resuming after a restart -----------------------------------------------------
-
-    def resume_interrupted(self) -> list[str]:
-        """Once, when the bot starts: finish Slack-approved plans a restart left behind.
-
-        A plan is resumed when its policy is approved in Slack, it is ``approved``
-        (the apply never started) or ``applying`` (the bot died mid-apply), it has a
-        Slack message, a Slack approval and no rejection are recorded, no apply of the
-        bot stopped on it with an error (that one waits for a person), and the bot has
-        not resumed it ``MAX_RESUMES`` times already.  ``failed``, expired, rejected and
-        cancelled plans are never resumed.  Each runs through ``start_apply``, which
-        checks again in the worker; the engine skips what is already deleted or
-        skipped.  Returns the ids handed to the workers, oldest plan first.
-
-        Never call this from the poll loop: a plan that keeps failing must not be
-        retried again and again.
-        """
-        with self.open_state() as state:
-            found = [
-                plan
-                for status in RESUME_STATUSES
-                for plan in state.plans.find(status=status, limit=1000)
-                if plan.approval == METHOD
-            ]
-        started: list[str] = []
-        for plan in sorted(found, key=lambda p: (p.created_at, p.id)):
-            try:
-                refused = self._resume_refusal(plan.id)
-            except RegpruneError as exc:  # e.g. a tampered plan: never act on it
-                log.warning("plan %s not resumed: %s", plan.id, exc.message)
-                continue
-            if refused:
-                log.info("plan %s (%s) not resumed: %s", plan.id, plan.status, refused)
-                continue
-            log.info("resuming plan %s (%s) after a restart", plan.id, plan.status)
-            self.start_apply(plan.id, resume=True)
-            started.append(plan.id)
-        return started
-
-    def _resume_refusal(self, plan_id: str) -> str | None:
-        """Why the bot must not resume this plan on start, or None."""
-        with self.open_state() as state:
-            plan = state.plans.get(plan_id)  # checks the content hash
-            if plan.approval != METHOD or plan.status not in RESUME_STATUSES:
-                return f"it is {plan.status} (approved with {plan.approval})"
-            fields = state.plans.fields(plan.id)
-            channel, ts = fields.slack_channel, fields.slack_ts
-            if not channel or not ts:
-                return "it has no Slack message"
-            decisions = state.approvals.of(plan.id)
-            if any(d.decision == "rejected" for d in decisions):
-                return "a rejection is recorded"
-            if not any(d.decision == "approved" and d.method == METHOD for d in decisions):
-                return "no Slack approval is recorded"
-            events = Counter(
-                e.event for e in state.audit_log.events(limit=AUDIT_SCAN, plan_id=plan.id)
-            )
-            if events[STOPPED_EVENT]:
-                return "an apply by the bot stopped with an error; a person re-runs it"
-            if events[RESUMED_EVENT] >= MAX_RESUMES:
-                if not events[NOT_RESUMED_EVENT]:  # say it once, not at every start
-                    self._audit(state, NOT_RESUMED_EVENT, plan, attempts=events[RESUMED_EVENT])
-                    self.say_in_thread(
-                        channel, ts, blocks.resume_refused_text(plan.id, events[RESUMED_EVENT])
-                    )
-                return f"already resumed {events[RESUMED_EVENT]} time(s)"
-        return None
-
-    def _resume_ready(self, state: State, plan: Plan, channel: str | None, ts: str | None) -> bool:
-        """In the worker, under this process's registry lock: is the plan still to resume?"""
-        if plan.status not in RESUME_STATUSES:  # finished, or failed, since the bot looked
-            log.info("plan %s is %s now; not resumed", plan.id, plan.status)
-            return False
-        name = self.engine(state).lock_name(plan.registry, plan.registry_url)
-        holder = next((lock for lock in state.locks.current() if lock.name == name), None)
-        if holder is not None and not holder.stale:
-            # Another live process (a `regprune apply` or gc) has the registry: never run
-            # the same plan twice at once.  The engine would refuse too; this says why first.
-            since = blocks.when(holder.acquired_at)
-            busy = (
-                f"registry '{name}' is busy: {holder.purpose or 'a lock holder'} by "
-                f"{holder.hostname}:{holder.pid} since {since}"
-            )
-            self._audit(state, STOPPED_EVENT, plan, reason=busy, resumed=True)
-            self.say_in_thread(channel, ts, blocks.apply_busy_text(plan.id, busy))
-            return False
-        statuses = state.plans.item_statuses(plan.id)
-        done = sum(status in ("deleted", "skipped") for status, _ in statuses.values())
-        self._audit(state, RESUMED_EVENT, plan, status=plan.status, done=done)
-        self.say_in_thread(
-            channel, ts, blocks.resume_text(plan.id, plan.status, done, len(plan.delete))
-        )
-        return True
-
-    @staticmethod
-    def _audit(state: State, event: str, plan: Plan, **details: Any) -> None:
-        state.audit_log.record(
-            event, registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR, details=details
-        )
-
-    def _apply_and_collect(
-        self, engine: Engine, plan: Plan, channel: str | None, ts: str | None
-    ) -> None:
-        def post(text: str) -> object:
-            if not channel or not ts:
-                return None
-            # Straight to the client: the poster catches and logs, we never retry here.
-            return self.client.chat_postMessage(
-                channel=channel, thread_ts=ts, text=self.redact(text)
-            )
-
-        state = engine.state
-        todo = sum(
-            status not in ("deleted", "skipped")
-            for status, _ in state.plans.item_statuses(plan.id).values()
-        )
-        progress = ThreadProgress(
-            post, todo, every=self.progress_every, seconds=self.progress_seconds
-        )
-        self.say_in_thread(
-            channel,
-            ts,
-            f":gear: Applying plan {plan.id}: re-checking every tag, then deleting "
-            f"{todo} manifest(s).",
-        )
-        context = ApprovalContext(assume_yes=False, interactive=False, actor=BOT_ACTOR)
-        try:
-            # Never pick up a plan another process marked failed meanwhile: a person decides.
-            result = engine.apply(
-                plan.id, context=context, progress=progress, resume=("approved", "applying")
-            )
-        except LockHeld as exc:  # another live process has the registry (maybe this plan)
-            log.warning("apply of plan %s did not start: %s", plan.id, exc.message)
-            self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
-            self.say_in_thread(channel, ts, blocks.apply_busy_text(plan.id, exc.message))
-            return
-        except RegpruneError as exc:
-            log.warning("apply of plan %s stopped: %s", plan.id, exc.message)
-            self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
-            reopened = state.plans.get(plan.id).status == "pending"
-            self.say_in_thread(
-                channel, ts, blocks.apply_error_text(plan.id, exc.message, reopened=reopened)
-            )
-            return
-        except Exception as exc:  # a bug: say so in the thread, leave it to a person
-            log.exception("apply of plan %s stopped on an unexpected error", plan.id)
-            self._audit(state, STOPPED_EVENT, plan, reason=type(exc).__name__)
-            self.say_in_thread(channel, ts, blocks.apply_crash_text(plan.id, type(exc).__name__))
-            return
-        self.say_in_thread(channel, ts, **blocks.apply_result_message(result))
-        if not plan.gc:
-            return
-        if not result.of("deleted"):
-            self.say_in_thread(channel, ts, "Garbage collection skipped: nothing was deleted.")
-            return
-        try:
-            collected = engine.gc(plan.registry)
-        except RegpruneError as exc:
-            log.warning("gc of %s did not run: %s", plan.registry, exc.message)
-            self.say_in_thread(
-                channel, ts, f":x: Garbage collection did not run: {blocks.escape(exc.message)}"
-            )
-            return
-        self.say_in_thread(channel, ts, blocks.gc_result_text(collected))

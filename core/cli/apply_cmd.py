@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ..engine import Engine, default_actor, is_interactive
+from ..lifecycle import UNSUCCESSFUL, ItemStatus
 from ..models import ApplyResult, ApprovalContext, PlanItem
 from .context import get_context
 from .render import apply_result, err_console, print_json
@@ -31,7 +32,7 @@ def progress_bar(total: int, enabled: bool) -> Iterator:
         yield lambda item, status, reason: None
         return
     with Progress(
-        TextColumn("deleting"),
+        TextColumn(ItemStatus.DELETING),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
@@ -78,5 +79,5 @@ def register(app: typer.Typer) -> None:
             print_json(result.to_json_dict())
         else:
             apply_result(result)
-        if result.status in ("failed", "rejected") or result.of("failed"):
+        if result.status in UNSUCCESSFUL or result.of(ItemStatus.FAILED):
             raise typer.Exit(1)

@@ -6,9 +6,10 @@ import typer
 
 from ..engine import default_actor
 from ..errors import UsageError
+from ..lifecycle import CANCELLABLE
 from .context import get_context
 
-CANCELLABLE = ("pending", "approved", "failed")
+METHOD = "cli"
 
 
 def register(app: typer.Typer) -> None:
@@ -21,19 +22,15 @@ def register(app: typer.Typer) -> None:
 
         Works on a plan that is pending, approved, or failed part-way (what it
         already deleted stays deleted). A plan being applied cannot be cancelled.
+        The same rule holds in Slack.
         """
-        state = get_context(ctx).state()
-        plan = state.plans.get(plan_id)
-        if not state.plans.set_status(plan.id, "cancelled", expected=CANCELLABLE):
-            current = state.plans.get(plan.id).status
-            raise UsageError(
-                f"plan {plan.id} is {current}; only a pending, approved or failed plan can be cancelled"
-            )
-        state.audit_log.record(
-            "plan.cancelled",
-            registry=plan.registry,
-            plan_id=plan.id,
-            actor=default_actor(),
-            details={"method": "cli", "was": plan.status},
-        )
-        typer.echo(f"Plan {plan.id} is cancelled (it was {plan.status}).")
+        cli = get_context(ctx)
+        # No config needed: cancelling reads and writes only the state DB.
+        engine = cli.engine(cli.settings(required=False))
+        plan = engine.state.plans.get(plan_id)
+        was = engine.cancel(plan, actor=default_actor(), method=METHOD)
+        if was is None:
+            current = engine.state.plans.get(plan.id).status
+            allowed = ", ".join(CANCELLABLE[:-1]) + f" or {CANCELLABLE[-1]}"
+            raise UsageError(f"plan {plan.id} is {current}; only a {allowed} plan can be cancelled")
+        typer.echo(f"Plan {plan.id} is cancelled (it was {was}).")

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import format_duration
+from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
 from ..state import AuditEvent
 from ..timing import parse_time, untrusted
@@ -224,7 +225,7 @@ def summary_line(plan: Plan) -> str:
 
 
 def apply_result(result: ApplyResult) -> None:
-    for status in ("skipped", "failed"):
+    for status in (ItemStatus.SKIPPED, ItemStatus.FAILED):
         for outcome in result.of(status):
             item = outcome.item
             what = ", ".join(short_tag(tag) for tag in item.tags) or item.role
@@ -232,9 +233,9 @@ def apply_result(result: ApplyResult) -> None:
                 f"{status}: {item.repository}@{short(item.digest)} ({what}): {outcome.reason}"
             )
     console.print(
-        f"Plan {result.plan_id}: {result.status}; deleted {len(result.of('deleted'))}, "
-        f"skipped {len(result.of('skipped'))}, failed {len(result.of('failed'))}, "
-        f"not yet done {len(result.of('pending')) + len(result.of('deleting'))}; "
+        f"Plan {result.plan_id}: {result.status}; deleted {len(result.of(ItemStatus.DELETED))}, "
+        f"skipped {len(result.of(ItemStatus.SKIPPED))}, failed {len(result.of(ItemStatus.FAILED))}, "
+        f"not yet done {sum(len(result.of(s)) for s in ITEM_UNFINISHED)}; "
         f"{human_bytes(result.bytes_deleted)} of manifests and blobs unreferenced (run gc to free the disk)."
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..errors import ApprovalPending
+from ..lifecycle import ItemStatus, PlanStatus
 from .apply_cmd import apply_plan
 from .context import get_context
 from .plan_cmd import QuickOptions, make_plans
@@ -87,8 +88,8 @@ def register(app: typer.Typer) -> None:
             report["plans"].append(entry)
             if not as_json:
                 apply_result(result)
-            failed = failed or result.status != "done"
-            if (gc or plan.gc) and result.of("deleted") and plan.registry not in collect:
+            failed = failed or result.status != PlanStatus.DONE
+            if (gc or plan.gc) and result.of(ItemStatus.DELETED) and plan.registry not in collect:
                 collect.append(plan.registry)
         for name in collect:
             collected = engine.gc(name)

@@ -10,13 +10,14 @@ import typer
 from ..config import NEVER
 from ..durations import parse_duration
 from ..errors import UsageError
-from ..state import FINAL_PLAN_STATUSES, PruneResult
+from ..lifecycle import FINISHED
+from ..state import PruneResult
 from .context import get_context
 from .render import human_bytes, print_json
 
 PRUNE_HELP = f"""Remove old plans from the state DB, with their items and approvals.
 
-Removes plans that finished ({", ".join(FINAL_PLAN_STATUSES)}) and pending plans
+Removes plans that finished ({", ".join(FINISHED)}) and pending plans
 nobody approved, once created and last changed more than DURATION ago (default:
 [state] plan_retention, "90d"). A pending plan still open for approval stays.
 Approved, applying and failed plans are NEVER removed: apply resumes them.

@@ -23,6 +23,7 @@ from ..errors import (
     RegistryError,
     UsageError,
 )
+from ..lifecycle import DeleteAnswer
 from ..mediatypes import MANIFEST_ACCEPT, ZERO_DIGEST
 from ._answers import MEDIA_TYPE_PATTERN, parse_catalog, parse_manifest, parse_tag_list
 from ._credentials import credentials_for
@@ -208,12 +209,12 @@ class RegistryClient(HttpSession):
             )
         response = self._delete(repository, digest)
         if response.status_code == 202:
-            return "deleted"
+            return DeleteAnswer.DELETED
         if response.status_code == 404:
-            return "absent"
+            return DeleteAnswer.ABSENT
         self._check(response, f"repository:{repository}:delete")
         # Any other 2xx: Distribution always says 202, but a 200/204 also means done.
-        return "deleted"
+        return DeleteAnswer.DELETED
 
     def check_delete_allowed(self, repository: str) -> None:
         """Raise DeletesDisabled or MissingScope if deleting would fail; deletes nothing.

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, get_args
+from typing import Any, NoReturn
 
 from ..errors import RegpruneError, UsageError
 from ..models import ItemStatus, KeepItem, Plan, PlanItem, PlanStatus, PlanSummary
@@ -16,8 +16,8 @@ from ._codec import canonical, content_hash, from_db, now, to_db
 from .audit import AuditLog
 from .connection import Connection
 
-_PLAN_STATUSES = frozenset(get_args(PlanStatus))
-_ITEM_STATUSES = frozenset(get_args(ItemStatus))
+_PLAN_STATUSES = frozenset(PlanStatus)
+_ITEM_STATUSES = frozenset(ItemStatus)
 _PLAN_SIDE_FIELDS = ("requested_by", "expires_at", "slack_channel", "slack_ts")
 _MIN_PREFIX = 4
 
@@ -100,9 +100,17 @@ class Plans:
                 )
                 conn.executemany(
                     "INSERT INTO plan_items (plan_id, seq, repository, digest, role, status,"
-                    " reason, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', '', ?)",
+                    " reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, '', ?)",
                     [
-                        (plan.id, item.seq, item.repository, item.digest, item.role, stamp)
+                        (
+                            plan.id,
+                            item.seq,
+                            item.repository,
+                            item.digest,
+                            item.role,
+                            ItemStatus.PENDING,
+                            stamp,
+                        )
                         for item in plan.delete
                     ],
                 )
@@ -230,8 +238,8 @@ class Plans:
         marks = ",".join("?" * len(allowed))
         with self._conn.write() as conn:
             cursor = conn.execute(
-                f"UPDATE plans SET status = 'pending', updated_at = ? WHERE id = ? AND status IN ({marks})",
-                [to_db(now()), plan_id, *allowed],
+                f"UPDATE plans SET status = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
+                [PlanStatus.PENDING, to_db(now()), plan_id, *allowed],
             )
             if cursor.rowcount != 1:
                 return False

@@ -15,16 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import LockHeld, RegpruneError
+from ..lifecycle import FINISHED, RESUMABLE, PlanStatus
 from ._codec import chunks, now, to_db
 from .audit import PRUNED_EVENT, VACUUMED_EVENT, AuditLog
 from .connection import Connection
 from .locks import Locks
 
-FINAL_PLAN_STATUSES = ("done", "rejected", "expired", "cancelled")
+FINAL_PLAN_STATUSES = FINISHED
 """Plans nothing more can happen to: removed once older than the retention."""
-UNFINISHED_PLAN_STATUSES = ("approved", "applying", "failed")
+UNFINISHED_PLAN_STATUSES = RESUMABLE
 """Plans with work left that ``apply`` resumes: never removed, whatever their age."""
-# "pending" is the third kind: removed once older than the retention (nobody approved
+# Pending is the third kind: removed once older than the retention (nobody approved
 # it), unless it is still open for approval (its expires_at lies ahead).  Any status
 # named nowhere here is kept: removal is an allow-list.
 
@@ -34,7 +35,7 @@ UNFINISHED_PLAN_STATUSES = ("approved", "applying", "failed")
 _PRUNABLE = (
     "created_at < :cutoff AND COALESCE(updated_at, created_at) < :cutoff"
     " AND (status IN ({final})"
-    " OR (status = 'pending' AND (expires_at IS NULL OR expires_at <= :now)))"
+    " OR (status = :open_status AND (expires_at IS NULL OR expires_at <= :now)))"
 ).format(final=", ".join(f"'{status}'" for status in FINAL_PLAN_STATUSES))
 
 
@@ -110,7 +111,7 @@ class Retention:
             raise ValueError("older_than must not be negative")
         moment = now or _now()
         cutoff = moment - older_than
-        params = {"cutoff": to_db(cutoff), "now": to_db(moment)}
+        params = {"cutoff": to_db(cutoff), "now": to_db(moment), "open_status": PlanStatus.PENDING}
         result = PruneResult(older_than=older_than, cutoff=cutoff, dry_run=dry_run)
         select = (
             "SELECT id, status, length(CAST(content AS BLOB)) AS size FROM plans"

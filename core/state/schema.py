@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ..lifecycle import ItemStatus
+
 migrations = Migrations("regprune")
 
 
@@ -60,7 +62,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk=("plan_id", "seq"),
         foreign_keys=[("plan_id", "plans", "id")],
         not_null={"repository", "digest", "role", "status"},
-        defaults={"status": "pending", "reason": ""},
+        defaults={"status": str(ItemStatus.PENDING), "reason": ""},
     )
     db.table("approvals").create(
         {

@@ -7,12 +7,13 @@ from typing import Any
 from slack_bolt import Ack, BoltContext
 
 from regprune.errors import RegpruneError
+from regprune.lifecycle import Decision
 
+from ...clicks import Click, ClickDecision
 from ...context import service_from
-from ...service import Click, Decision
 
 
-def _handle(decision: Decision, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+def _handle(decision: ClickDecision, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     service = service_from(context)
     click = Click.from_body(body, decision)
@@ -30,9 +31,9 @@ def _handle(decision: Decision, ack: Ack, body: dict[str, Any], context: BoltCon
 
 def approve_callback(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     """``regprune_approve``: one approval vote; enough distinct votes start the apply."""
-    _handle("approved", ack, body, context)
+    _handle(Decision.APPROVED, ack, body, context)
 
 
 def reject_callback(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     """``regprune_reject``: one reject from an approver ends the plan."""
-    _handle("rejected", ack, body, context)
+    _handle(Decision.REJECTED, ack, body, context)

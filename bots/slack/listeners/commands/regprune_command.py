@@ -16,8 +16,8 @@ from slack_bolt import Ack, BoltContext, Respond
 from regprune.errors import RegpruneError
 
 from ...blocks import help_text
+from ...clicks import slack_actor
 from ...context import service_from
-from ...service import slack_actor
 
 COMMAND = "/regprune"
 ARGUMENTS = {
