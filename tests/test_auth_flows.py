@@ -6,10 +6,8 @@ import httpx
 import pytest
 
 from regprune.errors import AuthenticationFailed, MissingScope
-from regprune.testing import ImagePusher
+from regprune.testing import APPROVE_ALL, ImagePusher, days_ago, make_engine
 from regprune.testing.token_issuer import TokenIssuer
-
-from .support import YES, days_ago, engine_for
 
 POLICY = {"repositories": ["ci/app"], "selectors": [{"use": "age", "older_than": "7d"}]}
 
@@ -36,12 +34,18 @@ def token_registry(registry_factory):
 def test_token_without_delete_scope_is_refused_before_anything_is_deleted(token_registry, tmp_path):
     server, pusher = token_registry
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    engine = engine_for(server.url, tmp_path, {"ci": POLICY}, username="reader", password="reader-pw")
+    engine = make_engine(
+        server.url,
+        POLICY,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={"username": "reader", "password": "reader-pw"},
+    )
     plan = engine.plan("ci")
     assert [item.digest for item in plan.delete] == [image.digest]
 
     with pytest.raises(MissingScope, match=r"repository:ci/app:delete"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     assert pusher.resolve("ci/app", "build-1") == image.digest
 
@@ -51,9 +55,15 @@ def test_token_with_delete_scope_prunes(token_registry, tmp_path):
     old = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
     new = pusher.push_image("ci/app", ["build-2"])
     policy = {**POLICY, "repositories": ["ci/*"]}  # a glob: needs registry:catalog:*
-    engine = engine_for(server.url, tmp_path, {"ci": policy}, username="cleaner", password="cleaner-pw")
+    engine = make_engine(
+        server.url,
+        policy,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={"username": "cleaner", "password": "cleaner-pw"},
+    )
 
-    result = engine.apply(engine.plan("ci").id, context=YES)
+    result = engine.apply(engine.plan("ci").id, context=APPROVE_ALL)
 
     assert result.status == "done"
     assert pusher.resolve("ci/app", "build-1") is None
@@ -66,11 +76,23 @@ def test_basic_auth_flow_and_wrong_password(registry_factory, tmp_path):
     pusher = ImagePusher(server.url, auth=("ci", "s3cret"))
     pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
 
-    wrong = engine_for(server.url, tmp_path / "wrong", {"ci": POLICY}, username="ci", password="nope")
+    wrong = make_engine(
+        server.url,
+        POLICY,
+        name="ci",
+        state_dir=tmp_path / "wrong",
+        registry_options={"username": "ci", "password": "nope"},
+    )
     with pytest.raises(AuthenticationFailed, match="rejected the credentials for user 'ci'"):
         wrong.plan("ci")
     assert wrong.state.list_plans() == []
 
-    engine = engine_for(server.url, tmp_path, {"ci": POLICY}, username="ci", password="s3cret")
-    assert engine.apply(engine.plan("ci").id, context=YES).status == "done"
+    engine = make_engine(
+        server.url,
+        POLICY,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={"username": "ci", "password": "s3cret"},
+    )
+    assert engine.apply(engine.plan("ci").id, context=APPROVE_ALL).status == "done"
     assert pusher.resolve("ci/app", "build-1") is None

@@ -36,10 +36,9 @@ from regprune.errors import UsageError
 from regprune.models import ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import State
-from regprune.testing import ImagePusher, PushedImage, RegistryServer
+from regprune.testing import ImagePusher, PushedImage, RegistryServer, days_ago
 
 from .slack_fake import CHANNEL, TEAM, FakeSlack, SlackRequests, sign
-from .support import days_ago
 
 SECRET = "3f1c0ffee4b1d5ecre7t0000aa11bb22"
 TOKEN = "xoxb-000000000001-000000000002-TestBotTokenValue123"
