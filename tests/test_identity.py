@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regprune import hookimpl
-from regprune.config import parse_settings
+from regprune.config import Settings, parse_settings
 from regprune.engine import Engine, lock_name
 from regprune.errors import ConfigError, LockHeld
 from regprune.plugin_manager import get_plugin_manager
@@ -160,8 +161,9 @@ def test_gc_through_another_spelling_refuses_while_apply_holds_the_lock(
         data["registry"] = {}
         data["policy"]["quick"]["registry"] = "local"
         parsed = parse_settings({**data, "registry": {"local": {"url": quick_url}}})
-        parsed.registry = {registry: parsed.registry["local"]}
-        parsed.policy["quick"].registry = registry
+        quick = parsed.policy["quick"].model_copy(update={"registry": registry})
+        parsed = Settings().with_registry(registry, parsed.registry["local"])
+        parsed = parsed.with_policy("quick", quick)
     manager = get_plugin_manager(load_entrypoints=False)
     plugin = GcDuringApply(state_path, registry_server.url)
     manager.register(plugin)
@@ -169,7 +171,8 @@ def test_gc_through_another_spelling_refuses_while_apply_holds_the_lock(
     try:
         plan = engine.plan("quick")
         if not configured:
-            del engine.settings.registry[registry]  # as a later `regprune apply` sees it
+            # As a later `regprune apply` sees it: the URL is in no config.
+            engine.settings = engine.settings.model_copy(update={"registry": MappingProxyType({})})
             engine.close()
         result = engine.apply(plan.id, context=APPROVE_ALL)
     finally:

@@ -51,7 +51,8 @@ def resolve_registry(
             if registry_identity(known.url) == identity:
                 return settings, name
         reg = RegistrySettings(url=registry)
-        settings.registry.setdefault(reg.url, reg)
+        if reg.url not in settings.registry:
+            settings = settings.with_registry(reg.url, reg)
         return settings, reg.url
     if registry:
         if not cli.has_config():
@@ -134,6 +135,5 @@ def quick_policy(
         raise _quick_error(exc) from None
     # Only now look at the registry, so a bad flag is reported without any connection.
     settings, name = resolve_registry(cli, registry)
-    policy.registry = name
-    settings.policy[QUICK_POLICY] = policy
-    return settings, QUICK_POLICY
+    policy = policy.model_copy(update={"registry": name})
+    return settings.with_policy(QUICK_POLICY, policy), QUICK_POLICY
