@@ -85,7 +85,7 @@ def test_basic_auth_flow_and_wrong_password(registry_factory, tmp_path):
     )
     with pytest.raises(AuthenticationFailed, match="rejected the credentials for user 'ci'"):
         wrong.plan("ci")
-    assert wrong.state.list_plans() == []
+    assert wrong.state.plans.find() == []
 
     engine = make_engine(
         server.url,
