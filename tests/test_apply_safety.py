@@ -30,19 +30,6 @@ def old_images(pusher: ImagePusher, count: int, repository: str = "ci/app"):
     ]
 
 
-def index_listing(*manifests) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {"mediaType": m.media_type, "digest": m.digest, "size": len(m.manifest)}
-                for m in manifests
-            ],
-        }
-    ).encode()
-
-
 def after_first_deletion(action):
     """A progress callback that runs ``action`` once, right after the first deletion."""
     done = []
@@ -89,9 +76,7 @@ def test_an_index_pushed_during_apply_keeps_the_manifests_it_lists(
     listed = images[-1]
 
     def push_index() -> None:
-        pusher.push_manifest(
-            "ci/app", index_listing(listed), "application/vnd.oci.image.index.v1+json", ["multi"]
-        )
+        pusher.push_index_of("ci/app", [listed], ["multi"])
 
     result = engine.apply(plan.id, context=APPROVE_ALL, progress=after_first_deletion(push_index))
 
@@ -422,12 +407,7 @@ def test_pushes_while_slowed_deletes_are_in_flight_are_caught(registry_server, p
                 return
             pushed.append(path)
             pusher.tag("ci/app", images[3].digest, "hotfix")
-            pusher.push_manifest(
-                "ci/app",
-                index_listing(images[4]),
-                "application/vnd.oci.image.index.v1+json",
-                ["multi"],
-            )
+            pusher.push_index_of("ci/app", [images[4]], ["multi"])
 
         proxy.on_request(push_during_the_first_delete, method="DELETE", path=r"sha256:[1-9a-f]")
         result = engine.apply(plan.id, context=APPROVE_ALL)

@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
+from regprune.engine import Engine
 from regprune.errors import ConfigError, LockHeld
-from regprune.testing import APPROVE_ALL, DEFAULT_REGISTRY, days_ago, make_engine
+from regprune.testing import APPROVE_ALL, DEFAULT_REGISTRY, RegistryServer, days_ago, make_engine
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 
 
-def gc_settings(server, **extra):
-    return {
-        "gc": {"command": server.gc_command(), "storage_path": str(server.storage_path), **extra}
-    }
+def gc_engine(server: RegistryServer, state_dir: Path, **gc: object) -> Engine:
+    """An engine over policy ``ci`` whose registry collects with ``server``'s own GC."""
+    command = {"command": server.gc_command(), "storage_path": str(server.storage_path)}
+    return make_engine(
+        server.url, AGE, name="ci", state_dir=state_dir, registry_options={"gc": {**command, **gc}}
+    )
 
 
 def test_gc_after_apply_frees_the_disk_the_plan_estimated(registry_server, pusher, tmp_path):
     for n in range(4):
         pusher.push_image("ci/app", [f"build-{n}"], created=days_ago(30), layer_size=200_000)
     keep = pusher.push_image("ci/app", ["build-new"], layer_size=200_000)
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options=gc_settings(registry_server),
-    )
+    engine = gc_engine(registry_server, tmp_path)
     plan = engine.plan("ci")
     engine.apply(plan.id, context=APPROVE_ALL)
 
@@ -46,13 +44,7 @@ def test_gc_after_apply_frees_the_disk_the_plan_estimated(registry_server, pushe
 
 def test_gc_dry_run_changes_nothing(registry_server, pusher, tmp_path):
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30), layer_size=100_000)
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options=gc_settings(registry_server),
-    )
+    engine = gc_engine(registry_server, tmp_path)
     engine.apply(engine.plan("ci").id, context=APPROVE_ALL)
     before = registry_server.disk_usage()
 
@@ -68,14 +60,8 @@ def test_before_and_after_commands_run_in_order(registry_server, pusher, tmp_pat
     pusher.push_image("ci/app", ["v1"])
     log = tmp_path / "steps.log"
     step = [sys.executable, "-c", f"import sys; open({str(log)!r}, 'a').write(sys.argv[1] + '\\n')"]
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options=gc_settings(
-            registry_server, before=[[*step, "readonly"]], after=[[*step, "restart"]]
-        ),
+    engine = gc_engine(
+        registry_server, tmp_path, before=[[*step, "readonly"]], after=[[*step, "restart"]]
     )
 
     result = engine.gc(DEFAULT_REGISTRY)
@@ -88,14 +74,11 @@ def test_before_and_after_commands_run_in_order(registry_server, pusher, tmp_pat
 def test_failing_before_command_skips_gc_but_runs_after(registry_server, tmp_path):
     log = tmp_path / "steps.log"
     after = [sys.executable, "-c", f"open({str(log)!r}, 'a').write('after')"]
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options=gc_settings(
-            registry_server, before=[[sys.executable, "-c", "raise SystemExit(3)"]], after=[after]
-        ),
+    engine = gc_engine(
+        registry_server,
+        tmp_path,
+        before=[[sys.executable, "-c", "raise SystemExit(3)"]],
+        after=[after],
     )
 
     result = engine.gc(DEFAULT_REGISTRY)
@@ -113,13 +96,7 @@ def test_gc_without_a_command_is_a_config_error(registry_server, tmp_path):
 
 
 def test_gc_waits_for_no_one_while_an_apply_holds_the_lock(registry_server, tmp_path):
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options=gc_settings(registry_server),
-    )
+    engine = gc_engine(registry_server, tmp_path)
     with (
         engine.state.locks.hold(
             engine.lock_name(DEFAULT_REGISTRY), purpose="apply of plan 12345678"

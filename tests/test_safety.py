@@ -103,33 +103,12 @@ def test_deleting_an_index_deletes_its_children(registry_server, pusher, tmp_pat
         assert not pusher.manifest_exists("ci/multi", digest)
 
 
-def index_body(*children) -> bytes:
-    """An OCI index listing already-pushed manifests."""
-    import json
-
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {"mediaType": c.media_type, "digest": c.digest, "size": len(c.manifest)}
-                for c in children
-            ],
-        }
-    ).encode()
-
-
 def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, tmp_path):
     old = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
     shared_child = old.children[0]
     fresh_child = pusher.push_image("ci/multi", (), created=days_ago(1), platform="linux/arm64")
     # A newer index (kept by count) that reuses the amd64 manifest of the old one.
-    pusher.push_manifest(
-        "ci/multi",
-        index_body(shared_child, fresh_child),
-        "application/vnd.oci.image.index.v1+json",
-        ["build-2"],
-    )
+    pusher.push_index_of("ci/multi", [shared_child, fresh_child], ["build-2"])
     engine = make_engine(
         registry_server.url,
         {**AGE, "selectors": [{"use": "count", "keep": 1}]},
@@ -259,9 +238,7 @@ def test_new_index_referencing_a_planned_image_protects_it(registry_server, push
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
     engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
-    pusher.push_manifest(
-        "ci/app", index_body(image), "application/vnd.oci.image.index.v1+json", ["multi"]
-    )
+    pusher.push_index_of("ci/app", [image], ["multi"])
     # The image also lost nothing tag-wise, so only the new reference can save it.
     result = engine.apply(plan.id, context=APPROVE_ALL)
 
@@ -416,9 +393,7 @@ def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, t
 
 def test_image_listed_by_a_skipped_index_is_not_deleted(registry_server, pusher, tmp_path):
     platform = pusher.push_image("ci/app", ["plat-1"], created=days_ago(30))
-    pusher.push_manifest(
-        "ci/app", index_body(platform), "application/vnd.oci.image.index.v1+json", ["build-1"]
-    )
+    pusher.push_index_of("ci/app", [platform], ["build-1"])
     engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     index_digest = pusher.resolve("ci/app", "build-1")

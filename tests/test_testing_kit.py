@@ -554,3 +554,16 @@ def test_regprune_cli_runs_end_to_end(
     assert code == 0 and "deleted" in out and err == ""
     assert pusher.resolve("ci/app", "b-1") is None
     assert (tmp_path / "xdg-state" / "regprune" / "state.db").exists()  # default state path
+
+
+def test_push_index_of_lists_manifests_already_pushed(pusher: ImagePusher) -> None:
+    amd = pusher.push_image("multi", [], platform="linux/amd64")
+    plain = pusher.push_image("multi", ["plain"])
+
+    digest = pusher.push_index_of("multi", [amd, plain], ["both"])
+
+    assert pusher.resolve("multi", "both") == digest
+    listed = pusher.get_manifest("multi", "both").json()
+    assert listed["mediaType"] == OCI_INDEX
+    assert [m["digest"] for m in listed["manifests"]] == [amd.digest, plain.digest]
+    assert [m["size"] for m in listed["manifests"]] == [len(amd.manifest), len(plain.manifest)]

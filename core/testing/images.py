@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import random
-import ssl
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -132,23 +130,9 @@ class ImagePusher(RegistryApi):
     own ``httpx.Client`` (it is not closed by :meth:`close`); otherwise one is made
     that ignores proxy variables. ``verify`` is passed to that client; a path is taken
     as a CA bundle (e.g. the certificate of a TLS test registry). The reading side
-    (``resolve``, ``tags``, ``catalog``, ``delete``, ...) is :class:`RegistryApi`'s.
+    (``resolve``, ``tags``, ``catalog``, ``delete``, ...) and the constructor are
+    :class:`RegistryApi`'s.
     """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        auth: tuple[str, str] | None = None,
-        client: httpx.Client | None = None,
-        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
-        timeout: float = 30.0,
-    ) -> None:
-        """Bind to a registry base URL such as ``http://127.0.0.1:5000``."""
-        super().__init__(url, auth=auth, client=client, verify=verify, timeout=timeout)
-        # digest -> a repository we put it in, as a cross-repository mount source.
-        self._sources: dict[str, str] = {}
-        self._lock = threading.Lock()
 
     # -- pushing -------------------------------------------------------------------
 
@@ -375,6 +359,24 @@ class ImagePusher(RegistryApi):
             created=children[0].created if children else None,
             manifest=body,
         )
+
+    def push_index_of(
+        self, repository: str, manifests: Sequence[PushedImage], tags: str | Sequence[str] = ()
+    ) -> str:
+        """Push an OCI index listing manifests already pushed; return its digest.
+
+        For an index that shares a child with another, or that lists a plain tagged
+        image: what ``push_index`` cannot make, since it pushes its own children.
+        """
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": m.media_type, "digest": m.digest, "size": len(m.manifest)}
+                for m in manifests
+            ],
+        }
+        return self.push_manifest(repository, _dumps(index), OCI_INDEX, _tag_tuple(tags))
 
     def push_signature(
         self,

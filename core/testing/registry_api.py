@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from typing import Any, Self
 
 import httpx
@@ -61,6 +62,10 @@ class RegistryApi:
             timeout=timeout,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
+        # digest -> a repository a blob was put in, as a cross-repository mount source
+        # (filled by ImagePusher's pushes).
+        self._sources: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     # -- HTTP plumbing -------------------------------------------------------------
 
