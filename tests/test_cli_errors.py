@@ -53,6 +53,12 @@ def stored_plans(state_path: Path) -> list:
         return state.plans.find()
 
 
+def assert_unchanged(state_path: Path, pusher: ImagePusher, tags: list[str]) -> None:
+    """Refused with nothing changed: no plan stored, every tag of ci/app still there."""
+    assert stored_plans(state_path) == []
+    assert sorted(pusher.tags("ci/app")) == tags
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on."""
     with socket.socket() as sock:
@@ -179,8 +185,7 @@ def test_config_error(seeded, tmp_path, capsys, edit, expected, command):
 
     assert_one_error_line(code, err, *expected)
     assert out == ""
-    assert stored_plans(tmp_path / "state.db") == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(tmp_path / "state.db", pusher, tags)
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
@@ -262,8 +267,7 @@ def test_quick_mode_error(seeded, tmp_path, capsys, flags, expected):
 
     assert_one_error_line(code, err, expected)
     assert out == ""
-    assert stored_plans(state) == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(state, pusher, tags)
 
 
 @pytest.mark.parametrize(
@@ -325,8 +329,7 @@ def test_tls_to_a_plain_http_registry(seeded, tmp_path, capsys):
     assert_one_error_line(
         code, err, f"cannot reach registry {url}", "TLS handshake failed", "http://"
     )
-    assert stored_plans(state) == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(state, pusher, tags)
 
 
 @pytest.fixture
@@ -532,8 +535,7 @@ def test_subprocess_errors_have_no_traceback(seeded, tmp_path):
         result = run_module(tmp_path, *argv)
         assert result.returncode == 2, (argv, result.stderr)
         assert_one_error_line(result.returncode, result.stderr, expected)
-    assert stored_plans(tmp_path / "state.db") == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(tmp_path / "state.db", pusher, tags)
 
 
 def test_subprocess_apply_without_terminal_deletes_nothing(seeded, tmp_path, capsys):
