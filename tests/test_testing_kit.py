@@ -443,8 +443,8 @@ def test_make_settings_names_the_kit_registry_and_defaults_repositories() -> Non
     assert settings.policy["ci"].repositories == ["*"]
     assert settings.policy["releases"].repositories == ["ci/*"]
     assert make_settings("http://127.0.0.1:5000").policy == {}
-    with pytest.raises(ConfigError, match=r"registry\.test\.passwd: unknown key"):
-        make_settings("http://127.0.0.1:5000", registry_options={"passwd": "x"})
+    with pytest.raises(ConfigError, match=r"policy\.ci\.keep_tag: unknown key"):
+        make_settings("http://127.0.0.1:5000", {**AGE_POLICY, "keep_tag": ["^v"]}, name="ci")
 
 
 def test_days_ago_is_that_long_before_now() -> None:

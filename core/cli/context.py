@@ -12,6 +12,7 @@ import typer
 from ..config import STATE_ENV, Settings, find_config, find_state_path, load_settings
 from ..engine import Engine
 from ..errors import ConfigError, UsageError
+from ..plugin_manager import build_catalog
 from ..state import State
 
 
@@ -43,7 +44,9 @@ class CliContext:
                     )
                 self._settings = Settings()
             else:
-                self._settings = load_settings(Path(path))
+                # Each registry's type and its own keys are checked now, with the file's name.
+                backends = build_catalog(self.manager).registry_backends
+                self._settings = load_settings(Path(path), backends=backends)
         return self._settings
 
     def state(self) -> State:

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = json_flag("Print plugins and names as JSON."),
     ) -> None:
         """List installed plugins (built-in ones too), the hooks they implement, and the
-        selectors, protectors, approvers and time sources they register."""
+        selectors, protectors, approvers, time sources and registry types they register."""
         manager = get_context(ctx).manager
         rows = plugin_rows(manager)
         catalog = build_catalog(manager)
@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
             "protectors": sorted(catalog.protectors),
             "approvers": sorted(catalog.approvers),
             "time_sources": sorted(catalog.time_sources),
+            "registry_types": sorted(catalog.registry_backends),
         }
         if as_json:
             print_json({"plugins": rows, "registered": registered})
