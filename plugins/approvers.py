@@ -8,7 +8,7 @@ import typer
 
 from regprune import hookimpl
 from regprune.errors import UsageError
-from regprune.models import Approval, ApprovalContext, Plan
+from regprune.models import Approval, ApprovalContext, Approver, Plan
 
 
 def _describe(plan: Plan) -> str:
@@ -59,7 +59,7 @@ class SlackApprover:
 
 
 @hookimpl
-def register_approvers(register):
+def register_approvers(register: Callable[[str, Approver], None]) -> None:
     """Register the ``cli``, ``auto`` and ``slack`` approval methods."""
     register("cli", CliApprover())
     register("auto", AutoApprover())

@@ -24,7 +24,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -160,11 +160,10 @@ def _quick_parameters() -> list[inspect.Parameter]:
 
 QUICK_NAMES = tuple(item.name for item in fields(QuickFlags))
 
-_P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def with_quick_flags(command: Callable[_P, _R]) -> Callable[..., _R]:
+def with_quick_flags(command: Callable[..., _R]) -> Callable[..., _R]:
     """Give ``command`` the quick-mode flags, after its own, as one ``quick`` argument.
 
     ``command`` declares ``quick: QuickFlags``; typer sees the eight flags in its

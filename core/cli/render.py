@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -32,7 +32,16 @@ MAX_TAGS = 4
 _ARTIFACT_TAG = re.compile(r"\bsha256-([0-9a-f]{8})[0-9a-f]{56}(\.[a-z]+)?")
 _DIGEST = re.compile(r"\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b")
 _OTHERWISE = "would otherwise be deleted: "
-T = TypeVar("T")
+
+
+class _InRepository(Protocol):
+    """Anything shown under a repository's header row (plan items, kept images)."""
+
+    @property
+    def repository(self) -> str: ...
+
+
+T = TypeVar("T", bound=_InRepository)
 
 
 def _json_default(value: Any) -> Any:
@@ -139,7 +148,7 @@ def _by_repository(items: Iterable[T], table: Table, row: Callable[[T], list[str
     """Rows grouped under a header row per repository (saves a column in 80-column terminals)."""
     current = None
     for item in items:
-        repository = item.repository  # type: ignore[attr-defined]
+        repository = item.repository
         if repository != current:
             current = repository
             table.add_row(Text(repository, style="bold"), end_section=False)
@@ -216,7 +225,7 @@ def summary_line(plan: Plan) -> str:
 
 def apply_result(result: ApplyResult) -> None:
     for status in ("skipped", "failed"):
-        for outcome in result.of(status):  # type: ignore[arg-type]
+        for outcome in result.of(status):
             item = outcome.item
             what = ", ".join(short_tag(tag) for tag in item.tags) or item.role
             console.print(

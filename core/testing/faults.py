@@ -27,7 +27,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +40,7 @@ __all__ = ["FaultProxy", "SeenRequest"]
 # A rewrite function: (status, headers, body) -> (status, headers, body).
 Rewriter = Callable[[int, httpx.Headers, bytes], tuple[int, Any, bytes]]
 RequestHook = Callable[[str, str], object]
-HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | httpx.Headers | None
+HeaderInput = Mapping[str, str] | Sequence[tuple[str, str]] | httpx.Headers | None
 
 
 class FaultProxy:
@@ -82,7 +82,7 @@ class FaultProxy:
         self._server = _Server((host, port), _Handler)
         self._server.proxy = self
         self._thread: threading.Thread | None = None
-        bound_host, bound_port = self._server.server_address[:2]
+        bound_host, bound_port = self._server.socket.getsockname()[:2]  # IPv4 (host, port)
         self.url = f"http://{bound_host}:{bound_port}"
 
     # --- lifecycle ---------------------------------------------------------------------

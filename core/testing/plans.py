@@ -31,7 +31,7 @@ from ..models import ApprovalContext
 if TYPE_CHECKING:
     from ..config import Settings
     from ..engine import Engine
-    from ..models import ApplyResult, Plan
+    from ..models import ApplyResult, KeepItem, Plan, PlanItem
 
 __all__ = [
     "APPROVE_ALL",
@@ -323,7 +323,8 @@ def reasons_for(plan: Plan, reference: str) -> list[str]:
     repository, at, digest = reference.partition("@")
     if not at:
         repository, _, tag = reference.rpartition(":")
-    for item in [*plan.delete, *plan.keep]:
+    items: list[PlanItem | KeepItem] = [*plan.delete, *plan.keep]
+    for item in items:
         if item.repository != repository:
             continue
         if (at and item.digest == digest) or (not at and tag in item.tags):

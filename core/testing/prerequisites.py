@@ -75,7 +75,7 @@ def hash_htpasswd(password: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            import crypt  # type: ignore[import-not-found]
+            import crypt
         except ImportError as exc:
             raise RuntimeError(
                 "htpasswd needs bcrypt: pip install bcrypt (it is in regprune's dev extras)"

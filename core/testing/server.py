@@ -186,7 +186,8 @@ class RegistryServer:
     @property
     def pid(self) -> int | None:
         """The process id while running, else None."""
-        return self._process.pid if self.running else None
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     @property
     def running(self) -> bool:
