@@ -13,7 +13,8 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
+    WrapSerializer,
     field_validator,
     model_validator,
 )
@@ -41,7 +43,19 @@ DEFAULT_TIME_SOURCES = ["created", "label"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Frozen: settings are checked once, then shared (by bot worker threads too); a
+    # change is a copy (``model_copy(update=...)``), never an edit under a reader.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Value = TypeVar("_Value")
+
+ReadOnly = Annotated[
+    Mapping[str, _Value],
+    AfterValidator(MappingProxyType),
+    WrapSerializer(lambda value, serialize: serialize(dict(value))),
+]
+"""A ``[section.NAME]`` table of a frozen model: a read-only mapping, dumped as a dict."""
 
 
 def check_regex(value: str) -> str:
@@ -116,7 +130,7 @@ class RegistrySettings(BaseModel):
     known (``check_backend_options``), so a misspelled key is still an error.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     type: str = Field(
         default="distribution",
@@ -171,7 +185,7 @@ class PluginSpec(BaseModel):
     is an option, validated by what ``use`` names.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     use: str = Field(description="Registered name of the selector, protector or approver.")
 
@@ -334,8 +348,8 @@ class StateSettings(_Model):
 class Settings(_Model):
     """The whole configuration file."""
 
-    registry: dict[str, RegistrySettings] = Field(default_factory=dict)
-    policy: dict[str, PolicySettings] = Field(default_factory=dict)
+    registry: ReadOnly[RegistrySettings] = Field(default_factory=lambda: MappingProxyType({}))
+    policy: ReadOnly[PolicySettings] = Field(default_factory=lambda: MappingProxyType({}))
     slack: SlackSettings | None = None
     state: StateSettings = Field(
         default_factory=StateSettings, description="The state DB: plan retention."
@@ -378,6 +392,15 @@ class Settings(_Model):
             known = ", ".join(sorted(self.registry)) or "none"
             raise ConfigError(f"unknown registry {name!r} (defined: {known})")
         return self.registry[name]
+
+    def with_registry(self, name: str, registry: RegistrySettings) -> Settings:
+        """A copy with ``[registry.NAME]`` added or replaced; this one is unchanged."""
+        tables = MappingProxyType({**self.registry, name: registry})
+        return self.model_copy(update={"registry": tables})
+
+    def with_policy(self, name: str, policy: PolicySettings) -> Settings:
+        """A copy with ``[policy.NAME]`` added or replaced; this one is unchanged."""
+        return self.model_copy(update={"policy": MappingProxyType({**self.policy, name: policy})})
 
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

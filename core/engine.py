@@ -158,8 +158,10 @@ class Engine(Transitions):
                 )
             return self.client(plan.registry)
         # A quick-mode plan: the registry is only known by its URL.
-        settings = RegistrySettings(url=plan.registry_url)
-        self.settings.registry[plan.registry] = settings
+        # A copy for this engine alone: the settings object may be shared (bot threads).
+        self.settings = self.settings.with_registry(
+            plan.registry, RegistrySettings(url=plan.registry_url)
+        )
         return self.client(plan.registry)
 
     def keep_rules_for(self, plan: Plan) -> Callable[[str], list[KeepRule]]:

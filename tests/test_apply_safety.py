@@ -12,9 +12,14 @@ import pytest
 
 from regprune.cli import run
 from regprune.errors import ApplyStopped, Interrupted, UsageError
-from regprune.testing import ImagePusher
-
-from .support import YES, days_ago, deleted_digests, engine_for, kept
+from regprune.testing import (
+    APPROVE_ALL,
+    ImagePusher,
+    days_ago,
+    deleted_digests,
+    kept_reasons,
+    make_engine,
+)
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 
@@ -23,19 +28,6 @@ def old_images(pusher: ImagePusher, count: int, repository: str = "ci/app"):
     return [
         pusher.push_image(repository, [f"build-{n}"], created=days_ago(30)) for n in range(count)
     ]
-
-
-def index_listing(*manifests) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {"mediaType": m.media_type, "digest": m.digest, "size": len(m.manifest)}
-                for m in manifests
-            ],
-        }
-    ).encode()
 
 
 def after_first_deletion(action):
@@ -57,14 +49,14 @@ def test_a_tag_pushed_onto_a_planned_image_during_apply_is_never_lost(
     registry_server, pusher, tmp_path
 ):
     images = old_images(pusher, 3)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     assert deleted_digests(plan) == {image.digest for image in images}
     last = images[-1]
 
     result = engine.apply(
         plan.id,
-        context=YES,
+        context=APPROVE_ALL,
         progress=after_first_deletion(lambda: pusher.tag("ci/app", last.digest, "release-1")),
     )
 
@@ -79,16 +71,14 @@ def test_an_index_pushed_during_apply_keeps_the_manifests_it_lists(
     registry_server, pusher, tmp_path
 ):
     images = old_images(pusher, 3)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     listed = images[-1]
 
     def push_index() -> None:
-        pusher.push_manifest(
-            "ci/app", index_listing(listed), "application/vnd.oci.image.index.v1+json", ["multi"]
-        )
+        pusher.push_index_of("ci/app", [listed], ["multi"])
 
-    result = engine.apply(plan.id, context=YES, progress=after_first_deletion(push_index))
+    result = engine.apply(plan.id, context=APPROVE_ALL, progress=after_first_deletion(push_index))
 
     # The new index still resolves to a manifest that exists ("manifest unknown" otherwise).
     assert pusher.manifest_exists("ci/app", listed.digest)
@@ -98,13 +88,13 @@ def test_an_index_pushed_during_apply_keeps_the_manifests_it_lists(
 
 def test_a_signature_pushed_during_apply_keeps_its_subject(registry_server, pusher, tmp_path):
     images = old_images(pusher, 3)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     signed = images[-1]
 
     result = engine.apply(
         plan.id,
-        context=YES,
+        context=APPROVE_ALL,
         progress=after_first_deletion(lambda: pusher.push_signature("ci/app", signed.digest)),
     )
 
@@ -120,7 +110,7 @@ def test_an_existing_tag_moved_onto_a_planned_image_is_caught_by_the_full_rechec
 
     images = old_images(pusher, 3)
     pusher.push_image("ci/app", ["latest"], created=days_ago(1))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     target = images[-1]
     # Every re-check re-resolves every tag (as one does once the snapshot is old).
@@ -128,7 +118,7 @@ def test_an_existing_tag_moved_onto_a_planned_image_is_caught_by_the_full_rechec
 
     result = engine.apply(
         plan.id,
-        context=YES,
+        context=APPROVE_ALL,
         progress=after_first_deletion(lambda: pusher.tag("ci/app", target.digest, "latest")),
     )
 
@@ -148,15 +138,15 @@ def test_a_plan_is_never_applied_to_another_registry(registry_factory, tmp_path)
                 pusher.push_image(
                     "ci/app", [f"build-{n}"], created="2020-01-01T00:00:00Z", seed=f"s{n}"
                 )
-        staging_engine = engine_for(staging.url, tmp_path, {"ci": AGE})
+        staging_engine = make_engine(staging.url, AGE, name="ci", state_dir=tmp_path)
         plan = staging_engine.plan("ci")
         assert len(plan.delete) == 3
         staging_engine.close()
 
-        # The same state DB, with a config whose registry "local" now points at prod.
-        prod_engine = engine_for(prod.url, tmp_path, {"ci": AGE})
-        with pytest.raises(UsageError, match="was made for registry 'local' at") as refused:
-            prod_engine.apply(plan.id, context=YES)
+        # The same state DB, with a config whose registry "test" now points at prod.
+        prod_engine = make_engine(prod.url, AGE, name="ci", state_dir=tmp_path)
+        with pytest.raises(UsageError, match="was made for registry 'test' at") as refused:
+            prod_engine.apply(plan.id, context=APPROVE_ALL)
         assert "nothing was deleted" in refused.value.message
         for n in range(3):
             assert on_prod.resolve("ci/app", f"build-{n}") is not None
@@ -165,12 +155,14 @@ def test_a_plan_is_never_applied_to_another_registry(registry_factory, tmp_path)
 
 def test_a_plan_applies_through_another_spelling_of_its_registry(registry_server, pusher, tmp_path):
     old_images(pusher, 2)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     engine.close()
     other_spelling = registry_server.url.replace("127.0.0.1", "localhost") + "/"
 
-    result = engine_for(other_spelling, tmp_path, {"ci": AGE}).apply(plan.id, context=YES)
+    result = make_engine(other_spelling, AGE, name="ci", state_dir=tmp_path).apply(
+        plan.id, context=APPROVE_ALL
+    )
 
     assert result.status == "done" and len(result.of("deleted")) == 2
 
@@ -188,13 +180,15 @@ def test_a_kept_referrer_keeps_its_subject(registry_server, pusher, tmp_path):
         artifact_type="application/vnd.example.sbom+json",
     )
     other = pusher.push_image("ci/app", ["build-2"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": [r"^v\d"]}})
+    engine = make_engine(
+        registry_server.url, {**AGE, "keep_tags": [r"^v\d"]}, name="ci", state_dir=tmp_path
+    )
 
     plan = engine.plan("ci")
 
     assert deleted_digests(plan) == {other.digest}
-    assert any("its artifact" in r and "v9.9.9" in r for r in kept(plan, subject.digest))
-    engine.apply(plan.id, context=YES)
+    assert any("its artifact" in r and "v9.9.9" in r for r in kept_reasons(plan, subject.digest))
+    engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", "v9.9.9") == referrer.digest
     assert pusher.resolve("ci/app", "build-1") == subject.digest
 
@@ -204,16 +198,17 @@ def test_a_kept_cosign_signature_keeps_its_subject(registry_server, pusher, tmp_
     signature = pusher.push_signature("ci/app", subject.digest)
     listed = tmp_path / "in-use.txt"
     listed.write_text(f"ci/app@{signature.digest}\n")
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {"ci": {**AGE, "protectors": [{"use": "in_use", "file": str(listed)}]}},
+        {**AGE, "protectors": [{"use": "in_use", "file": str(listed)}]},
+        name="ci",
+        state_dir=tmp_path,
     )
 
     plan = engine.plan("ci")
 
     assert deleted_digests(plan) == set()
-    assert any("its artifact" in r for r in kept(plan, subject.digest))
+    assert any("its artifact" in r for r in kept_reasons(plan, subject.digest))
 
 
 # -- item 6: keep rules at apply time ------------------------------------------------------
@@ -226,13 +221,13 @@ def test_an_image_deployed_while_the_plan_waited_is_kept_at_apply(
     in_use = tmp_path / "in-use.txt"
     in_use.write_text("")
     policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
-    engine = engine_for(registry_server.url, tmp_path, {"ci": policy})
+    engine = make_engine(registry_server.url, policy, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     assert len(plan.delete) == 3
     deployed = images[1]
     in_use.write_text(f"ci/app:{deployed.tags[0]}\n")  # deployed during the approval window
 
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert pusher.resolve("ci/app", deployed.tags[0]) == deployed.digest
     skipped = {o.item.digest: o.reason for o in result.of("skipped")}
@@ -243,10 +238,12 @@ def test_an_image_deployed_while_the_plan_waited_is_kept_at_apply(
 
 def test_a_keep_rule_added_to_the_config_after_planning_wins(registry_server, pusher, tmp_path):
     images = old_images(pusher, 2)
-    plan = engine_for(registry_server.url, tmp_path, {"ci": AGE}).plan("ci")
+    plan = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path).plan("ci")
     guarded = {**AGE, "keep_tags": ["^build-0$"]}
 
-    result = engine_for(registry_server.url, tmp_path, {"ci": guarded}).apply(plan.id, context=YES)
+    result = make_engine(registry_server.url, guarded, name="ci", state_dir=tmp_path).apply(
+        plan.id, context=APPROVE_ALL
+    )
 
     assert pusher.resolve("ci/app", "build-0") == images[0].digest
     assert images[0].digest in {o.item.digest for o in result.of("skipped")}
@@ -259,16 +256,18 @@ def test_keep_rules_stored_with_the_plan_run_at_apply_when_the_policy_is_gone(
     in_use = tmp_path / "in-use.txt"
     in_use.write_text("")
     policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
-    plan = engine_for(registry_server.url, tmp_path, {"ci": policy}).plan("ci")
+    plan = make_engine(registry_server.url, policy, name="ci", state_dir=tmp_path).plan("ci")
     assert plan.keep_rules == {
         "keep_tags": [],
         "protectors": [{"use": "in_use", "file": str(in_use)}],
     }
     in_use.write_text(f"ci/app@{images[0].digest}\n")
     # The policy was renamed (and lost its keep rule) before the plan was applied.
-    renamed = engine_for(registry_server.url, tmp_path, {"other": {**AGE, "repositories": ["x/*"]}})
+    renamed = make_engine(
+        registry_server.url, {**AGE, "repositories": ["x/*"]}, name="other", state_dir=tmp_path
+    )
 
-    result = renamed.apply(plan.id, context=YES)
+    result = renamed.apply(plan.id, context=APPROVE_ALL)
 
     assert pusher.resolve("ci/app", "build-0") == images[0].digest
     skipped = {o.item.digest: o.reason for o in result.of("skipped")}
@@ -293,12 +292,12 @@ def test_a_keep_rule_failing_at_apply_deletes_nothing(registry_server, pusher, t
     in_use = tmp_path / "in-use.txt"
     in_use.write_text("")
     policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
-    engine = engine_for(registry_server.url, tmp_path, {"ci": policy})
+    engine = make_engine(registry_server.url, policy, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     in_use.unlink()  # the source of truth is gone: fail closed
 
     with pytest.raises(UsageError, match="in_use"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     assert all(pusher.resolve("ci/app", i.tags[0]) == i.digest for i in images)
     assert engine.state.plans.get(plan.id).status == "pending"
@@ -347,7 +346,9 @@ def test_a_partial_apply_exits_1_and_says_how_to_finish(registry_server, pusher,
     base = ["--config", str(config), "--state", str(tmp_path / "state.db")]
     assert run([*base, "plan", "--json"]) == 0
     plan_id = json.loads(capsys.readouterr().out)["plan_id"]
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, retries=0)
+    engine = make_engine(
+        registry_server.url, AGE, name="ci", state_dir=tmp_path, registry_options={"retries": 0}
+    )
     seen = []
 
     def kill_after_five(item, status, reason):
@@ -356,7 +357,7 @@ def test_a_partial_apply_exits_1_and_says_how_to_finish(registry_server, pusher,
             registry_server.kill()
 
     with pytest.raises(ApplyStopped) as stopped:
-        engine.apply(plan_id, context=YES, progress=kill_after_five)
+        engine.apply(plan_id, context=APPROVE_ALL, progress=kill_after_five)
     assert stopped.value.exit_code == 1
     assert "stopped after 5 of 6 deletions" in stopped.value.message
     assert f"`regprune apply {plan_id}` finishes the rest" in stopped.value.message
@@ -366,7 +367,7 @@ def test_ctrl_c_during_apply_says_what_was_done_and_how_to_resume(
     registry_server, pusher, tmp_path
 ):
     images = old_images(pusher, 4)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
 
     def interrupt_after_two(item, status, reason, seen=[]):  # noqa: B006
@@ -375,13 +376,13 @@ def test_ctrl_c_during_apply_says_what_was_done_and_how_to_resume(
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as interrupted:
-        engine.apply(plan.id, context=YES, progress=interrupt_after_two)
+        engine.apply(plan.id, context=APPROVE_ALL, progress=interrupt_after_two)
 
     assert interrupted.value.exit_code == 130
     assert "stopped after 2 of 4 deletions" in interrupted.value.message
     assert f"regprune apply {plan.id}" in interrupted.value.message
     assert engine.state.plans.get(plan.id).status == "failed"
-    finished = engine.apply(plan.id, context=YES)
+    finished = engine.apply(plan.id, context=APPROVE_ALL)
     assert finished.status == "done"
     assert all(pusher.resolve("ci/app", i.tags[0]) is None for i in images)
     deleted = [
@@ -395,7 +396,7 @@ def test_pushes_while_slowed_deletes_are_in_flight_are_caught(registry_server, p
 
     images = old_images(pusher, 5)
     with FaultProxy(registry_server.url) as proxy:
-        engine = engine_for(proxy.url, tmp_path, {"ci": AGE})
+        engine = make_engine(proxy.url, AGE, name="ci", state_dir=tmp_path)
         plan = engine.plan("ci")
         assert len(plan.delete) == 5
         proxy.delay(0.3, method="DELETE", path=r"/manifests/sha256:[1-9a-f]")  # not the preflight
@@ -406,15 +407,10 @@ def test_pushes_while_slowed_deletes_are_in_flight_are_caught(registry_server, p
                 return
             pushed.append(path)
             pusher.tag("ci/app", images[3].digest, "hotfix")
-            pusher.push_manifest(
-                "ci/app",
-                index_listing(images[4]),
-                "application/vnd.oci.image.index.v1+json",
-                ["multi"],
-            )
+            pusher.push_index_of("ci/app", [images[4]], ["multi"])
 
         proxy.on_request(push_during_the_first_delete, method="DELETE", path=r"sha256:[1-9a-f]")
-        result = engine.apply(plan.id, context=YES)
+        result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert pushed, "no DELETE went through the proxy"
     skipped = {o.item.digest for o in result.of("skipped")}
@@ -439,7 +435,7 @@ def test_a_signal_to_a_real_apply_prints_one_line_and_the_plan_resumes(
     with FaultProxy(registry_server.url) as proxy:
         config = write_config(tmp_path / "regprune.toml", proxy.url)
         base = ["--config", str(config), "--state", str(tmp_path / "state.db")]
-        engine = engine_for(proxy.url, tmp_path, {"ci": AGE})
+        engine = make_engine(proxy.url, AGE, name="ci", state_dir=tmp_path)
         plan = engine.plan("ci")
         engine.close()
         deleting = threading.Event()
@@ -472,12 +468,12 @@ def test_a_damaged_digest_cache_row_is_a_cache_miss(registry_server, pusher, tmp
     import sqlite3
 
     images = old_images(pusher, 2)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     first = engine.plan("ci")
     engine.close()
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.execute("UPDATE digests SET facts = ?", (damage,))
 
-    again = engine_for(registry_server.url, tmp_path, {"ci": AGE}).plan("ci")
+    again = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path).plan("ci")
 
     assert deleted_digests(again) == deleted_digests(first) == {i.digest for i in images}

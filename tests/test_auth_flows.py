@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from regprune.engine import Engine
 from regprune.errors import AuthenticationFailed, MissingScope
-from regprune.testing import ImagePusher
+from regprune.testing import APPROVE_ALL, ImagePusher, days_ago, make_engine
 from regprune.testing.token_issuer import TokenIssuer
 
-from .support import YES, days_ago, engine_for
-
 POLICY = {"repositories": ["ci/app"], "selectors": [{"use": "age", "older_than": "7d"}]}
+
+
+def engine_as(
+    url: str, state_dir: Path, username: str, password: str, *, policy: dict = POLICY
+) -> Engine:
+    """An engine over policy ``ci`` logging in to the registry as ``username``."""
+    registry_options = {"username": username, "password": password}
+    return make_engine(
+        url, policy, name="ci", state_dir=state_dir, registry_options=registry_options
+    )
 
 
 @pytest.fixture
@@ -36,12 +47,12 @@ def token_registry(registry_factory):
 def test_token_without_delete_scope_is_refused_before_anything_is_deleted(token_registry, tmp_path):
     server, pusher = token_registry
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    engine = engine_for(server.url, tmp_path, {"ci": POLICY}, username="reader", password="reader-pw")
+    engine = engine_as(server.url, tmp_path, "reader", "reader-pw")
     plan = engine.plan("ci")
     assert [item.digest for item in plan.delete] == [image.digest]
 
     with pytest.raises(MissingScope, match=r"repository:ci/app:delete"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     assert pusher.resolve("ci/app", "build-1") == image.digest
 
@@ -51,9 +62,9 @@ def test_token_with_delete_scope_prunes(token_registry, tmp_path):
     old = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
     new = pusher.push_image("ci/app", ["build-2"])
     policy = {**POLICY, "repositories": ["ci/*"]}  # a glob: needs registry:catalog:*
-    engine = engine_for(server.url, tmp_path, {"ci": policy}, username="cleaner", password="cleaner-pw")
+    engine = engine_as(server.url, tmp_path, "cleaner", "cleaner-pw", policy=policy)
 
-    result = engine.apply(engine.plan("ci").id, context=YES)
+    result = engine.apply(engine.plan("ci").id, context=APPROVE_ALL)
 
     assert result.status == "done"
     assert pusher.resolve("ci/app", "build-1") is None
@@ -66,11 +77,11 @@ def test_basic_auth_flow_and_wrong_password(registry_factory, tmp_path):
     pusher = ImagePusher(server.url, auth=("ci", "s3cret"))
     pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
 
-    wrong = engine_for(server.url, tmp_path / "wrong", {"ci": POLICY}, username="ci", password="nope")
+    wrong = engine_as(server.url, tmp_path / "wrong", "ci", "nope")
     with pytest.raises(AuthenticationFailed, match="rejected the credentials for user 'ci'"):
         wrong.plan("ci")
     assert wrong.state.plans.find() == []
 
-    engine = engine_for(server.url, tmp_path, {"ci": POLICY}, username="ci", password="s3cret")
-    assert engine.apply(engine.plan("ci").id, context=YES).status == "done"
+    engine = engine_as(server.url, tmp_path, "ci", "s3cret")
+    assert engine.apply(engine.plan("ci").id, context=APPROVE_ALL).status == "done"
     assert pusher.resolve("ci/app", "build-1") is None

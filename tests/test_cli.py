@@ -16,8 +16,8 @@ import pytest
 from regprune.cli import run
 from regprune.engine import lock_name
 from regprune.state import State
+from regprune.testing import days_ago
 
-from .support import days_ago
 from .test_state import make_plan
 
 POLICY = """\
@@ -40,16 +40,9 @@ selectors = [
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No config or state from the environment, the working directory or the home dir;
-    only built-in plugins, so a plugin installed in the venv cannot change the output."""
-    for name in ("REGPRUNE_CONFIG", "REGPRUNE_STATE", "REGPRUNE_DEBUG", "COLUMNS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("regprune.cli.apply_cmd.is_interactive", lambda: False)
+def _isolated(isolated_cli: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kit's isolated CLI, at the terminal width click picks by itself."""
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 class Cli:

@@ -16,11 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from regprune.cli import run
 from regprune.state import State
-from regprune.testing import ImagePusher, RegistryServer
-
-from .support import days_ago
+from regprune.testing import ImagePusher, RegistryServer, days_ago, run_cli
 
 CONFIG = """\
 [registry.local]
@@ -34,24 +31,7 @@ selectors = [{{ use = "age", older_than = "14d" }}]
 """
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No config or state from the environment, the working directory or the home dir."""
-    for name in ("REGPRUNE_CONFIG", "REGPRUNE_STATE", "REGPRUNE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")  # built-in plugins only
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.chdir(tmp_path)
-    # Tests never have a person at the terminal, however pytest was started.
-    monkeypatch.setattr("regprune.cli.apply_cmd.is_interactive", lambda: False)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def assert_one_error_line(code: int, err: str, *expected: str) -> str:
@@ -71,6 +51,12 @@ def stored_plans(state_path: Path) -> list:
         return []
     with State(state_path) as state:
         return state.plans.find()
+
+
+def assert_unchanged(state_path: Path, pusher: ImagePusher, tags: list[str]) -> None:
+    """Refused with nothing changed: no plan stored, every tag of ci/app still there."""
+    assert stored_plans(state_path) == []
+    assert sorted(pusher.tags("ci/app")) == tags
 
 
 def closed_port() -> int:
@@ -195,12 +181,11 @@ def test_config_error(seeded, tmp_path, capsys, edit, expected, command):
     server, pusher, tags = seeded
     write_config(tmp_path, edit(CONFIG).format(url=server.url))
 
-    code, out, err = cli(capsys, "--state", str(tmp_path / "state.db"), *command)
+    code, out, err = run_cli(capsys, "--state", str(tmp_path / "state.db"), *command)
 
     assert_one_error_line(code, err, *expected)
     assert out == ""
-    assert stored_plans(tmp_path / "state.db") == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(tmp_path / "state.db", pusher, tags)
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
@@ -208,7 +193,9 @@ def test_unknown_policy(seeded, tmp_path, capsys, command):
     server, _, _ = seeded
     write_config(tmp_path, CONFIG.format(url=server.url))
 
-    code, _, err = cli(capsys, "--state", str(tmp_path / "state.db"), command, "--policy", "nope")
+    code, _, err = run_cli(
+        capsys, "--state", str(tmp_path / "state.db"), command, "--policy", "nope"
+    )
 
     assert_one_error_line(code, err, "unknown policy 'nope'", "defined: ci")
     assert stored_plans(tmp_path / "state.db") == []
@@ -224,13 +211,13 @@ def test_config_file_given_but_missing(tmp_path, capsys, monkeypatch, how, expec
     if how == "env":
         monkeypatch.setenv("REGPRUNE_CONFIG", missing)
 
-    code, _, err = cli(capsys, *argv, "--state", str(tmp_path / "state.db"), "ls")
+    code, _, err = run_cli(capsys, *argv, "--state", str(tmp_path / "state.db"), "ls")
 
     assert_one_error_line(code, err, "nope.toml", expected, "does not exist")
 
 
 def test_no_config_file_at_all(tmp_path, capsys):
-    code, _, err = cli(capsys, "--state", str(tmp_path / "state.db"), "plan")
+    code, _, err = run_cli(capsys, "--state", str(tmp_path / "state.db"), "plan")
     assert_one_error_line(code, err, "no config file", "--registry URL --repo GLOB")
 
 
@@ -274,12 +261,13 @@ def test_quick_mode_error(seeded, tmp_path, capsys, flags, expected):
     server, pusher, tags = seeded
     state = tmp_path / "state.db"
 
-    code, out, err = cli(capsys, "--state", str(state), "plan", "--registry", server.url, *flags)
+    code, out, err = run_cli(
+        capsys, "--state", str(state), "plan", "--registry", server.url, *flags
+    )
 
     assert_one_error_line(code, err, expected)
     assert out == ""
-    assert stored_plans(state) == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(state, pusher, tags)
 
 
 @pytest.mark.parametrize(
@@ -307,7 +295,7 @@ def test_registry_flag_neither_url_nor_name(
     flags = ["--repo", "ci/*", "--keep", "5"] if command == "plan" else []
     state = tmp_path / "state.db"
 
-    code, _, err = cli(capsys, "--state", str(state), command, "--registry", registry, *flags)
+    code, _, err = run_cli(capsys, "--state", str(state), command, "--registry", registry, *flags)
 
     assert_one_error_line(code, err, expected)
     assert stored_plans(state) == []
@@ -321,7 +309,9 @@ def test_unreachable_registry(tmp_path, capsys, command):
     url = f"http://127.0.0.1:{closed_port()}"
     state = tmp_path / "state.db"
 
-    code, _, err = cli(capsys, "--state", str(state), command[0], "--registry", url, *command[1:])
+    code, _, err = run_cli(
+        capsys, "--state", str(state), command[0], "--registry", url, *command[1:]
+    )
 
     assert_one_error_line(code, err, f"cannot reach registry {url}", "connection refused")
     assert stored_plans(state) == []
@@ -332,15 +322,14 @@ def test_tls_to_a_plain_http_registry(seeded, tmp_path, capsys):
     url = server.url.replace("http://", "https://")
     state = tmp_path / "state.db"
 
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys, "--state", str(state), "plan", "--registry", url, "--repo", "ci/*", "--keep", "0"
     )
 
     assert_one_error_line(
         code, err, f"cannot reach registry {url}", "TLS handshake failed", "http://"
     )
-    assert stored_plans(state) == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(state, pusher, tags)
 
 
 @pytest.fixture
@@ -367,7 +356,7 @@ def test_wrong_or_missing_password(auth_registry, tmp_path, capsys, credentials,
     write_config(tmp_path, text)
     state = tmp_path / "state.db"
 
-    code, _, err = cli(capsys, "--state", str(state), "plan")
+    code, _, err = run_cli(capsys, "--state", str(state), "plan")
 
     assert_one_error_line(code, err, server.url, expected)
     assert stored_plans(state) == []
@@ -383,12 +372,12 @@ def test_wrong_or_missing_password(auth_registry, tmp_path, capsys, credentials,
     ids=["apply", "show", "history"],
 )
 def test_unknown_plan_id(tmp_path, capsys, argv):
-    code, _, err = cli(capsys, "--state", str(tmp_path / "state.db"), *argv)
+    code, _, err = run_cli(capsys, "--state", str(tmp_path / "state.db"), *argv)
     assert_one_error_line(code, err, "no plan 'deadbeef'", "regprune history")
 
 
 def make_plan(capsys, state: Path, url: str) -> str:
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys, "--state", str(state), "plan", "--registry", url, "--repo", "ci/*",
         "--older-than", "14d", "--keep-tag", "^latest$", "--json",
     )  # fmt: skip
@@ -405,7 +394,7 @@ def test_apply_without_terminal_or_yes_refuses(seeded, tmp_path, capsys):
     state = tmp_path / "state.db"
     plan_id = make_plan(capsys, state, server.url)
 
-    code, out, err = cli(capsys, "--state", str(state), "apply", plan_id)
+    code, out, err = run_cli(capsys, "--state", str(state), "apply", plan_id)
 
     assert_one_error_line(code, err, f"plan {plan_id} needs approval", "pass --yes")
     assert out == ""
@@ -424,7 +413,7 @@ def test_deletes_disabled_at_apply(registry_factory, tmp_path, capsys):
         state = tmp_path / "state.db"
         plan_id = make_plan(capsys, state, server.url)
 
-        code, _, err = cli(capsys, "--state", str(state), "apply", plan_id, "--yes")
+        code, _, err = run_cli(capsys, "--state", str(state), "apply", plan_id, "--yes")
 
         assert_one_error_line(
             code,
@@ -442,7 +431,7 @@ def test_run_against_deletes_disabled(registry_factory, tmp_path, capsys):
     server = registry_factory(delete_enabled=False)
     with ImagePusher(server.url) as pusher:
         pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-        code, _, err = cli(
+        code, _, err = run_cli(
             capsys, "--state", str(tmp_path / "state.db"), "run", "--yes",
             "--registry", server.url, "--repo", "ci/*", "--older-than", "1d",
         )  # fmt: skip
@@ -454,7 +443,7 @@ def test_run_against_deletes_disabled(registry_factory, tmp_path, capsys):
 
 
 def test_gc_needs_a_configured_registry_not_a_url(tmp_path, capsys):
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys, "--state", str(tmp_path / "s.db"), "gc", "--registry", "http://x:5000"
     )
     assert_one_error_line(code, err, "name of a configured registry, not a URL")
@@ -462,7 +451,7 @@ def test_gc_needs_a_configured_registry_not_a_url(tmp_path, capsys):
 
 def test_gc_without_a_gc_command(tmp_path, capsys):
     write_config(tmp_path, CONFIG.format(url=f"http://127.0.0.1:{closed_port()}"))
-    code, _, err = cli(capsys, "--state", str(tmp_path / "s.db"), "gc")
+    code, _, err = run_cli(capsys, "--state", str(tmp_path / "s.db"), "gc")
     assert_one_error_line(
         code, err, "no garbage collector for registry 'local'", "[registry.local.gc]"
     )
@@ -471,7 +460,7 @@ def test_gc_without_a_gc_command(tmp_path, capsys):
 def test_state_db_that_cannot_be_created(tmp_path, capsys):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    code, _, err = cli(capsys, "--state", str(blocker / "state.db"), "history")
+    code, _, err = run_cli(capsys, "--state", str(blocker / "state.db"), "history")
     assert_one_error_line(code, err, "cannot open the state DB", str(blocker), "--state FILE")
 
 
@@ -489,7 +478,7 @@ def test_state_db_that_cannot_be_created(tmp_path, capsys):
     ],
 )
 def test_click_usage_errors_are_one_line(tmp_path, capsys, argv, expected):
-    code, out, err = cli(capsys, "--state", str(tmp_path / "s.db"), *argv)
+    code, out, err = run_cli(capsys, "--state", str(tmp_path / "s.db"), *argv)
     assert_one_error_line(code, err, expected)
     assert out == ""
 
@@ -502,7 +491,7 @@ def test_unexpected_exception_is_one_line_with_exit_1(tmp_path, capsys, monkeypa
     with State(tmp_path / "s.db") as state:
         state.audit_log.record("test.event", details={"x": 1})
 
-    code, _, err = cli(capsys, "--state", str(tmp_path / "s.db"), "history")
+    code, _, err = run_cli(capsys, "--state", str(tmp_path / "s.db"), "history")
 
     assert code == 1
     assert err.splitlines() == [
@@ -546,8 +535,7 @@ def test_subprocess_errors_have_no_traceback(seeded, tmp_path):
         result = run_module(tmp_path, *argv)
         assert result.returncode == 2, (argv, result.stderr)
         assert_one_error_line(result.returncode, result.stderr, expected)
-    assert stored_plans(tmp_path / "state.db") == []
-    assert sorted(pusher.tags("ci/app")) == tags
+    assert_unchanged(tmp_path / "state.db", pusher, tags)
 
 
 def test_subprocess_apply_without_terminal_deletes_nothing(seeded, tmp_path, capsys):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import json
 import os
@@ -119,7 +120,7 @@ def models_in(annotation: Any) -> list[type[BaseModel]]:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return models_in(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType, list, dict, tuple, set):
+    if origin in (typing.Union, types.UnionType, list, dict, tuple, set, collections.abc.Mapping):
         return [model for arg in typing.get_args(annotation) for model in models_in(arg)]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]

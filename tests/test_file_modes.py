@@ -16,8 +16,7 @@ import pytest
 
 from regprune.cli import run
 from regprune.state import State
-
-from .support import days_ago
+from regprune.testing import days_ago, isolate_cli
 
 
 def mode(path: Path) -> int:
@@ -80,12 +79,7 @@ def test_default_state_path_through_the_cli_is_private(
     registry_server, pusher, tmp_path, monkeypatch, capsys, umask_022
 ):
     pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    for name in ("REGPRUNE_CONFIG", "REGPRUNE_STATE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.chdir(tmp_path)
+    isolate_cli(monkeypatch, tmp_path)
 
     code = run(["plan", "--registry", registry_server.url, "--repo", "ci/*", "--keep", "0"])
 

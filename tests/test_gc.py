@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
+from regprune.engine import Engine
 from regprune.errors import ConfigError, LockHeld
-
-from .support import YES, days_ago, engine_for
+from regprune.testing import APPROVE_ALL, DEFAULT_REGISTRY, RegistryServer, days_ago, make_engine
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 
 
-def gc_settings(server, **extra):
-    return {
-        "gc": {"command": server.gc_command(), "storage_path": str(server.storage_path), **extra}
-    }
+def gc_engine(server: RegistryServer, state_dir: Path, **gc: object) -> Engine:
+    """An engine over policy ``ci`` whose registry collects with ``server``'s own GC."""
+    command = {"command": server.gc_command(), "storage_path": str(server.storage_path)}
+    return make_engine(
+        server.url, AGE, name="ci", state_dir=state_dir, registry_options={"gc": {**command, **gc}}
+    )
 
 
 def test_gc_after_apply_frees_the_disk_the_plan_estimated(registry_server, pusher, tmp_path):
     for n in range(4):
         pusher.push_image("ci/app", [f"build-{n}"], created=days_ago(30), layer_size=200_000)
     keep = pusher.push_image("ci/app", ["build-new"], layer_size=200_000)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, **gc_settings(registry_server))
+    engine = gc_engine(registry_server, tmp_path)
     plan = engine.plan("ci")
-    engine.apply(plan.id, context=YES)
+    engine.apply(plan.id, context=APPROVE_ALL)
 
-    result = engine.gc("local")
+    result = engine.gc(DEFAULT_REGISTRY)
 
     assert result.ok, result.output
     assert result.bytes_freed is not None
@@ -41,11 +44,11 @@ def test_gc_after_apply_frees_the_disk_the_plan_estimated(registry_server, pushe
 
 def test_gc_dry_run_changes_nothing(registry_server, pusher, tmp_path):
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30), layer_size=100_000)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, **gc_settings(registry_server))
-    engine.apply(engine.plan("ci").id, context=YES)
+    engine = gc_engine(registry_server, tmp_path)
+    engine.apply(engine.plan("ci").id, context=APPROVE_ALL)
     before = registry_server.disk_usage()
 
-    result = engine.gc("local", dry_run=True)
+    result = engine.gc(DEFAULT_REGISTRY, dry_run=True)
 
     assert result.ok
     assert "--dry-run" in result.command
@@ -57,14 +60,11 @@ def test_before_and_after_commands_run_in_order(registry_server, pusher, tmp_pat
     pusher.push_image("ci/app", ["v1"])
     log = tmp_path / "steps.log"
     step = [sys.executable, "-c", f"import sys; open({str(log)!r}, 'a').write(sys.argv[1] + '\\n')"]
-    engine = engine_for(
-        registry_server.url,
-        tmp_path,
-        {"ci": AGE},
-        **gc_settings(registry_server, before=[[*step, "readonly"]], after=[[*step, "restart"]]),
+    engine = gc_engine(
+        registry_server, tmp_path, before=[[*step, "readonly"]], after=[[*step, "restart"]]
     )
 
-    result = engine.gc("local")
+    result = engine.gc(DEFAULT_REGISTRY)
 
     assert result.ok
     assert log.read_text().split() == ["readonly", "restart"]
@@ -74,16 +74,14 @@ def test_before_and_after_commands_run_in_order(registry_server, pusher, tmp_pat
 def test_failing_before_command_skips_gc_but_runs_after(registry_server, tmp_path):
     log = tmp_path / "steps.log"
     after = [sys.executable, "-c", f"open({str(log)!r}, 'a').write('after')"]
-    engine = engine_for(
-        registry_server.url,
+    engine = gc_engine(
+        registry_server,
         tmp_path,
-        {"ci": AGE},
-        **gc_settings(
-            registry_server, before=[[sys.executable, "-c", "raise SystemExit(3)"]], after=[after]
-        ),
+        before=[[sys.executable, "-c", "raise SystemExit(3)"]],
+        after=[after],
     )
 
-    result = engine.gc("local")
+    result = engine.gc(DEFAULT_REGISTRY)
 
     assert not result.ok
     assert result.exit_code == 3
@@ -92,18 +90,20 @@ def test_failing_before_command_skips_gc_but_runs_after(registry_server, tmp_pat
 
 
 def test_gc_without_a_command_is_a_config_error(registry_server, tmp_path):
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
-    with pytest.raises(ConfigError, match=r"registry\.local\.gc"):
-        engine.gc("local")
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"registry\.test\.gc"):
+        engine.gc(DEFAULT_REGISTRY)
 
 
 def test_gc_waits_for_no_one_while_an_apply_holds_the_lock(registry_server, tmp_path):
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, **gc_settings(registry_server))
+    engine = gc_engine(registry_server, tmp_path)
     with (
-        engine.state.locks.hold(engine.lock_name("local"), purpose="apply of plan 12345678"),
+        engine.state.locks.hold(
+            engine.lock_name(DEFAULT_REGISTRY), purpose="apply of plan 12345678"
+        ),
         pytest.raises(LockHeld, match="apply of plan 12345678"),
     ):
-        engine.gc("local")
+        engine.gc(DEFAULT_REGISTRY)
 
 
 def test_delete_untagged_on_2x_warns_while_multi_arch_images_exist(
@@ -111,14 +111,24 @@ def test_delete_untagged_on_2x_warns_while_multi_arch_images_exist(
 ):
     pusher.push_index("ci/multi", ["v1"])
     command = registry_server.gc_command("--delete-untagged")
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, gc={"command": command})
+    engine = make_engine(
+        registry_server.url,
+        AGE,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={"gc": {"command": command}},
+    )
     engine.plan("ci")  # scanning records the index
 
-    result = engine.gc("local", dry_run=True)
+    result = engine.gc(DEFAULT_REGISTRY, dry_run=True)
 
     assert any("--delete-untagged" in w and "multi-arch" in w for w in result.warnings)
-    engine3 = engine_for(
-        registry_server.url, tmp_path / "v3", {"ci": AGE}, gc={"command": command}, version=3
+    engine3 = make_engine(
+        registry_server.url,
+        AGE,
+        name="ci",
+        state_dir=tmp_path / "v3",
+        registry_options={"gc": {"command": command}, "version": 3},
     )
     engine3.plan("ci")
-    assert not engine3.gc("local", dry_run=True).warnings[:-1]
+    assert not engine3.gc(DEFAULT_REGISTRY, dry_run=True).warnings[:-1]

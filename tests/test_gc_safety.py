@@ -22,9 +22,7 @@ from regprune.cli import run
 from regprune.config import GcSettings
 from regprune.errors import ConfigError, UsageError
 from regprune.gc_checks import delete_untagged_spelling, validate_commands
-from regprune.testing import assert_all_pull
-
-from .support import YES, days_ago, engine_for
+from regprune.testing import APPROVE_ALL, DEFAULT_REGISTRY, assert_all_pull, days_ago, make_engine
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 # Every way the registry's pflag parser reads as --delete-untagged=true.
@@ -228,14 +226,15 @@ def test_run_gc_and_the_engine_refuse_the_same_way_before_applying(
     assert pusher.resolve("ci/old", "build-1") == old.digest  # nothing applied either
     assert not marker.exists()
     # The Slack bot calls the same Engine.gc, which refuses with the same UsageError.
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path / "e",
-        {"ci": AGE},
-        gc={"command": registry_server.gc_command("-m")},
+        AGE,
+        name="ci",
+        state_dir=tmp_path / "e",
+        registry_options={"gc": {"command": registry_server.gc_command("-m")}},
     )
     with pytest.raises(UsageError, match="multi-arch"):
-        engine.gc("local")
+        engine.gc(DEFAULT_REGISTRY)
 
 
 def test_a_registry_that_cannot_be_scanned_means_refuse(tmp_path, capsys, registry_binary):
@@ -335,10 +334,14 @@ def registry_major(server) -> int:
 
 
 def test_a_dry_run_only_warns(registry_server, multi_arch, tmp_path):
-    engine = engine_for(
-        registry_server.url, tmp_path, {"ci": AGE}, gc={"command": registry_server.gc_command("-m")}
+    engine = make_engine(
+        registry_server.url,
+        AGE,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={"gc": {"command": registry_server.gc_command("-m")}},
     )
-    result = engine.gc("local", dry_run=True)
+    result = engine.gc(DEFAULT_REGISTRY, dry_run=True)
     assert result.ok
     assert any("multi-arch" in w and "a real run is refused" in w for w in result.warnings)
 
@@ -424,14 +427,17 @@ def test_after_runs_when_the_gc_command_cannot_start(registry_server, tmp_path, 
     before = [touch_command(log, "before")]
     if sabotage:
         before.append(["/bin/sh", "-c", sabotage.format(gc=gc)])
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {"ci": AGE},
-        gc={"command": [str(gc)], "before": before, "after": [touch_command(log, "after")]},
+        AGE,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={
+            "gc": {"command": [str(gc)], "before": before, "after": [touch_command(log, "after")]}
+        },
     )
 
-    result = engine.gc("local")
+    result = engine.gc(DEFAULT_REGISTRY)
 
     assert not result.ok
     assert result.exit_code in (126, 127)
@@ -443,14 +449,17 @@ def test_after_runs_when_gc_times_out_and_the_group_is_stopped(registry_server, 
     log = tmp_path / "steps.log"
     pids = tmp_path / "pids"
     gc = gc_script(tmp_path, f"sleep 60 & echo $! >> {pids}\necho $$ >> {pids}\nwait\n")
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {"ci": AGE},
-        gc={"command": [str(gc)], "timeout": "1s", "after": [touch_command(log, "after")]},
+        AGE,
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={
+            "gc": {"command": [str(gc)], "timeout": "1s", "after": [touch_command(log, "after")]}
+        },
     )
 
-    result = engine.gc("local")
+    result = engine.gc(DEFAULT_REGISTRY)
 
     assert result.exit_code == 124
     assert "timed out" in result.output
@@ -478,19 +487,22 @@ def test_every_kept_image_pulls_after_apply_and_a_real_gc(registry_server, pushe
     pusher.push_image("ci/app", ["build-new"], layers=2)
     pusher.push_signature("ci/multi", index.digest, "sig")
     log = tmp_path / "steps.log"
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {"ci": {"repositories": ["ci/app"], "selectors": [{"use": "age", "older_than": "7d"}]}},
-        gc={
-            "command": registry_server.gc_command(),
-            "after": [touch_command(log, "after")],
-            "storage_path": str(registry_server.storage_path),
+        {"repositories": ["ci/app"], "selectors": [{"use": "age", "older_than": "7d"}]},
+        name="ci",
+        state_dir=tmp_path,
+        registry_options={
+            "gc": {
+                "command": registry_server.gc_command(),
+                "after": [touch_command(log, "after")],
+                "storage_path": str(registry_server.storage_path),
+            }
         },
     )
-    engine.apply(engine.plan("ci").id, context=YES)
+    engine.apply(engine.plan("ci").id, context=APPROVE_ALL)
 
-    result = engine.gc("local")
+    result = engine.gc(DEFAULT_REGISTRY)
 
     assert result.ok, result.output
     assert result.bytes_freed and result.bytes_freed > 0
@@ -522,7 +534,9 @@ def test_the_pull_check_fails_on_a_missing_layer(registry_server, pusher):
     blob.unlink()  # what a GC that swept a referenced layer leaves behind
     registry_server.restart()  # no cached descriptor may hide it
 
-    with pytest.raises(AssertionError, match=r"(?s)1 of 2 image\(s\) do not pull.*ci/app:v1: .*404"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)1 of 2 image\(s\) do not pull.*ci/app:v1: .*404"
+    ):
         assert_all_pull(registry_server.url, expect=["ci/other:v1"])
     with pytest.raises(AssertionError, match="ci/gone:v1: tag not listed"):
         assert_all_pull(registry_server.url, repositories=["ci/other"], expect=["ci/gone:v1"])

@@ -26,8 +26,7 @@ from regprune.engine import Engine
 from regprune.errors import GcInterrupted, Interrupted, LockHeld
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import State
-
-from .support import engine_for, settings_for
+from regprune.testing import DEFAULT_REGISTRY, make_engine, make_settings
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 WAIT = 20.0  # seconds a step may take before the test gives up (never a pass condition)
@@ -174,7 +173,9 @@ def test_a_second_signal_waits_for_the_after_commands(registry_server, tmp_path)
 def test_a_group_ignoring_sigterm_is_killed_after_the_grace(registry_server, tmp_path, monkeypatch):
     monkeypatch.setattr(processes, "STOP_GRACE", 0.5)
     scene = Scene(tmp_path, registry_server.url, ignore_term=True)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, gc=scene.gc)
+    engine = make_engine(
+        registry_server.url, AGE, name="ci", state_dir=tmp_path, registry_options={"gc": scene.gc}
+    )
     main = threading.main_thread().ident
 
     def interrupt() -> None:
@@ -185,7 +186,7 @@ def test_a_group_ignoring_sigterm_is_killed_after_the_grace(registry_server, tmp
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
         threading.Thread(target=interrupt, daemon=True).start()
         with pytest.raises(GcInterrupted) as stopped:
-            engine.gc("local")
+            engine.gc(DEFAULT_REGISTRY)
 
     assert "(SIGTERM)" in stopped.value.message
     assert "process group got SIGKILL" in stopped.value.message
@@ -210,18 +211,18 @@ def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
     assert lock.child_pid == gc_shell and not lock.stale
     quick = {"command": ["true"]}
     engine = Engine(
-        settings_for(registry_server.url, {"ci": AGE}, gc=quick),
+        make_settings(registry_server.url, AGE, name="ci", registry_options={"gc": quick}),
         State(scene.state),
         manager=get_plugin_manager(load_entrypoints=False),
     )
     with pytest.raises(LockHeld, match=f"pid {gc_shell}, still runs"):
-        engine.gc("local")
+        engine.gc(DEFAULT_REGISTRY)
 
     for pid in scene.gc_pids():  # the GC ends; now the lock is stale and is taken over
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not any(alive(pid) for pid in scene.gc_pids()), "the GC to end")
     assert scene.locks()[0].stale
-    assert engine.gc("local").ok
+    assert engine.gc(DEFAULT_REGISTRY).ok
     assert engine.state.locks.current() == []
     engine.state.close()
 
@@ -229,7 +230,10 @@ def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
 def test_a_recycled_child_pid_does_not_hold_the_lock(tmp_path):
     """A lock whose recorded child pid now belongs to another process (a different start
     time) is stale once its holder is gone: pid reuse cannot block a registry forever."""
-    with State(tmp_path / "state.db") as state, state.locks.hold("local", purpose="garbage collection"):
+    with (
+        State(tmp_path / "state.db") as state,
+        state.locks.hold("local", purpose="garbage collection"),
+    ):
         state.locks.set_child("local", os.getpid())
         state.db.execute(
             "UPDATE locks SET pid = 999999999, child_started = '1' WHERE name = 'local'"

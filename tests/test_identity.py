@@ -9,33 +9,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regprune import hookimpl
-from regprune.cli import run
-from regprune.config import parse_settings
+from regprune.config import Settings, parse_settings
 from regprune.engine import Engine, lock_name
 from regprune.errors import ConfigError, LockHeld
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import State
+from regprune.testing import APPROVE_ALL, DEFAULT_REGISTRY, days_ago, make_settings, run_cli
 from regprune.urls import check_registry_url, registry_identity
-
-from .support import YES, days_ago, settings_for
 
 PASSWORD = "s3cr3t-Pa55"
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def localhost(url: str) -> str:
@@ -106,7 +98,7 @@ def test_quick_mode_through_another_spelling_keeps_configured_keep_rules(
     (tmp_path / "regprune.toml").write_text(KEEP_RELEASES.format(url=registry_server.url))
     state = str(tmp_path / "state.db")
 
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys, "--state", state, "plan", "--json",
         "--registry", localhost(registry_server.url) + "/",
         "--repo", "ci/*", "--older-than", "14d",
@@ -131,10 +123,12 @@ class GcDuringApply:
 
     @hookimpl
     def item_deleted(self, plan, item, state) -> None:
-        settings = settings_for(self.url, {}, gc={"command": ["true"]})
-        other = Engine(settings, State(self.state_path), manager=get_plugin_manager(load_entrypoints=False))
+        settings = make_settings(self.url, registry_options={"gc": {"command": ["true"]}})
+        other = Engine(
+            settings, State(self.state_path), manager=get_plugin_manager(load_entrypoints=False)
+        )
         try:
-            other.gc("local")
+            other.gc(DEFAULT_REGISTRY)
             self.outcomes.append("gc ran")
         except LockHeld as exc:
             self.outcomes.append(f"refused: {exc.message}")
@@ -167,8 +161,9 @@ def test_gc_through_another_spelling_refuses_while_apply_holds_the_lock(
         data["registry"] = {}
         data["policy"]["quick"]["registry"] = "local"
         parsed = parse_settings({**data, "registry": {"local": {"url": quick_url}}})
-        parsed.registry = {registry: parsed.registry["local"]}
-        parsed.policy["quick"].registry = registry
+        quick = parsed.policy["quick"].model_copy(update={"registry": registry})
+        parsed = Settings().with_registry(registry, parsed.registry["local"])
+        parsed = parsed.with_policy("quick", quick)
     manager = get_plugin_manager(load_entrypoints=False)
     plugin = GcDuringApply(state_path, registry_server.url)
     manager.register(plugin)
@@ -176,9 +171,10 @@ def test_gc_through_another_spelling_refuses_while_apply_holds_the_lock(
     try:
         plan = engine.plan("quick")
         if not configured:
-            del engine.settings.registry[registry]  # as a later `regprune apply` sees it
+            # As a later `regprune apply` sees it: the URL is in no config.
+            engine.settings = engine.settings.model_copy(update={"registry": MappingProxyType({})})
             engine.close()
-        result = engine.apply(plan.id, context=YES)
+        result = engine.apply(plan.id, context=APPROVE_ALL)
     finally:
         engine.close()
         engine.state.close()
@@ -188,9 +184,13 @@ def test_gc_through_another_spelling_refuses_while_apply_holds_the_lock(
 
 
 def test_engine_lock_name_follows_identity():
-    settings = settings_for("http://127.0.0.1:5000/", {})
+    settings = make_settings("http://127.0.0.1:5000/")
     engine = Engine(settings, State(":memory:"), manager=get_plugin_manager(load_entrypoints=False))
-    assert engine.lock_name("local") == lock_name("http://localhost:5000") == "http://loopback:5000"
+    assert (
+        engine.lock_name(DEFAULT_REGISTRY)
+        == lock_name("http://localhost:5000")
+        == "http://loopback:5000"
+    )
     assert engine.lock_name("gone", "HTTP://[::1]:5000") == "http://loopback:5000"
     with pytest.raises(ConfigError, match="unknown registry 'gone'"):
         engine.lock_name("gone")
@@ -213,7 +213,7 @@ def test_config_url_with_user_info_is_refused(registry_server, tmp_path, capsys)
     url = registry_server.url.replace("://", f"://ci:{PASSWORD}@")
     (tmp_path / "regprune.toml").write_text(KEEP_RELEASES.format(url=url))
     state = tmp_path / "state.db"
-    code, _, err = cli(capsys, "--state", str(state), "plan")
+    code, _, err = run_cli(capsys, "--state", str(state), "plan")
     _assert_refused_without_password(code, err, "registry.local.url")
     assert not state.exists()
 
@@ -225,7 +225,7 @@ def test_quick_mode_url_with_user_info_is_refused(registry_server, tmp_path, cap
     argv = ["--state", str(state), command, "--registry", url]
     if command != "ls":
         argv += ["--repo", "ci/*", "--older-than", "1d"]
-    code, _, err = cli(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     _assert_refused_without_password(code, err, "--registry")
     assert PASSWORD not in (state.read_bytes().decode("latin-1") if state.exists() else "")
 

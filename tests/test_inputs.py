@@ -20,10 +20,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regprune.cli import run
 from regprune.config import parse_settings
 from regprune.errors import ConfigError
 from regprune.state import State
+from regprune.testing import run_cli
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -35,13 +35,6 @@ def closed_port() -> int:
 
 
 CLOSED = f"http://127.0.0.1:{closed_port()}"
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(code: int, err: str, *expected: str, exit_code: int = 2) -> str:
@@ -102,13 +95,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), CASES, ids=[c[0] + "=" + repr(c[1])[:20] for c in CASES])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"), CASES, ids=[c[0] + "=" + repr(c[1])[:20] for c in CASES]
+)
 def test_bad_config_values_are_one_error_line(tmp_path, capsys, path, value, expected):
     config = tmp_path / "regprune.toml"
     data = with_(path, value)
     config.write_text(tomli_w.dumps(data) if not isinstance(value, float) else _float_toml(data))
     state = tmp_path / "state.db"
-    code, _, err = cli(capsys, "--config", str(config), "--state", str(state), "plan")
+    code, _, err = run_cli(capsys, "--config", str(config), "--state", str(state), "plan")
     one_error_line(code, err, expected)
     assert not state.exists() or not State(state).plans.find()
 
@@ -121,7 +116,7 @@ def _float_toml(data: dict[str, Any]) -> str:
 def test_config_that_is_not_utf8(tmp_path, capsys):
     config = tmp_path / "regprune.toml"
     config.write_bytes(b'[registry.local]\nurl = "http://h\xff\xfe"\n')
-    code, _, err = cli(capsys, "--config", str(config), "plan")
+    code, _, err = run_cli(capsys, "--config", str(config), "plan")
     one_error_line(code, err, "not UTF-8")
 
 
@@ -142,24 +137,33 @@ def test_all_problems_are_listed_on_one_line():
         (["history", "--limit", "0"], "--limit"),
         (["state", "prune", "--older-than", "999999999d"], "--older-than"),
         (["plan", "--registry", CLOSED, "--repo", "x", "--keep", "99999999999999999999"], "--keep"),
-        (["plan", "--registry", CLOSED, "--repo", "x", "--older-than", "1000000000w"], "--older-than"),
+        (
+            ["plan", "--registry", CLOSED, "--repo", "x", "--older-than", "1000000000w"],
+            "--older-than",
+        ),
         (["plan", "--registry", "http://[::1", "--repo", "x", "--keep", "1"], "--registry"),
-        (["plan", "--registry", CLOSED, "--repo", "x", "--keep", "1", "--keep-tag", "(?=x)"], "--keep-tag"),
-        (["plan", "--registry", CLOSED, "--repo", "x", "--keep", "1", "--tags", "\udcff"], "--tags"),
+        (
+            ["plan", "--registry", CLOSED, "--repo", "x", "--keep", "1", "--keep-tag", "(?=x)"],
+            "--keep-tag",
+        ),
+        (
+            ["plan", "--registry", CLOSED, "--repo", "x", "--keep", "1", "--tags", "\udcff"],
+            "--tags",
+        ),
         (["--state", "a\x00b", "history"], "state DB"),
     ],
 )
 def test_bad_flag_values_are_one_error_line(tmp_path, capsys, argv, expected):
     if argv[0] != "--state":
         argv = ["--state", str(tmp_path / "state.db"), *argv]
-    code, _, err = cli(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     one_error_line(code, err, expected)
 
 
 def test_state_file_that_is_not_sqlite(tmp_path, capsys):
     state = tmp_path / "state.db"
     state.write_bytes(b"this is not a database, just text\n" * 100)
-    code, _, err = cli(capsys, "--state", str(state), "history")
+    code, _, err = run_cli(capsys, "--state", str(state), "history")
     one_error_line(code, err, "cannot open the state DB")
     assert state.read_bytes().startswith(b"this is not a database")
 
@@ -179,11 +183,16 @@ def test_state_db_locked_by_another_process(tmp_path, capsys):
     state = tmp_path / "state.db"
     State(state).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        code, _, err = cli(capsys, "--state", str(state), "state", "prune", "--older-than", "1d")
+        code, _, err = run_cli(
+            capsys, "--state", str(state), "state", "prune", "--older-than", "1d"
+        )
     finally:
         holder.communicate("", timeout=30)
     lines = err.splitlines()
@@ -202,7 +211,9 @@ WILD = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
-    st.sampled_from(["14d", "0s", "1000000000w", "-1d", "http://[::1", "http://u:p@h", "(?=x)", "*", "", "\x00"]),
+    st.sampled_from(
+        ["14d", "0s", "1000000000w", "-1d", "http://[::1", "http://u:p@h", "(?=x)", "*", "", "\x00"]
+    ),
     st.lists(st.text(max_size=10), max_size=3),
 )
 
@@ -215,13 +226,53 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-REGISTRY_KEYS = ["url", "username", "password", "docker_config", "ca_file", "concurrency", "timeout", "retries", "version", "gc", "bogus"]
-POLICY_KEYS = ["registry", "repositories", "exclude", "tags", "keep_tags", "selectors", "protectors", "approval", "gc", "time_source", "schedule"]
-SLACK_KEYS = ["channel", "approvers", "approver_groups", "team_id", "approvals_required", "allow_self_approval", "plan_ttl", "api_url"]
+REGISTRY_KEYS = [
+    "url",
+    "username",
+    "password",
+    "docker_config",
+    "ca_file",
+    "concurrency",
+    "timeout",
+    "retries",
+    "version",
+    "gc",
+    "bogus",
+]
+POLICY_KEYS = [
+    "registry",
+    "repositories",
+    "exclude",
+    "tags",
+    "keep_tags",
+    "selectors",
+    "protectors",
+    "approval",
+    "gc",
+    "time_source",
+    "schedule",
+]
+SLACK_KEYS = [
+    "channel",
+    "approvers",
+    "approver_groups",
+    "team_id",
+    "approvals_required",
+    "allow_self_approval",
+    "plan_ttl",
+    "api_url",
+]
 SELECTORS = st.lists(
     st.fixed_dictionaries(
         {"use": st.sampled_from(["age", "count", "branch", "nope", ""])},
-        optional={"older_than": WILD, "keep": WILD, "group_by": WILD, "pattern": WILD, "branches": WILD, "keep_per_branch": WILD},
+        optional={
+            "older_than": WILD,
+            "keep": WILD,
+            "group_by": WILD,
+            "pattern": WILD,
+            "branches": WILD,
+            "keep_per_branch": WILD,
+        },
     ),
     max_size=2,
 )
@@ -240,7 +291,14 @@ DOCUMENTS = st.fixed_dictionaries(
         ),
         "policy": st.dictionaries(
             st.sampled_from(["ci", "rel"]),
-            section(POLICY_KEYS, {"registry": st.sampled_from(["local", "other"]), "repositories": st.just(["ci/*"]), "selectors": SELECTORS}),
+            section(
+                POLICY_KEYS,
+                {
+                    "registry": st.sampled_from(["local", "other"]),
+                    "repositories": st.just(["ci/*"]),
+                    "selectors": SELECTORS,
+                },
+            ),
             max_size=2,
         ),
     },
@@ -266,23 +324,46 @@ def test_any_toml_document_is_settings_or_one_config_error(document):
     assert parsed.registry.keys() <= document["registry"].keys()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(DOCUMENTS)
 def test_any_toml_document_through_regprune_plan(tmp_path, capsys, document):
     config = tmp_path / "fuzz.toml"
     config.write_text(tomli_w.dumps(document))
-    code, _, err = cli(capsys, "--config", str(config), "--state", str(tmp_path / "fuzz.db"), "plan")
+    code, _, err = run_cli(
+        capsys, "--config", str(config), "--state", str(tmp_path / "fuzz.db"), "plan"
+    )
     # Nothing listens on the registry's port: a valid document ends in "cannot reach".
     one_error_line(code, err)
 
 
 FLAG_TEXT = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["-1", "0", "1e9", "99999999999999999999", "14d", "1000000000w", "http://[::1", "(a+)+$", "(?<=x)", CLOSED]),
+    st.sampled_from(
+        [
+            "-1",
+            "0",
+            "1e9",
+            "99999999999999999999",
+            "14d",
+            "1000000000w",
+            "http://[::1",
+            "(a+)+$",
+            "(?<=x)",
+            CLOSED,
+        ]
+    ),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     older_than=FLAG_TEXT,
     keep=FLAG_TEXT,
@@ -291,16 +372,20 @@ FLAG_TEXT = st.one_of(
     registry=st.one_of(st.just(CLOSED), FLAG_TEXT),
     limit=FLAG_TEXT,
 )
-def test_any_flag_values_through_the_cli(tmp_path, capsys, older_than, keep, keep_tag, tags, registry, limit):
+def test_any_flag_values_through_the_cli(
+    tmp_path, capsys, older_than, keep, keep_tag, tags, registry, limit
+):
     state = str(tmp_path / "flags.db")
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys, "--state", state, "plan", "--registry", registry, "--repo", "ci/*",
         "--older-than", older_than, "--keep", keep, "--keep-tag", keep_tag, "--tags", tags,
     )  # fmt: skip
     one_error_line(code, err)  # bad flag, or the closed port: never a traceback
-    code, _, err = cli(capsys, "--state", state, "history", "--limit", limit)
+    code, _, err = run_cli(capsys, "--state", state, "history", "--limit", limit)
     if code != 0:
         one_error_line(code, err, "--limit")
-    code, _, err = cli(capsys, "--state", state, "state", "prune", "--dry-run", "--older-than", older_than)
+    code, _, err = run_cli(
+        capsys, "--state", state, "state", "prune", "--dry-run", "--older-than", older_than
+    )
     if code != 0:
         one_error_line(code, err)

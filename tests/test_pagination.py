@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from .support import days_ago, engine_for
+from regprune.testing import days_ago, make_engine
 
 
 def test_plan_covers_repositories_beyond_the_first_thousand(registry_server, pusher, tmp_path):
@@ -22,10 +22,11 @@ def test_plan_covers_repositories_beyond_the_first_thousand(registry_server, pus
     for name in late:
         pusher.push_image(name, ["build-1"], created=days_ago(30), seed="shared")
     assert len(pusher.catalog(page_size=1000)) == 1004
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {"ci": {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}},
+        {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]},
+        name="ci",
+        state_dir=tmp_path,
     )
 
     plan = engine.plan("ci")

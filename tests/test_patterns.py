@@ -19,8 +19,7 @@ from regprune.config import parse_settings
 from regprune.errors import ConfigError
 from regprune.patterns import MAX_PROGRAM_SIZE, Pattern, PatternError, compile_pattern
 from regprune.plugin_manager import build_catalog, get_plugin_manager
-
-from .support import days_ago
+from regprune.testing import days_ago
 
 EVIL = "^(a+)+$"
 EVIL_TAG = "a" * 41 + "-"  # a valid tag; the backtracking engine needs ~2**41 steps
@@ -168,8 +167,22 @@ def test_exponential_pattern_plan_finishes(registry_server, pusher, tmp_path, wh
         )
         argv = ["--config", str(config), "--state", str(state), "plan", "--json"]
     else:
-        argv = ["--state", str(state), "plan", "--json", "--registry", registry_server.url,
-                "--repo", "ci/*", "--older-than", "14d", "--keep-tag", EVIL, "--tags", f"{EVIL}|-$"]
+        argv = [
+            "--state",
+            str(state),
+            "plan",
+            "--json",
+            "--registry",
+            registry_server.url,
+            "--repo",
+            "ci/*",
+            "--older-than",
+            "14d",
+            "--keep-tag",
+            EVIL,
+            "--tags",
+            f"{EVIL}|-$",
+        ]
     done = subprocess.run(
         [sys.executable, "-m", "regprune", *argv],
         capture_output=True,

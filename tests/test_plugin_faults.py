@@ -19,8 +19,7 @@ from regprune.errors import UsageError
 from regprune.hookcalls import PluginError
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import State
-
-from .support import YES, days_ago, settings_for
+from regprune.testing import APPROVE_ALL, days_ago, make_settings
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 
@@ -34,7 +33,7 @@ def plugin(name: str, **hooks: Callable[..., object]) -> types.ModuleType:
 
 def engine_with(url: str, tmp_path: Path, *plugins: object, policy: dict | None = None) -> Engine:
     manager = get_plugin_manager(load_entrypoints=False, extra_plugins=plugins)
-    settings = settings_for(url, {"ci": policy or AGE})
+    settings = make_settings(url, policy or AGE, name="ci")
     return Engine(settings, State(tmp_path / "state.db"), manager=manager)
 
 
@@ -68,7 +67,7 @@ def test_a_plugin_failing_in_event_hooks_never_skips_the_audit_log(
     logging.getLogger("regprune").addHandler(handler)
     try:
         plan = engine.plan("ci")
-        result = engine.apply(plan.id, context=YES)
+        result = engine.apply(plan.id, context=APPROVE_ALL)
     finally:
         logging.getLogger("regprune").removeHandler(handler)
 
@@ -120,7 +119,7 @@ def test_a_deleter_answering_nonsense_leaves_the_item_retryable(registry_server,
     with pytest.raises(
         PluginError, match=r"plugin liar failed in delete_manifest: it answered 'gone'"
     ):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     assert pusher.resolve("ci/app", "b-1") == image.digest  # still there, and not counted
     assert engine.state.plans.get(plan.id).status == "failed"
@@ -128,7 +127,7 @@ def test_a_deleter_answering_nonsense_leaves_the_item_retryable(registry_server,
     assert events(engine, plan.id, "item.deleted") == []
     # The plan can be cancelled, or finished once the plugin is gone.
     fixed = engine_with(registry_server.url, tmp_path)
-    assert fixed.apply(plan.id, context=YES).status == "done"
+    assert fixed.apply(plan.id, context=APPROVE_ALL).status == "done"
     assert pusher.resolve("ci/app", "b-1") is None
 
 
@@ -142,7 +141,7 @@ def test_a_deleter_raising_names_itself_and_stops_the_apply(registry_server, pus
     with pytest.raises(
         PluginError, match=r"plugin broken failed in delete_manifest: RuntimeError: boom"
     ):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     statuses = [s for s, _ in engine.state.plans.item_statuses(plan.id).values()]
     assert statuses.count("failed") == 1 and statuses.count("pending") == 2
@@ -224,7 +223,7 @@ def test_a_keep_rule_that_raises_at_apply_deletes_nothing(registry_server, pushe
     plan = engine.plan("ci")
 
     with pytest.raises(PluginError, match="plugin flaky failed in protect"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", "b-1") == image.digest
 
 
@@ -263,7 +262,7 @@ def test_an_approver_that_raises_names_its_plugin(registry_server, pusher, tmp_p
     plan = engine.plan("ci")
 
     with pytest.raises(PluginError, match=r"plugin voter failed in approve \(vote\): KeyError"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", "b-1") is not None
 
 

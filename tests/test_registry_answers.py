@@ -505,16 +505,6 @@ def test_digest_pattern_is_the_clients():
 # --- the command line: one error line, never "unexpected" ---------------------------------
 
 
-@pytest.fixture
-def isolated_cli(tmp_path, monkeypatch):
-    for name in ("REGPRUNE_CONFIG", "REGPRUNE_STATE", "REGPRUNE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REGPRUNE_LOAD_PLUGINS", "")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.chdir(tmp_path)
-
-
 def _rewrite_json(change):
     """A FaultProxy rewrite: apply ``change`` to a JSON body and keep its digest header true."""
 

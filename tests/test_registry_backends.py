@@ -31,10 +31,9 @@ from regprune.hookcalls import PluginError
 from regprune.plugin_manager import DEFAULT_PLUGINS, Catalog, build_catalog, get_plugin_manager
 from regprune.registry import BackendType, NoOptions, RegistryBackend, RegistryClient
 from regprune.state import State
-from regprune.testing import ImagePusher, RegistryServer
+from regprune.testing import ImagePusher, RegistryServer, days_ago
 
 from . import vendor_backend
-from .support import days_ago
 
 
 class VendorService:

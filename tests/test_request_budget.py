@@ -24,8 +24,7 @@ from regprune.engine import Engine
 from regprune.plugin_manager import get_plugin_manager
 from regprune.registry import RegistryClient
 from regprune.state import State
-
-from .support import days_ago, settings_for
+from regprune.testing import days_ago, make_settings
 
 POLICY = {
     "repositories": ["ci/*"],
@@ -89,7 +88,7 @@ class Run:
 
         self.state = State(state_path)
         self.engine = Engine(
-            settings_for(url, {"ci": POLICY}, **registry),
+            make_settings(url, POLICY, name="ci", registry_options=registry),
             self.state,
             manager=get_plugin_manager(load_entrypoints=False),
             client_factory=client_factory,

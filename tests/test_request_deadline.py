@@ -15,10 +15,10 @@ import pytest
 from regprune.errors import RegistryUnreachable
 from regprune.registry import Credentials, RegistryClient
 from regprune.registry._deadline import DeadlineBackend, install
-from regprune.testing import FaultProxy, ImagePusher
+from regprune.testing import FaultProxy, ImagePusher, run_cli
 from regprune.testing.token_issuer import TokenIssuer
 
-from .test_cli_errors import assert_one_error_line, cli, stored_plans
+from .test_cli_errors import assert_one_error_line, stored_plans
 
 # Without the deadline each of these takes minutes (hundreds of bytes, 0.5 s apart);
 # with it, one second plus scheduling. The bound is generous for a loaded 2-core box.
@@ -76,7 +76,7 @@ def test_plan_against_a_trickling_registry_ends_with_one_error_line(
     )
     state = tmp_path / "state.db"
     started = time.monotonic()
-    code, _, err = cli(capsys, "--config", str(config), "--state", str(state), "plan")
+    code, _, err = run_cli(capsys, "--config", str(config), "--state", str(state), "plan")
     elapsed = time.monotonic() - started
     assert_one_error_line(
         code, err, f"cannot reach registry {fault_proxy.url}", "timed out after 1s"

@@ -15,8 +15,14 @@ from regprune.errors import (
     UsageError,
 )
 from regprune.models import Approval, ApprovalContext
-
-from .support import YES, days_ago, deleted_digests, engine_for, kept
+from regprune.testing import (
+    APPROVE_ALL,
+    DEFAULT_REGISTRY,
+    days_ago,
+    deleted_digests,
+    kept_reasons,
+    make_engine,
+)
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 
@@ -27,16 +33,18 @@ AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"
 def test_keep_rule_keeps_image_and_every_tag_sharing_its_digest(registry_server, pusher, tmp_path):
     shared = pusher.push_image("ci/app", ["main-1234567", "latest"], created=days_ago(30))
     old = pusher.push_image("ci/app", ["main-abcdef0"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": ["^latest$"]}})
+    engine = make_engine(
+        registry_server.url, {**AGE, "keep_tags": ["^latest$"]}, name="ci", state_dir=tmp_path
+    )
 
     plan = engine.plan("ci")
 
     assert deleted_digests(plan) == {old.digest}
-    reasons = kept(plan, shared.digest)
+    reasons = kept_reasons(plan, shared.digest)
     assert any("latest" in r and "^latest$" in r for r in reasons)
     assert any("main-1234567 shares digest with kept tag 'latest'" in r for r in reasons)
 
-    engine.apply(plan.id, context=YES)
+    engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", "latest") == shared.digest
     assert pusher.resolve("ci/app", "main-1234567") == shared.digest
     assert pusher.resolve("ci/app", "main-abcdef0") is None
@@ -45,30 +53,32 @@ def test_keep_rule_keeps_image_and_every_tag_sharing_its_digest(registry_server,
 def test_keep_rule_of_another_policy_wins(registry_server, pusher, tmp_path):
     release = pusher.push_image("ci/app", ["v1.2.3"], created=days_ago(60))
     build = pusher.push_image("ci/app", ["build-1"], created=days_ago(60))
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {
+        other_policies={
             "ci": AGE,
             "releases": {**AGE, "repositories": ["ci/app"], "keep_tags": [r"^v\d+\.\d+\.\d+$"]},
         },
+        state_dir=tmp_path,
     )
 
     plan = engine.plan("ci")
 
     assert deleted_digests(plan) == {build.digest}
-    assert any("policy releases" in r for r in kept(plan, release.digest))
+    assert any("policy releases" in r for r in kept_reasons(plan, release.digest))
 
 
 def test_tag_outside_the_policy_filter_keeps_the_digest(registry_server, pusher, tmp_path):
     both = pusher.push_image("ci/app", ["pr-1", "nightly"], created=days_ago(30))
     only = pusher.push_image("ci/app", ["pr-2"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "tags": "^pr-"}})
+    engine = make_engine(
+        registry_server.url, {**AGE, "tags": "^pr-"}, name="ci", state_dir=tmp_path
+    )
 
     plan = engine.plan("ci")
 
     assert deleted_digests(plan) == {only.digest}
-    assert any("nightly" in r for r in kept(plan, both.digest))
+    assert any("nightly" in r for r in kept_reasons(plan, both.digest))
 
 
 # Rule 2: index children go with their index, and only when nothing else references them.
@@ -76,7 +86,7 @@ def test_tag_outside_the_policy_filter_keeps_the_digest(registry_server, pusher,
 
 def test_deleting_an_index_deletes_its_children(registry_server, pusher, tmp_path):
     index = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
 
     plan = engine.plan("ci")
 
@@ -87,26 +97,10 @@ def test_deleting_an_index_deletes_its_children(registry_server, pusher, tmp_pat
     order = [item.digest for item in plan.delete]
     assert order.index(index.digest) < min(order.index(c) for c in children)
 
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
     assert result.status == "done"
     for digest in [index.digest, *children]:
         assert not pusher.manifest_exists("ci/multi", digest)
-
-
-def index_body(*children) -> bytes:
-    """An OCI index listing already-pushed manifests."""
-    import json
-
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {"mediaType": c.media_type, "digest": c.digest, "size": len(c.manifest)}
-                for c in children
-            ],
-        }
-    ).encode()
 
 
 def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, tmp_path):
@@ -114,14 +108,12 @@ def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, 
     shared_child = old.children[0]
     fresh_child = pusher.push_image("ci/multi", (), created=days_ago(1), platform="linux/arm64")
     # A newer index (kept by count) that reuses the amd64 manifest of the old one.
-    pusher.push_manifest(
-        "ci/multi",
-        index_body(shared_child, fresh_child),
-        "application/vnd.oci.image.index.v1+json",
-        ["build-2"],
-    )
-    engine = engine_for(
-        registry_server.url, tmp_path, {"ci": {**AGE, "selectors": [{"use": "count", "keep": 1}]}}
+    pusher.push_index_of("ci/multi", [shared_child, fresh_child], ["build-2"])
+    engine = make_engine(
+        registry_server.url,
+        {**AGE, "selectors": [{"use": "count", "keep": 1}]},
+        name="ci",
+        state_dir=tmp_path,
     )
 
     plan = engine.plan("ci")
@@ -131,7 +123,7 @@ def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, 
     assert shared_child.digest not in deleted
     assert old.children[1].digest in deleted
 
-    engine.apply(plan.id, context=YES)
+    engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.manifest_exists("ci/multi", shared_child.digest)
     assert pusher.manifest_exists("ci/multi", fresh_child.digest)
     assert not pusher.manifest_exists("ci/multi", old.children[1].digest)
@@ -143,13 +135,15 @@ def test_tagged_child_of_a_deleted_index_is_kept_when_not_selected(
     index = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
     amd64 = index.children[0]
     pusher.tag("ci/multi", amd64.digest, "keep-amd64")
-    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": ["^keep-"]}})
+    engine = make_engine(
+        registry_server.url, {**AGE, "keep_tags": ["^keep-"]}, name="ci", state_dir=tmp_path
+    )
 
     plan = engine.plan("ci")
 
     assert index.digest in deleted_digests(plan)
     assert amd64.digest not in deleted_digests(plan)
-    engine.apply(plan.id, context=YES)
+    engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/multi", "keep-amd64") == amd64.digest
 
 
@@ -157,12 +151,14 @@ def test_platform_manifest_of_a_kept_index_is_never_deleted(registry_server, pus
     index = pusher.push_index("ci/multi", ["latest"], created=days_ago(30))
     arm = index.children[1]
     pusher.tag("ci/multi", arm.digest, "arm-only")
-    engine = engine_for(registry_server.url, tmp_path, {"ci": {**AGE, "keep_tags": ["^latest$"]}})
+    engine = make_engine(
+        registry_server.url, {**AGE, "keep_tags": ["^latest$"]}, name="ci", state_dir=tmp_path
+    )
 
     plan = engine.plan("ci")
 
     assert deleted_digests(plan) == set()
-    assert any("platform manifest of index" in r for r in kept(plan, arm.digest))
+    assert any("platform manifest of index" in r for r in kept_reasons(plan, arm.digest))
 
 
 # Rule 3: signatures and attestations go and stay with their subject; they never count toward keep.
@@ -174,10 +170,11 @@ def test_signatures_follow_their_subject_and_do_not_count(registry_server, pushe
     older_sig = pusher.push_signature("ci/app", older.digest, "sig")
     older_att = pusher.push_signature("ci/app", older.digest, "att")
     newer_sig = pusher.push_signature("ci/app", newer.digest, "sig")
-    engine = engine_for(
+    engine = make_engine(
         registry_server.url,
-        tmp_path,
-        {"ci": {"repositories": ["ci/*"], "selectors": [{"use": "count", "keep": 1}]}},
+        {"repositories": ["ci/*"], "selectors": [{"use": "count", "keep": 1}]},
+        name="ci",
+        state_dir=tmp_path,
     )
 
     plan = engine.plan("ci")
@@ -186,7 +183,7 @@ def test_signatures_follow_their_subject_and_do_not_count(registry_server, pushe
     assert {item.role for item in plan.delete if item.digest != older.digest} == {"artifact"}
     assert plan.summary.images == 1
 
-    engine.apply(plan.id, context=YES)
+    engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", newer_sig.tags[0]) == newer_sig.digest
     assert pusher.resolve("ci/app", older_sig.tags[0]) is None
     assert pusher.resolve("ci/app", "build-2") == newer.digest
@@ -197,7 +194,7 @@ def test_referrer_with_subject_is_deleted_with_its_subject(registry_server, push
     sbom = pusher.push_image(
         "ci/app", ["build-1-sbom"], subject=image.digest, artifact_type="application/spdx+json"
     )
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
 
     plan = engine.plan("ci")
 
@@ -210,12 +207,12 @@ def test_referrer_with_subject_is_deleted_with_its_subject(registry_server, push
 def test_tag_pushed_onto_a_planned_digest_after_planning_is_kept(registry_server, pusher, tmp_path):
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
     other = pusher.push_image("ci/app", ["build-2"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     assert deleted_digests(plan) == {image.digest, other.digest}
 
     pusher.tag("ci/app", image.digest, "release-1")
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     skipped = {o.item.digest: o.reason for o in result.of("skipped")}
     assert "tags changed" in skipped[image.digest]
@@ -225,12 +222,12 @@ def test_tag_pushed_onto_a_planned_digest_after_planning_is_kept(registry_server
 
 def test_tag_moved_to_a_new_image_after_planning(registry_server, pusher, tmp_path):
     image = pusher.push_image("ci/app", ["build-1", "stable"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     assert deleted_digests(plan) == {image.digest}
 
     replacement = pusher.push_image("ci/app", ["stable"])
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert [o.item.digest for o in result.of("skipped")] == [image.digest]
     assert pusher.resolve("ci/app", "stable") == replacement.digest
@@ -239,13 +236,11 @@ def test_tag_moved_to_a_new_image_after_planning(registry_server, pusher, tmp_pa
 
 def test_new_index_referencing_a_planned_image_protects_it(registry_server, pusher, tmp_path):
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
-    pusher.push_manifest(
-        "ci/app", index_body(image), "application/vnd.oci.image.index.v1+json", ["multi"]
-    )
+    pusher.push_index_of("ci/app", [image], ["multi"])
     # The image also lost nothing tag-wise, so only the new reference can save it.
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert "referenced by manifest" in result.of("skipped")[0].reason
     assert pusher.manifest_exists("ci/app", image.digest)
@@ -266,12 +261,12 @@ def test_untrustworthy_time_is_never_selected_by_age(
     registry_server, pusher, tmp_path, created, why
 ):
     image = pusher.push_image("ci/app", ["build-1"], created=created)
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
 
     plan = engine.plan("ci")
 
     assert plan.delete == []
-    assert any(why in r for r in kept(plan, image.digest))
+    assert any(why in r for r in kept_reasons(plan, image.digest))
 
 
 def test_label_is_the_fallback_time(registry_server, pusher, tmp_path):
@@ -281,7 +276,7 @@ def test_label_is_the_fallback_time(registry_server, pusher, tmp_path):
         created="1970-01-01T00:00:00Z",
         labels={"org.opencontainers.image.created": days_ago(30).isoformat()},
     )
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
 
     assert deleted_digests(engine.plan("ci")) == {image.digest}
 
@@ -295,12 +290,12 @@ def test_deletes_disabled_refuses_before_deleting_anything(registry_factory, tmp
     server = registry_factory(delete_enabled=False)
     pusher = ImagePusher(server.url)
     images = [pusher.push_image("ci/app", [f"build-{n}"], created=days_ago(30)) for n in range(3)]
-    engine = engine_for(server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     assert len(plan.delete) == 3
 
     with pytest.raises(DeletesDisabled, match=r"storage\.delete\.enabled: true"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     assert all(pusher.resolve("ci/app", image.tags[0]) == image.digest for image in images)
     # Refused before anything was deleted: a failure event, and the plan re-approvable.
@@ -318,7 +313,9 @@ def test_deletes_disabled_refuses_before_deleting_anything(registry_factory, tmp
 
 def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_path):
     images = [pusher.push_image("ci/app", [f"build-{n}"], created=days_ago(30)) for n in range(6)]
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, retries=0)
+    engine = make_engine(
+        registry_server.url, AGE, name="ci", state_dir=tmp_path, registry_options={"retries": 0}
+    )
     plan = engine.plan("ci")
     seen = []
 
@@ -329,7 +326,7 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
 
     # Some deletions happened: exit 1 (not 2), saying how far it got and how to finish.
     with pytest.raises(ApplyStopped, match=r"stopped after 3 of 6 deletions") as stopped:
-        engine.apply(plan.id, context=YES, progress=kill_after_three)
+        engine.apply(plan.id, context=APPROVE_ALL, progress=kill_after_three)
     assert stopped.value.exit_code == 1
     assert isinstance(stopped.value.cause, RegistryUnreachable)
     assert f"`regprune apply {plan.id}` finishes the rest" in stopped.value.message
@@ -338,7 +335,7 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
     assert sum(1 for s, _ in statuses.values() if s == "deleted") == 3
 
     registry_server.start()
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert result.status == "done"
     assert len(result.of("deleted")) == 6
@@ -347,13 +344,11 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
         for e in engine.state.audit_log.events(limit=100, plan_id=plan.id)
         if e.event == "item.deleted"
     ]
-    assert sorted(e.details["digest"] for e in deleted_events) == sorted(
-        i.digest for i in images
-    )
+    assert sorted(e.details["digest"] for e in deleted_events) == sorted(i.digest for i in images)
     for image in images:
         assert pusher.resolve("ci/app", image.tags[0]) is None
 
-    again = engine.apply(plan.id, context=YES)
+    again = engine.apply(plan.id, context=APPROVE_ALL)
     assert again.status == "done"
     assert (
         len(
@@ -369,21 +364,23 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
 
 def test_only_one_apply_per_registry(registry_server, pusher, tmp_path):
     pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     with (
-        engine.state.locks.hold(engine.lock_name("local"), purpose="a test holding the lock"),
+        engine.state.locks.hold(
+            engine.lock_name(DEFAULT_REGISTRY), purpose="a test holding the lock"
+        ),
         pytest.raises(LockHeld, match="busy"),
     ):
-        engine.apply(plan.id, context=YES)
-    assert engine.apply(plan.id, context=YES).status == "done"
+        engine.apply(plan.id, context=APPROVE_ALL)
+    assert engine.apply(plan.id, context=APPROVE_ALL).status == "done"
 
 
 def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, tmp_path):
     from regprune.errors import UsageError
 
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
 
     with pytest.raises(UsageError, match="--yes"):
@@ -396,16 +393,14 @@ def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, t
 
 def test_image_listed_by_a_skipped_index_is_not_deleted(registry_server, pusher, tmp_path):
     platform = pusher.push_image("ci/app", ["plat-1"], created=days_ago(30))
-    pusher.push_manifest(
-        "ci/app", index_body(platform), "application/vnd.oci.image.index.v1+json", ["build-1"]
-    )
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    pusher.push_index_of("ci/app", [platform], ["build-1"])
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     index_digest = pusher.resolve("ci/app", "build-1")
     assert deleted_digests(plan) == {platform.digest, index_digest}
 
     pusher.tag("ci/app", "build-1", "release-1")  # the index is promoted after planning
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert {o.item.digest for o in result.of("skipped")} == {platform.digest, index_digest}
     assert pusher.manifest_exists("ci/app", platform.digest)
@@ -416,7 +411,7 @@ def test_apply_stops_when_the_plan_changed_state_before_it_took_the_lock(
     registry_server, pusher, tmp_path, monkeypatch
 ):
     image = pusher.push_image("ci/app", ["build-1"], created=days_ago(30))
-    engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
+    engine = make_engine(registry_server.url, AGE, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     engine.record_decision(plan, Approval("approved", "tester", "test"))
     original = engine.state.locks.hold
@@ -428,5 +423,5 @@ def test_apply_stops_when_the_plan_changed_state_before_it_took_the_lock(
 
     monkeypatch.setattr(engine.state.locks, "hold", cancelled_meanwhile)
     with pytest.raises(UsageError, match="became cancelled meanwhile"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", "build-1") == image.digest

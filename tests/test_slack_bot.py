@@ -36,10 +36,9 @@ from regprune.errors import UsageError
 from regprune.models import ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
 from regprune.state import AuditEvent, PlanFields, State
-from regprune.testing import ImagePusher, PushedImage, RegistryServer
+from regprune.testing import ImagePusher, PushedImage, RegistryServer, days_ago
 
 from .slack_fake import CHANNEL, TEAM, FakeSlack, SlackRequests, sign
-from .support import days_ago
 
 SECRET = "3f1c0ffee4b1d5ecre7t0000aa11bb22"
 TOKEN = "xoxb-000000000001-000000000002-TestBotTokenValue123"
@@ -147,6 +146,13 @@ class Bot:
         )
         assert response.status_code == 200, response.text
         self.service.join()
+
+    def click_body(self, plan_id: str, user: str = APPROVER, action: str = APPROVE_ACTION) -> str:
+        """The form body of a click on plan ``plan_id``'s own message, to post by hand."""
+        fields = self.fields(plan_id)
+        return self.slack.click_body(
+            action, plan_id, user=user, channel=fields.slack_channel, ts=fields.slack_ts
+        )
 
     def approve(self, plan_id: str, user: str = APPROVER, **kwargs: Any) -> None:
         self.click(APPROVE_ACTION, plan_id, user, **kwargs)
@@ -391,14 +397,7 @@ def test_a_policy_schedule_makes_the_bot_plan_and_post(make_bot: Callable[..., B
 def test_requests_with_a_bad_signature_are_refused(make_bot: Callable[..., Bot]) -> None:
     bot = make_bot()
     plan_id = bot.request_plan()
-    fields = bot.fields(plan_id)
-    body = bot.slack.click_body(
-        APPROVE_ACTION,
-        plan_id,
-        user=APPROVER,
-        channel=fields.slack_channel,
-        ts=fields.slack_ts,
-    )
+    body = bot.click_body(plan_id)
 
     assert bot.slack.post(body, secret="not-the-signing-secret").status_code == 401
     assert bot.slack.post(body, signature="v0=" + "0" * 64).status_code == 401
@@ -418,14 +417,7 @@ def test_requests_with_a_bad_signature_are_refused(make_bot: Callable[..., Bot])
 def test_requests_older_than_five_minutes_are_refused(make_bot: Callable[..., Bot]) -> None:
     bot = make_bot()
     plan_id = bot.request_plan()
-    fields = bot.fields(plan_id)
-    body = bot.slack.click_body(
-        APPROVE_ACTION,
-        plan_id,
-        user=APPROVER,
-        channel=fields.slack_channel,
-        ts=fields.slack_ts,
-    )
+    body = bot.click_body(plan_id)
 
     old = bot.slack.post(body, timestamp=int(time.time()) - 6 * 60)  # correctly signed, but old
     bot.service.join()
@@ -588,14 +580,7 @@ def test_a_click_on_one_plan_never_approves_another(make_bot: Callable[..., Bot]
 def test_double_clicks_and_replayed_payloads_do_nothing_more(make_bot: Callable[..., Bot]) -> None:
     bot = make_bot()
     plan_id = bot.request_plan()
-    fields = bot.fields(plan_id)
-    body = bot.slack.click_body(
-        APPROVE_ACTION,
-        plan_id,
-        user=APPROVER,
-        channel=fields.slack_channel,
-        ts=fields.slack_ts,
-    )
+    body = bot.click_body(plan_id)
     stamp = int(time.time())
 
     assert bot.slack.post(body, timestamp=stamp).status_code == 200
@@ -621,18 +606,8 @@ def test_racing_approvals_apply_once(
 ) -> None:
     bot = make_bot()
     plan_id = bot.request_plan()
-    fields = bot.fields(plan_id)
     approvers = (APPROVER, APPROVER2, GROUP_MEMBER)
-    bodies = [
-        bot.slack.click_body(
-            APPROVE_ACTION,
-            plan_id,
-            user=user,
-            channel=fields.slack_channel,
-            ts=fields.slack_ts,
-        )
-        for user in approvers
-    ]
+    bodies = [bot.click_body(plan_id, user) for user in approvers]
     # Hold every click at the state transition until all three have passed every other
     # check: only the compare-and-set decides which one wins.
     at_the_gate = threading.Barrier(len(bodies), timeout=20)

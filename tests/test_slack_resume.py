@@ -28,10 +28,9 @@ from regprune.bots.slack.service import SlackService
 from regprune.engine import lock_name
 from regprune.models import Approval
 from regprune.plugin_manager import get_plugin_manager
-from regprune.testing import ImagePusher, RegistryServer
+from regprune.testing import ImagePusher, RegistryServer, days_ago
 
 from . import test_slack_bot
-from .support import days_ago
 from .test_slack_bot import APPROVER, OLD, TOKEN, UNTOUCHED, Bot
 
 # The bot fixtures of test_slack_bot.py, shared rather than copied.

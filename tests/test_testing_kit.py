@@ -10,12 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from regprune.errors import ApprovalPending, ConfigError
 from regprune.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
@@ -26,15 +27,28 @@ from regprune.mediatypes import (
     artifact_subject,
 )
 from regprune.testing import (
+    APPROVE_ALL,
+    DEFAULT_REGISTRY,
+    CliRunner,
     ImagePusher,
+    PolicyRunner,
     PushError,
     RegistryNotFoundError,
     RegistryServer,
     RegistryStartError,
+    ScriptedApprover,
+    apply_plan,
+    days_ago,
+    deleted_digests,
     find_registry_binary,
+    kept_reasons,
+    make_engine,
     make_self_signed_cert,
+    make_settings,
+    run_policy,
 )
 from regprune.testing import server as server_module
+from regprune.testing.cli import CLI_ENV
 from regprune.testing.pytest_plugin import RegistryFactory
 
 
@@ -407,3 +421,149 @@ def test_registry_factory_roots_and_teardown(registry_factory: RegistryFactory) 
 
 def test_proxy_variables_are_cleared() -> None:
     assert not {"HTTP_PROXY", "https_proxy", "ALL_PROXY", "NO_PROXY"} & set(os.environ)
+
+
+# -- engine builders, plan readers, the approver and the CLI fixtures --------------------
+
+AGE_POLICY = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
+
+
+def test_make_settings_names_the_kit_registry_and_defaults_repositories() -> None:
+    settings = make_settings(
+        "http://127.0.0.1:5000",
+        {"selectors": [{"use": "count", "keep": 1}]},
+        name="ci",
+        other_policies={"releases": {**AGE_POLICY, "keep_tags": ["^v"]}},
+        registry_options={"retries": 0},
+    )
+
+    assert list(settings.registry) == [DEFAULT_REGISTRY]
+    assert settings.registry[DEFAULT_REGISTRY].retries == 0
+    assert settings.policy["ci"].registry == DEFAULT_REGISTRY
+    assert settings.policy["ci"].repositories == ["*"]
+    assert settings.policy["releases"].repositories == ["ci/*"]
+    assert make_settings("http://127.0.0.1:5000").policy == {}
+    with pytest.raises(ConfigError, match=r"policy\.ci\.keep_tag: unknown key"):
+        make_settings("http://127.0.0.1:5000", {**AGE_POLICY, "keep_tag": ["^v"]}, name="ci")
+
+
+def test_days_ago_is_that_long_before_now() -> None:
+    then = days_ago(2.5)
+
+    assert then.tzinfo is UTC
+    assert abs((datetime.now(UTC) - then) - timedelta(days=2.5)) < timedelta(seconds=5)
+
+
+def test_engine_plan_readers_and_approve_all(
+    registry_server: RegistryServer, pusher: ImagePusher, tmp_path: Path
+) -> None:
+    old = pusher.push_image("ci/app", ["b-1"], created=days_ago(30))
+    latest = pusher.push_image("ci/app", ["latest"], created=days_ago(30))
+    engine = make_engine(
+        registry_server.url,
+        {**AGE_POLICY, "keep_tags": ["^latest$"]},
+        name="ci",
+        state_dir=tmp_path,
+    )
+    try:
+        plan = engine.plan("ci")
+
+        assert deleted_digests(plan) == {old.digest}
+        assert any("^latest$" in reason for reason in kept_reasons(plan, latest.digest))
+        with pytest.raises(AssertionError, match="is not in the keep list"):
+            kept_reasons(plan, old.digest)
+        assert APPROVE_ALL.assume_yes and not APPROVE_ALL.interactive
+        result = engine.apply(plan.id, context=APPROVE_ALL)
+    finally:
+        engine.close()
+        engine.state.close()
+
+    assert result.status == "done"
+    assert [outcome.item.digest for outcome in result.of("deleted")] == [old.digest]
+    assert pusher.resolve("ci/app", "b-1") is None
+    assert pusher.resolve("ci/app", "latest") == latest.digest
+
+
+def test_scripted_approver_answers_in_order_then_the_default(
+    pusher: ImagePusher, regprune_plan: PolicyRunner, approver: ScriptedApprover
+) -> None:
+    pusher.push_image("app", ["v1"])
+    policy = {"selectors": [{"use": "count", "keep": 0}], "approval": approver.name}
+    approver.answer("rejected", by="alice", note="not today")
+    approver.answer("pending")
+
+    rejected = regprune_plan(policy)
+    assert regprune_plan.apply(rejected).status == "rejected"
+    assert pusher.resolve("app", "v1") is not None
+
+    waiting = regprune_plan(policy)
+    with pytest.raises(ApprovalPending):
+        regprune_plan.apply(waiting)
+    assert pusher.resolve("app", "v1") is not None
+
+    # Nothing queued any more: the default answer, approved, for the plan that waited.
+    assert regprune_plan.apply(waiting).status == "done"
+    assert pusher.resolve("app", "v1") is None
+    assert approver.asked == [rejected.id, waiting.id, waiting.id]
+    assert all(context.assume_yes for context in approver.contexts)
+
+
+def test_scripted_approver_without_the_fixture_is_a_plugin(
+    pusher: ImagePusher, registry_server: RegistryServer, tmp_path: Path
+) -> None:
+    pusher.push_image("app", ["v1"])
+    voter = ScriptedApprover("vote", decision="rejected")
+    plan = run_policy(
+        registry_server.url,
+        {"selectors": [{"use": "count", "keep": 0}], "approval": "vote"},
+        state_dir=tmp_path,
+        extra_plugins=[voter],
+    )
+
+    result = apply_plan(registry_server.url, plan, state_dir=tmp_path, extra_plugins=[voter])
+
+    assert result.status == "rejected" and voter.asked == [plan.id]
+    assert pusher.resolve("app", "v1") is not None
+
+
+def test_isolated_cli_leaves_nothing_of_this_machine(
+    isolated_cli: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regprune.cli import apply_cmd
+
+    assert Path.cwd() == tmp_path
+    assert not any(os.environ.get(name) for name in CLI_ENV)
+    assert os.environ["REGPRUNE_LOAD_PLUGINS"] == ""
+    assert os.environ["XDG_CONFIG_HOME"].startswith(str(tmp_path))
+    assert os.environ["XDG_STATE_HOME"].startswith(str(tmp_path))
+    assert apply_cmd.is_interactive() is False
+
+
+def test_regprune_cli_runs_end_to_end(
+    regprune_cli: CliRunner, registry_server: RegistryServer, pusher: ImagePusher, tmp_path: Path
+) -> None:
+    pusher.push_image("ci/app", ["b-1"], created=days_ago(30))
+    quick = ["--registry", registry_server.url, "--repo", "ci/*", "--older-than", "7d"]
+
+    planned = regprune_cli("plan", *quick, "--json")
+    refused = regprune_cli("apply", planned.json()["plan_id"])
+    code, out, err = regprune_cli("run", *quick, "--yes")
+
+    assert planned.code == 0 and planned.err == ""
+    assert refused.code == 2 and "no terminal" in refused.err  # isolated: nobody to ask
+    assert code == 0 and "deleted" in out and err == ""
+    assert pusher.resolve("ci/app", "b-1") is None
+    assert (tmp_path / "xdg-state" / "regprune" / "state.db").exists()  # default state path
+
+
+def test_push_index_of_lists_manifests_already_pushed(pusher: ImagePusher) -> None:
+    amd = pusher.push_image("multi", [], platform="linux/amd64")
+    plain = pusher.push_image("multi", ["plain"])
+
+    digest = pusher.push_index_of("multi", [amd, plain], ["both"])
+
+    assert pusher.resolve("multi", "both") == digest
+    listed = pusher.get_manifest("multi", "both").json()
+    assert listed["mediaType"] == OCI_INDEX
+    assert [m["digest"] for m in listed["manifests"]] == [amd.digest, plain.digest]
+    assert [m["size"] for m in listed["manifests"]] == [len(amd.manifest), len(plain.manifest)]

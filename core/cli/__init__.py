@@ -37,6 +37,7 @@ from . import (
     unlock_cmd,
 )
 from .context import CliContext
+from .flags import ConfigPath, StatePath
 
 COMMAND_MODULES = (
     ls_cmd,
@@ -118,21 +119,8 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
     @app.callback()
     def main_options(
         ctx: typer.Context,
-        config: str | None = typer.Option(
-            None,
-            "--config",
-            "-c",
-            metavar="FILE",
-            help="Config file (default: $REGPRUNE_CONFIG, ./regprune.toml, then "
-            "~/.config/regprune/config.toml).",
-        ),
-        state: str | None = typer.Option(
-            None,
-            "--state",
-            metavar="FILE",
-            help="State DB with plans, the audit log and the digest cache (default: "
-            "$REGPRUNE_STATE, then ~/.local/state/regprune/state.db).",
-        ),
+        config: ConfigPath = None,
+        state: StatePath = None,
         verbose: bool = typer.Option(
             False, "--verbose", "-v", help="Report HTTP request counts on stderr."
         ),

@@ -12,6 +12,7 @@ from ..engine import Engine, default_actor, is_interactive
 from ..lifecycle import UNSUCCESSFUL, ItemStatus
 from ..models import ApplyResult, ApprovalContext, PlanItem
 from .context import get_context
+from .flags import json_flag, yes_flag
 from .render import apply_result, err_console, print_json
 
 APPLY_HELP = """Apply a stored plan: ask its approver, re-check every tag, delete, record each outcome.
@@ -65,12 +66,8 @@ def register(app: typer.Typer) -> None:
             metavar="PLAN_ID",
             help="Plan id (or a unique prefix of 4+ characters) from `regprune plan`.",
         ),
-        yes: bool = typer.Option(
-            False, "--yes", "-y", help="Approve without asking (for scripts and cron)."
-        ),
-        as_json: bool = typer.Option(
-            False, "--json", help="Print the deleted, skipped and failed items as JSON."
-        ),
+        yes: bool = yes_flag("Approve without asking (for scripts and cron)."),
+        as_json: bool = json_flag("Print the deleted, skipped and failed items as JSON."),
     ) -> None:
         cli = get_context(ctx)
         engine = cli.engine(cli.settings(required=False))

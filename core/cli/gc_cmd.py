@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .context import get_context
+from .flags import json_flag, registry_flag
 from .options import resolve_registry
 from .render import gc_result, print_json
 
@@ -28,12 +29,8 @@ def register(app: typer.Typer) -> None:
     @app.command("gc", help=GC_HELP, short_help="Run the registry's garbage collector.")
     def gc(
         ctx: typer.Context,
-        registry: str | None = typer.Option(
-            None,
-            "--registry",
-            "-r",
-            metavar="NAME",
-            help="Configured registry to collect (default: the only one).",
+        registry: str | None = registry_flag(
+            "Configured registry to collect (default: the only one)."
         ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Only report what GC would remove; change nothing."
@@ -44,7 +41,7 @@ def register(app: typer.Typer) -> None:
             help="Run a command with --delete-untagged on Distribution 2.x even though "
             "it deletes the platform manifests of multi-arch images.",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the GC run as JSON."),
+        as_json: bool = json_flag("Print the GC run as JSON."),
     ) -> None:
         cli = get_context(ctx)
         settings, name = resolve_registry(cli, registry, allow_url=False)

@@ -7,6 +7,7 @@ from rich import box
 from rich.table import Table
 
 from .context import get_context
+from .flags import json_flag, registry_flag
 from .render import console, event_summary, print_json
 
 
@@ -26,10 +27,8 @@ def register(app: typer.Typer) -> None:
         plan: str | None = typer.Option(
             None, "--plan", metavar="PLAN_ID", help="Only the events of this plan."
         ),
-        registry: str | None = typer.Option(
-            None, "--registry", "-r", metavar="NAME", help="Only the events of this registry."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print the events as JSON."),
+        registry: str | None = registry_flag("Only the events of this registry."),
+        as_json: bool = json_flag("Print the events as JSON."),
     ) -> None:
         """Show the audit log, newest first: plans, approvals, deletions, skips and GC runs."""
         state = get_context(ctx).state()

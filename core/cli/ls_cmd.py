@@ -6,6 +6,7 @@ import typer
 
 from ..engine import images_by_time
 from .context import get_context
+from .flags import json_flag, registry_flag
 from .options import resolve_registry
 from .render import image_json, images_table, print_json
 
@@ -19,14 +20,11 @@ def register(app: typer.Typer) -> None:
             metavar="REPOSITORY",
             help="Repository or glob, e.g. 'ci/*' (default: every repository).",
         ),
-        registry: str | None = typer.Option(
-            None,
-            "--registry",
-            "-r",
+        registry: str | None = registry_flag(
+            "Registry URL or a registry name from the config (default: the only one).",
             metavar="URL|NAME",
-            help="Registry URL or a registry name from the config (default: the only one).",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the images as JSON."),
+        as_json: bool = json_flag("Print the images as JSON."),
     ) -> None:
         """List images per repository, oldest first, with tags, digest, size and age.
 

@@ -10,6 +10,7 @@ from ..errors import UsageError
 from ..plugin_manager import build_catalog
 from ..urls import registry_identity
 from .context import CliContext
+from .flags import QuickFlags
 
 QUICK_POLICY = "quick"
 URL_HINT = "http://host:port or https://host"
@@ -51,7 +52,8 @@ def resolve_registry(
             if registry_identity(defined.url) == identity:
                 return settings, name
         reg = RegistrySettings(url=registry)
-        settings.registry.setdefault(reg.url, reg)
+        if reg.url not in settings.registry:
+            settings = settings.with_registry(reg.url, reg)
         return settings, reg.url
     if registry:
         if not cli.has_config():
@@ -85,19 +87,9 @@ def _quick_error(exc: ValidationError) -> UsageError:
     return UsageError(f"{flag}: {message}")
 
 
-def quick_policy(
-    cli: CliContext,
-    *,
-    registry: str | None,
-    repos: list[str],
-    exclude: list[str],
-    tags: str | None,
-    older_than: str | None,
-    keep: int | None,
-    keep_tags: list[str],
-    approval: str,
-) -> tuple[Settings, str]:
+def quick_policy(cli: CliContext, quick: QuickFlags) -> tuple[Settings, str]:
     """A policy built from flags (quick mode); the config's other policies still guard with their keep rules."""
+    registry, repos, older_than, keep = quick.registry, quick.repo, quick.older_than, quick.keep
     if not registry:
         raise UsageError("quick mode needs --registry URL (or a registry name from the config)")
     if not repos:
@@ -116,24 +108,24 @@ def quick_policy(
             raise UsageError(f"--keep: must be 0 or more, not {keep}")
         selectors.append(PluginSpec.model_validate({"use": "count", "keep": keep}))
     approvers = build_catalog(cli.manager).approvers
-    if approval not in approvers:
+    if quick.approval not in approvers:
         raise UsageError(
-            f"--approval: unknown approval {approval!r} (available: {', '.join(sorted(approvers))})"
+            f"--approval: unknown approval {quick.approval!r} "
+            f"(available: {', '.join(sorted(approvers))})"
         )
     try:
         policy = PolicySettings(
             registry="-",
             repositories=repos,
-            exclude=exclude,
-            tags=tags,
-            keep_tags=keep_tags,
+            exclude=quick.exclude,
+            tags=quick.tags,
+            keep_tags=quick.keep_tag,
             selectors=selectors,
-            approval=approval,
+            approval=quick.approval,
         )
     except ValidationError as exc:
         raise _quick_error(exc) from None
     # Only now look at the registry, so a bad flag is reported without any connection.
     settings, name = resolve_registry(cli, registry)
-    policy.registry = name
-    settings.policy[QUICK_POLICY] = policy
-    return settings, QUICK_POLICY
+    policy = policy.model_copy(update={"registry": name})
+    return settings.with_policy(QUICK_POLICY, policy), QUICK_POLICY

@@ -8,6 +8,7 @@ from ..engine import Engine
 from ..errors import ConfigError, UsageError
 from ..models import Plan
 from .context import CliContext, get_context
+from .flags import QuickFlags, json_flag, policy_flag, with_quick_flags
 from .options import quick_policy
 from .render import plan_tables, print_json
 
@@ -25,90 +26,20 @@ Examples:
 """
 
 
-class QuickOptions:
-    """The flags of quick mode, shared by ``plan`` and ``run``."""
-
-    registry = typer.Option(
-        None,
-        "--registry",
-        "-r",
-        metavar="URL|NAME",
-        help="Quick mode: registry URL (http://host:port) or a registry name from the config.",
-    )
-    repo = typer.Option(
-        [], "--repo", metavar="GLOB", help="Quick mode: repository glob, e.g. 'ci/*' (repeatable)."
-    )
-    exclude = typer.Option(
-        [],
-        "--exclude",
-        metavar="GLOB",
-        help="Quick mode: repository glob to leave out (repeatable).",
-    )
-    tags = typer.Option(
-        None, "--tags", metavar="REGEX", help="Quick mode: only consider tags matching this regex."
-    )
-    older_than = typer.Option(
-        None,
-        "--older-than",
-        metavar="DURATION",
-        help="Quick mode: select images older than this (units s, m, h, d, w: 14d, 12h).",
-    )
-    keep = typer.Option(
-        None,
-        "--keep",
-        metavar="N",
-        max=1_000_000,
-        help="Quick mode: keep the newest N images per repository, select the rest.",
-    )
-    keep_tag = typer.Option(
-        [],
-        "--keep-tag",
-        metavar="REGEX",
-        help="Quick mode: never delete images with a tag matching this regex (repeatable).",
-    )
-    approval = typer.Option(
-        "cli",
-        "--approval",
-        metavar="METHOD",
-        help="Quick mode: who approves: cli (prompt or --yes), auto, or slack.",
-    )
-
-
 def make_plans(
-    cli: CliContext,
-    *,
-    policy: str | None,
-    registry: str | None,
-    repo: list[str],
-    exclude: list[str],
-    tags: str | None,
-    older_than: str | None,
-    keep: int | None,
-    keep_tag: list[str],
-    approval: str,
+    cli: CliContext, *, policy: str | None, quick: QuickFlags
 ) -> tuple[Engine, list[Plan]]:
     """Plans for one policy, every configured policy, or a quick-mode policy from flags."""
-    quick = bool(repo or older_than is not None or keep is not None or keep_tag or tags or exclude)
-    if quick or (registry and not policy):
+    if quick.selects or (quick.registry and not policy):
         if policy:
             raise UsageError(
                 "use either --policy or the quick-mode flags (--repo, --older-than, --keep, "
                 "--keep-tag, --tags, --exclude), not both"
             )
-        settings, name = quick_policy(
-            cli,
-            registry=registry,
-            repos=repo,
-            exclude=exclude,
-            tags=tags,
-            older_than=older_than,
-            keep=keep,
-            keep_tags=keep_tag,
-            approval=approval,
-        )
+        settings, name = quick_policy(cli, quick)
         engine = cli.engine(settings)
         return engine, [engine.plan(name)]
-    if registry:
+    if quick.registry:
         raise UsageError(
             "--registry is a quick-mode flag; with --policy the policy names the registry"
         )
@@ -124,39 +55,19 @@ def make_plans(
 
 def register(app: typer.Typer) -> None:
     @app.command("plan", help=PLAN_HELP, short_help="Compute and store a plan (deletes nothing).")
+    @with_quick_flags
     def plan(
         ctx: typer.Context,
-        policy: str | None = typer.Option(
-            None, "--policy", "-p", metavar="NAME", help="Policy to plan (default: every policy)."
-        ),
-        as_json: bool = typer.Option(
-            False,
-            "--json",
-            help="Print the plan as JSON (a list when several policies are planned).",
+        policy: str | None = policy_flag("Policy to plan (default: every policy)."),
+        as_json: bool = json_flag(
+            "Print the plan as JSON (a list when several policies are planned)."
         ),
         no_keep: bool = typer.Option(False, "--no-keep", help="Do not list the kept images."),
-        registry: str | None = QuickOptions.registry,
-        repo: list[str] = QuickOptions.repo,
-        exclude: list[str] = QuickOptions.exclude,
-        tags: str | None = QuickOptions.tags,
-        older_than: str | None = QuickOptions.older_than,
-        keep: int | None = QuickOptions.keep,
-        keep_tag: list[str] = QuickOptions.keep_tag,
-        approval: str = QuickOptions.approval,
+        *,
+        quick: QuickFlags,
     ) -> None:
         cli = get_context(ctx)
-        engine, plans = make_plans(
-            cli,
-            policy=policy,
-            registry=registry,
-            repo=repo,
-            exclude=exclude,
-            tags=tags,
-            older_than=older_than,
-            keep=keep,
-            keep_tag=keep_tag,
-            approval=approval,
-        )
+        engine, plans = make_plans(cli, policy=policy, quick=quick)
         if as_json:
             data = [p.to_json_dict() for p in plans]
             print_json(data[0] if len(data) == 1 else data)

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from ..plugin_manager import build_catalog, plugin_rows
 from .context import get_context
+from .flags import json_flag
 from .render import console, print_json
 
 
@@ -15,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("plugins", short_help="List plugins and the hooks they implement.")
     def plugins(
         ctx: typer.Context,
-        as_json: bool = typer.Option(False, "--json", help="Print plugins and names as JSON."),
+        as_json: bool = json_flag("Print plugins and names as JSON."),
     ) -> None:
         """List installed plugins (built-in ones too), the hooks they implement, and the
         selectors, protectors, approvers, time sources and registry types they register."""

@@ -8,7 +8,8 @@ from ..errors import ApprovalPending
 from ..lifecycle import ItemStatus, PlanStatus
 from .apply_cmd import apply_plan
 from .context import get_context
-from .plan_cmd import QuickOptions, make_plans
+from .flags import QuickFlags, json_flag, policy_flag, with_quick_flags, yes_flag
+from .plan_cmd import make_plans
 from .render import apply_result, gc_result, print_json, summary_line
 
 RUN_HELP = """Plan, approve and apply each policy, then garbage-collect where asked: for cron.
@@ -24,42 +25,20 @@ Exit code 1 when anything failed.
 
 def register(app: typer.Typer) -> None:
     @app.command("run", help=RUN_HELP, short_help="Plan, approve, apply (and gc) in one step.")
+    @with_quick_flags
     def run(
         ctx: typer.Context,
-        policy: str | None = typer.Option(
-            None, "--policy", "-p", metavar="NAME", help="Policy to run (default: every policy)."
-        ),
-        yes: bool = typer.Option(
-            False, "--yes", "-y", help='Approve plans whose approval is "cli" without asking.'
-        ),
+        policy: str | None = policy_flag("Policy to run (default: every policy)."),
+        yes: bool = yes_flag('Approve plans whose approval is "cli" without asking.'),
         gc: bool = typer.Option(
             False, "--gc", help="Garbage-collect afterwards (also when a policy sets gc = true)."
         ),
-        as_json: bool = typer.Option(
-            False, "--json", help="Print plans, apply results and gc runs as JSON."
-        ),
-        registry: str | None = QuickOptions.registry,
-        repo: list[str] = QuickOptions.repo,
-        exclude: list[str] = QuickOptions.exclude,
-        tags: str | None = QuickOptions.tags,
-        older_than: str | None = QuickOptions.older_than,
-        keep: int | None = QuickOptions.keep,
-        keep_tag: list[str] = QuickOptions.keep_tag,
-        approval: str = QuickOptions.approval,
+        as_json: bool = json_flag("Print plans, apply results and gc runs as JSON."),
+        *,
+        quick: QuickFlags,
     ) -> None:
         cli = get_context(ctx)
-        engine, plans = make_plans(
-            cli,
-            policy=policy,
-            registry=registry,
-            repo=repo,
-            exclude=exclude,
-            tags=tags,
-            older_than=older_than,
-            keep=keep,
-            keep_tag=keep_tag,
-            approval=approval,
-        )
+        engine, plans = make_plans(cli, policy=policy, quick=quick)
         # What gc would refuse (a bad command, --delete-untagged on 2.x next to multi-arch
         # images) is refused before anything is applied: exit 2 with nothing changed.
         for name in dict.fromkeys(p.registry for p in plans if p.delete and (gc or p.gc)):

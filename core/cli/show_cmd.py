@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import typer
 
 from .context import get_context
+from .flags import json_flag
 from .render import plan_tables, print_json
 
 
@@ -17,9 +18,7 @@ def register(app: typer.Typer) -> None:
         plan_id: str = typer.Argument(
             ..., metavar="PLAN_ID", help="Plan id (or a unique prefix of 4+ characters)."
         ),
-        as_json: bool = typer.Option(
-            False, "--json", help="Print the plan, item statuses and approvals as JSON."
-        ),
+        as_json: bool = json_flag("Print the plan, item statuses and approvals as JSON."),
     ) -> None:
         """Show a stored plan: what it deletes and keeps, its approvals and each item's outcome."""
         state = get_context(ctx).state()

@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..lifecycle import FINISHED
 from ..state import PruneResult
 from .context import get_context
+from .flags import json_flag
 from .render import human_bytes, print_json
 
 PRUNE_HELP = f"""Remove old plans from the state DB, with their items and approvals.
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
             help="Then rebuild the DB file to give the freed space back to the disk "
             "(refused while an apply or gc runs; needs free space about twice the DB size).",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+        as_json: bool = json_flag("Print what was removed as JSON."),
     ) -> None:
         cli = get_context(ctx)
         age = _older_than(older_than)  # bad input fails before the DB is opened

@@ -7,6 +7,7 @@ import typer
 from ..engine import lock_name
 from ..errors import UsageError
 from .context import CliContext, get_context
+from .flags import json_flag
 from .options import is_url
 from .render import print_json
 
@@ -21,7 +22,7 @@ def register(app: typer.Typer) -> None:
             help="Registry whose lock to remove: the name `regprune unlock` lists, a configured "
             "registry name or its URL; without it, list the current locks.",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the current locks as JSON."),
+        as_json: bool = json_flag("Print the current locks as JSON."),
     ) -> None:
         """Remove a registry's apply/gc lock, only when the process holding it is really gone.
 

@@ -16,15 +16,24 @@ and to plan a policy against it (``regprune_plan`` fixture, or ``run_policy``)::
         assert deleted_tags(plan) == set()
 """
 
+from .approvers import ScriptedApprover
+from .cli import CliResult, CliRunner, isolate_cli, run_cli
 from .faults import FaultProxy, SeenRequest
 from .images import ImagePusher, PushedImage, PushError
 from .integrity import PulledImage, SkopeoNotFoundError, assert_all_pull, find_skopeo, pull_all
 from .plans import (
+    APPROVE_ALL,
+    DEFAULT_POLICY,
+    DEFAULT_REGISTRY,
     PolicyRunner,
     apply_plan,
+    days_ago,
+    deleted_digests,
     deleted_tags,
+    kept_reasons,
     kept_tags,
     make_engine,
+    make_settings,
     reasons_for,
     run_policy,
 )
@@ -37,6 +46,11 @@ from .server import (
 )
 
 __all__ = [
+    "APPROVE_ALL",
+    "DEFAULT_POLICY",
+    "DEFAULT_REGISTRY",
+    "CliResult",
+    "CliRunner",
     "FaultProxy",
     "ImagePusher",
     "PolicyRunner",
@@ -46,17 +60,24 @@ __all__ = [
     "RegistryNotFoundError",
     "RegistryServer",
     "RegistryStartError",
+    "ScriptedApprover",
     "SeenRequest",
     "SkopeoNotFoundError",
     "apply_plan",
     "assert_all_pull",
+    "days_ago",
+    "deleted_digests",
     "deleted_tags",
     "find_registry_binary",
     "find_skopeo",
+    "isolate_cli",
+    "kept_reasons",
     "kept_tags",
     "make_engine",
     "make_self_signed_cert",
+    "make_settings",
     "pull_all",
     "reasons_for",
+    "run_cli",
     "run_policy",
 ]

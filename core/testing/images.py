@@ -8,13 +8,10 @@ is safe to use from several threads (see :meth:`ImagePusher.push_many`).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import random
-import ssl
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,11 +24,12 @@ from ..mediatypes import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
-    MANIFEST_ACCEPT,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
 )
+from .artifacts import COSIGN_LAYER_TYPES, cosign_payload
+from .registry_api import PushError, RegistryApi
 
 __all__ = ["ImagePusher", "PushError", "PushedImage"]
 
@@ -39,11 +37,6 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
-COSIGN_LAYER_TYPES: Final = {
-    "sig": "application/vnd.dev.cosign.simplesigning.v1+json",
-    "att": "application/vnd.dsse.envelope.v1+json",
-    "sbom": "text/spdx+json",
-}
 
 Format = Literal["oci", "docker"]
 
@@ -56,19 +49,6 @@ class _Now:
 
 
 NOW: Final = _Now()
-
-
-class PushError(RuntimeError):
-    """The registry refused a request the pusher made; carries the response."""
-
-    def __init__(self, message: str, response: httpx.Response) -> None:
-        body = response.text[:500]
-        super().__init__(
-            f"{message}: {response.request.method} {response.request.url} -> "
-            f"HTTP {response.status_code} {body}"
-        )
-        self.response = response
-        self.status_code = response.status_code
 
 
 @dataclass(frozen=True)
@@ -143,49 +123,18 @@ def _tag_tuple(tags: str | Sequence[str]) -> tuple[str, ...]:
     return (tags,) if isinstance(tags, str) else tuple(tags)
 
 
-class ImagePusher:
-    """Pushes synthetic content to the registry at ``url``.
+class ImagePusher(RegistryApi):
+    """Pushes synthetic content to the registry at ``url``, and reads it back.
 
     ``auth`` is a basic-auth ``(user, password)`` pair. Pass ``client`` to reuse your
     own ``httpx.Client`` (it is not closed by :meth:`close`); otherwise one is made
     that ignores proxy variables. ``verify`` is passed to that client; a path is taken
-    as a CA bundle (e.g. the certificate of a TLS test registry).
+    as a CA bundle (e.g. the certificate of a TLS test registry). The reading side
+    (``resolve``, ``tags``, ``catalog``, ``delete``, ...) and the constructor are
+    :class:`RegistryApi`'s.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        auth: tuple[str, str] | None = None,
-        client: httpx.Client | None = None,
-        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
-        timeout: float = 30.0,
-    ) -> None:
-        """Bind to a registry base URL such as ``http://127.0.0.1:5000``."""
-        self.url = url.rstrip("/")
-        self._auth = httpx.BasicAuth(*auth) if auth else None
-        self._own_client = client is None
-        if not isinstance(verify, bool | ssl.SSLContext):
-            verify = ssl.create_default_context(cafile=os.fspath(verify))
-        self._client = client or httpx.Client(
-            trust_env=False,
-            verify=verify,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-        )
-        # digest -> a repository we put it in, as a cross-repository mount source.
-        self._sources: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    # -- HTTP plumbing -------------------------------------------------------------
-
-    def _request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
-        if self._auth is not None:
-            kwargs.setdefault("auth", self._auth)
-        return self._client.request(method, url, **kwargs)
-
-    def _v2(self, repository: str, rest: str) -> str:
-        return f"{self.url}/v2/{repository}/{rest}"
+    # -- pushing -------------------------------------------------------------------
 
     def _upload_to(self, location: str, digest: str, data: bytes) -> None:
         url = httpx.URL(self.url).join(location).copy_merge_params({"digest": digest})
@@ -411,6 +360,24 @@ class ImagePusher:
             manifest=body,
         )
 
+    def push_index_of(
+        self, repository: str, manifests: Sequence[PushedImage], tags: str | Sequence[str] = ()
+    ) -> str:
+        """Push an OCI index listing manifests already pushed; return its digest.
+
+        For an index that shares a child with another, or that lists a plain tagged
+        image: what ``push_index`` cannot make, since it pushes its own children.
+        """
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": m.media_type, "digest": m.digest, "size": len(m.manifest)}
+                for m in manifests
+            ],
+        }
+        return self.push_manifest(repository, _dumps(index), OCI_INDEX, _tag_tuple(tags))
+
     def push_signature(
         self,
         repository: str,
@@ -428,44 +395,7 @@ class ImagePusher:
         algorithm, _, hex_part = subject_digest.partition(":")
         tag = f"{algorithm}-{hex_part}.{kind}"
         reference = f"{self.url.split('://', 1)[-1]}/{repository}"
-        annotations: dict[str, str] = {}
-        if kind == "sig":
-            payload = _dumps(
-                {
-                    "critical": {
-                        "identity": {"docker-reference": reference},
-                        "image": {"docker-manifest-digest": subject_digest},
-                        "type": "cosign container image signature",
-                    },
-                    "optional": None,
-                }
-            )
-            annotations["dev.cosignproject.cosign/signature"] = base64.b64encode(
-                os.urandom(64)
-            ).decode()
-        elif kind == "att":
-            statement = {
-                "_type": "https://in-toto.io/Statement/v0.1",
-                "predicateType": "https://slsa.dev/provenance/v0.2",
-                "subject": [{"name": reference, "digest": {algorithm: hex_part}}],
-                "predicate": {},
-            }
-            payload = _dumps(
-                {
-                    "payloadType": "application/vnd.in-toto+json",
-                    "payload": base64.b64encode(_dumps(statement)).decode(),
-                    "signatures": [{"sig": base64.b64encode(os.urandom(64)).decode()}],
-                }
-            )
-        else:
-            payload = _dumps(
-                {
-                    "spdxVersion": "SPDX-2.3",
-                    "name": f"{reference}@{subject_digest}",
-                    "documentNamespace": f"https://regprune.invalid/{os.urandom(8).hex()}",
-                    "packages": [],
-                }
-            )
+        payload, annotations = cosign_payload(kind, reference, subject_digest)
         layer_digest = self.push_blob(repository, payload)
         config_blob = _dumps(
             {
@@ -541,99 +471,8 @@ class ImagePusher:
 
     # -- reading back --------------------------------------------------------------
 
-    def _descriptor(self, repository: str, digest: str) -> dict[str, Any]:
-        response = self._request(
-            "HEAD", self._v2(repository, f"manifests/{digest}"), headers={"Accept": MANIFEST_ACCEPT}
-        )
-        if response.status_code != 200:
-            raise PushError(f"subject {digest} not found in {repository}", response)
-        return {
-            "mediaType": response.headers["Content-Type"],
-            "digest": digest,
-            "size": int(response.headers["Content-Length"]),
-        }
-
-    def get_manifest(self, repository: str, reference: str) -> httpx.Response:
-        """GET a manifest with the full Accept list; raises :class:`PushError` if not 200."""
-        response = self._request(
-            "GET",
-            self._v2(repository, f"manifests/{reference}"),
-            headers={"Accept": MANIFEST_ACCEPT},
-        )
-        if response.status_code != 200:
-            raise PushError(f"manifest {repository}:{reference} not readable", response)
-        return response
-
     def tag(self, repository: str, reference: str, new_tag: str) -> str:
         """Put the manifest at ``reference`` under ``new_tag``; return its digest."""
         response = self.get_manifest(repository, reference)
         media_type = response.headers["Content-Type"].split(";")[0].strip()
         return self.push_manifest(repository, response.content, media_type, (new_tag,))
-
-    def resolve(self, repository: str, tag: str) -> str | None:
-        """The digest ``tag`` points to (HEAD with every manifest type accepted); None on 404."""
-        response = self._request(
-            "HEAD", self._v2(repository, f"manifests/{tag}"), headers={"Accept": MANIFEST_ACCEPT}
-        )
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise PushError(f"cannot resolve {repository}:{tag}", response)
-        return response.headers["Docker-Content-Digest"]
-
-    def manifest_exists(self, repository: str, digest: str) -> bool:
-        """Whether a manifest with ``digest`` is in ``repository``."""
-        return self.resolve(repository, digest) is not None
-
-    def blob_exists(self, repository: str, digest: str) -> bool:
-        """Whether the registry answers 200 to HEAD on the blob."""
-        response = self._request("HEAD", self._v2(repository, f"blobs/{digest}"))
-        return response.status_code == 200
-
-    def tags(self, repository: str) -> list[str]:
-        """Every tag of ``repository`` (following ``Link`` pages); [] if it is unknown."""
-        found: list[str] = []
-        url: str | httpx.URL = self._v2(repository, "tags/list")
-        while True:
-            response = self._request("GET", url)
-            if response.status_code == 404:
-                return found
-            if response.status_code != 200:
-                raise PushError(f"cannot list tags of {repository}", response)
-            found.extend(response.json().get("tags") or [])
-            next_link = response.links.get("next", {}).get("url")
-            if not next_link:
-                return found
-            url = httpx.URL(self.url).join(next_link)
-
-    def catalog(self, page_size: int = 1000) -> list[str]:
-        """Every repository name in the registry (following ``Link`` pages)."""
-        found: list[str] = []
-        url: str | httpx.URL = f"{self.url}/v2/_catalog?n={page_size}"
-        while True:
-            response = self._request("GET", url)
-            if response.status_code != 200:
-                raise PushError("cannot list the catalog", response)
-            found.extend(response.json().get("repositories") or [])
-            next_link = response.links.get("next", {}).get("url")
-            if not next_link:
-                return found
-            url = httpx.URL(self.url).join(next_link)
-
-    def delete(self, repository: str, digest: str) -> int:
-        """DELETE a manifest by digest (removing every tag on it); return the HTTP status."""
-        response = self._request("DELETE", self._v2(repository, f"manifests/{digest}"))
-        return response.status_code
-
-    # -- lifecycle -----------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the HTTP client if this pusher made it."""
-        if self._own_client:
-            self._client.close()
-
-    def __enter__(self) -> ImagePusher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

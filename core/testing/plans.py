@@ -22,22 +22,30 @@ pytest does for every run, through the ``pytest11`` entry point) stays cheap.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..models import ApprovalContext
+
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..engine import Engine
     from ..models import ApplyResult, KeepItem, Plan, PlanItem
 
 __all__ = [
+    "APPROVE_ALL",
     "DEFAULT_POLICY",
     "DEFAULT_REGISTRY",
     "PolicyRunner",
     "apply_plan",
+    "days_ago",
+    "deleted_digests",
     "deleted_tags",
+    "kept_reasons",
     "kept_tags",
     "make_engine",
+    "make_settings",
     "reasons_for",
     "run_policy",
 ]
@@ -48,7 +56,15 @@ DEFAULT_REGISTRY = "test"
 DEFAULT_POLICY = "test"
 """The name of the policy ``run_policy`` plans."""
 
+APPROVE_ALL = ApprovalContext(assume_yes=True, interactive=False, actor="regprune.testing")
+"""What ``--yes`` gives an approver: ``engine.apply(plan.id, context=APPROVE_ALL)``."""
+
 Now = datetime | Callable[[], datetime] | None
+
+
+def days_ago(days: float) -> datetime:
+    """The time ``days`` ago (UTC): ``pusher.push_image(..., created=days_ago(30))``."""
+    return datetime.now(UTC) - timedelta(days=days)
 
 
 def _settings_data(
@@ -81,6 +97,34 @@ def _clock(now: Now) -> Callable[[], datetime] | None:
     return now
 
 
+def make_settings(
+    url: str,
+    policy: Mapping[str, Any] | None = None,
+    *,
+    name: str = DEFAULT_POLICY,
+    other_policies: Mapping[str, Mapping[str, Any]] | None = None,
+    registry_options: Mapping[str, Any] | None = None,
+) -> Settings:
+    """The validated ``Settings`` :func:`make_engine` uses: registry ``test`` at ``url``.
+
+    ``policy`` is planned as ``name`` (none when ``None``); ``other_policies`` and
+    ``registry_options`` are as in :func:`make_engine`.  Bad options raise
+    ``regprune.errors.ConfigError`` as a config file would.
+    """
+    from ..config import parse_settings
+
+    return parse_settings(
+        _settings_data(
+            url,
+            policy,
+            name=name,
+            other_policies=other_policies,
+            registry_options=registry_options,
+        ),
+        source="run_policy",
+    )
+
+
 def make_engine(
     url: str,
     policy: Mapping[str, Any] | None = None,
@@ -104,20 +148,12 @@ def make_engine(
     is ``state_dir/state.db``; call ``engine.close()`` and ``engine.state.close()``
     when done (``run_policy`` does).
     """
-    from ..config import parse_settings
     from ..engine import Engine
     from ..plugin_manager import get_plugin_manager
     from ..state import State
 
-    settings = parse_settings(
-        _settings_data(
-            url,
-            policy,
-            name=name,
-            other_policies=other_policies,
-            registry_options=registry_options,
-        ),
-        source="run_policy",
+    settings = make_settings(
+        url, policy, name=name, other_policies=other_policies, registry_options=registry_options
     )
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -175,8 +211,6 @@ def apply_plan(
     ``state_dir`` must be the one the plan was made with.  Returns the
     ``ApplyResult``: ``result.of("deleted")``, ``result.of("skipped")``, ...
     """
-    from ..models import ApprovalContext
-
     engine = make_engine(
         url,
         None,
@@ -186,9 +220,8 @@ def apply_plan(
         load_entrypoints=load_entrypoints,
     )
     plan_id = plan if isinstance(plan, str) else plan.id
-    context = ApprovalContext(assume_yes=True, interactive=False, actor="regprune.testing")
     try:
-        return engine.apply(plan_id, context=context)
+        return engine.apply(plan_id, context=APPROVE_ALL)
     finally:
         engine.close()
         engine.state.close()
@@ -262,6 +295,19 @@ class PolicyRunner:
 def deleted_tags(plan: Plan) -> set[str]:
     """``repository:tag`` of every tag the plan deletes (images and their artifacts)."""
     return {f"{item.repository}:{tag}" for item in plan.delete for tag in item.tags}
+
+
+def deleted_digests(plan: Plan) -> set[str]:
+    """The digest of every manifest the plan deletes."""
+    return {item.digest for item in plan.delete}
+
+
+def kept_reasons(plan: Plan, digest: str) -> list[str]:
+    """Why the plan keeps the manifest ``digest``; ``AssertionError`` when it does not keep it."""
+    for item in plan.keep:
+        if item.digest == digest:
+            return list(item.reasons)
+    raise AssertionError(f"{digest} is not in the keep list of plan {plan.id}")
 
 
 def kept_tags(plan: Plan) -> set[str]:

@@ -21,6 +21,16 @@ Loaded automatically through regprune's ``pytest11`` entry point. Fixtures:
     DB under ``tmp_path``: ``regprune_plan(policy_dict) -> Plan`` plans a policy with
     the real engine, built-in and installed plugins; ``regprune_plan.apply(plan)``
     approves and applies it.  Proxy variables are cleared for the test.
+``approver``
+    A :class:`~regprune.testing.ScriptedApprover` registered as ``scripted`` in every
+    ``regprune_plan`` call of the test: ``approval = "scripted"`` in a policy hands the
+    decision to it (``approver.answer("rejected")``).
+``isolated_cli``
+    The command line as a new user runs it, in ``tmp_path``: no config, state or
+    plugins from the environment, no terminal (see :func:`~regprune.testing.isolate_cli`).
+``regprune_cli``
+    A :class:`~regprune.testing.CliRunner` in ``isolated_cli``:
+    ``regprune_cli("plan", "--json") -> CliResult`` (``code``, ``out``, ``err``).
 ``clear_proxy_env``
     Removes ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY`` and their lower-case forms for
     the test. Not autouse: request it, or wrap it in an autouse fixture of your own.
@@ -35,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from .approvers import ScriptedApprover
+from .cli import CliRunner, isolate_cli
 from .faults import FaultProxy
 from .images import ImagePusher
 from .plans import PolicyRunner
@@ -107,11 +119,36 @@ def fault_proxy(registry_server: RegistryServer) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
+def approver() -> ScriptedApprover:
+    """An approver named ``scripted`` that approves unless told otherwise."""
+    return ScriptedApprover()
+
+
+@pytest.fixture
 def regprune_plan(
-    registry_server: RegistryServer, tmp_path: Path, clear_proxy_env: None
+    registry_server: RegistryServer,
+    tmp_path: Path,
+    clear_proxy_env: None,
+    request: pytest.FixtureRequest,
 ) -> PolicyRunner:
     """Plan policies against ``registry_server``: ``regprune_plan({...}) -> Plan``."""
-    return PolicyRunner(registry_server.url, tmp_path / "regprune-state")
+    extra: list[object] = []
+    if "approver" in request.fixturenames:
+        # Only when the test asks for it: the same instance the test scripts.
+        extra.append(request.getfixturevalue("approver"))
+    return PolicyRunner(registry_server.url, tmp_path / "regprune-state", extra_plugins=extra)
+
+
+@pytest.fixture
+def isolated_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI as a new user runs it in an empty directory (``tmp_path``)."""
+    isolate_cli(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def regprune_cli(isolated_cli: None, capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run ``regprune ARGV`` in-process in ``isolated_cli``: ``regprune_cli(*argv) -> CliResult``."""
+    return CliRunner(capsys)
 
 
 @pytest.fixture
