@@ -23,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..hookspecs import hookimpl
-from ..models import Approval, ApprovalContext, ApprovalDecision, Approver, Plan
+from ..lifecycle import Decision
+from ..models import Approval, ApprovalContext, Approver, Plan
 
 __all__ = ["ScriptedApprover"]
 
 
 @dataclass(frozen=True)
 class _Answer:
-    decision: ApprovalDecision
+    decision: Decision
     by: str
     note: str
 
@@ -47,26 +48,26 @@ class ScriptedApprover:
         self,
         name: str = "scripted",
         *,
-        decision: ApprovalDecision = "approved",
+        decision: Decision | str = Decision.APPROVED,
         by: str = "regprune.testing",
     ) -> None:
         self.name = name
         self.__name__ = f"scripted-approver-{name}"  # the plugin's name in errors
-        self._default = _Answer(decision, by, "")
+        self._default = _Answer(Decision(decision), by, "")
         self._queue: list[_Answer] = []
         self.asked: list[str] = []
         self.contexts: list[ApprovalContext] = []
 
-    def answer(self, decision: ApprovalDecision, *, by: str | None = None, note: str = "") -> None:
+    def answer(self, decision: Decision | str, *, by: str | None = None, note: str = "") -> None:
         """Queue one answer: ``approved``, ``rejected`` or ``pending`` (decided elsewhere)."""
-        self._queue.append(_Answer(decision, by or self._default.by, note))
+        self._queue.append(_Answer(Decision(decision), by or self._default.by, note))
 
     def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
         """The next queued answer, or the default one."""
         self.asked.append(plan.id)
         self.contexts.append(context)
         chosen = self._queue.pop(0) if self._queue else self._default
-        by = chosen.by if chosen.decision != "pending" else ""
+        by = chosen.by if chosen.decision != Decision.PENDING else ""
         return Approval(chosen.decision, by, self.name, note=chosen.note)
 
     @hookimpl
