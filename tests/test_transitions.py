@@ -18,9 +18,7 @@ from regprune.errors import DeletesDisabled, UsageError
 from regprune.lifecycle import Decision, PlanStatus
 from regprune.models import Approval, Plan
 from regprune.state import AuditEvent
-from regprune.testing import ImagePusher
-
-from .support import YES, days_ago, engine_for
+from regprune.testing import APPROVE_ALL, ImagePusher, days_ago, make_engine
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 SLACKISH = ApprovalRules(method="slack", actor="regprune-bot", approvals_required=2)
@@ -43,7 +41,9 @@ class Recorder:
 
 
 def setup(url: str, tmp_path: Path, **policy: Any) -> tuple[Engine, Recorder]:
-    engine = engine_for(url, tmp_path, {"ci": {**AGE, **policy}})
+    engine = make_engine(
+        url, {**AGE, **policy}, name="ci", state_dir=tmp_path, load_entrypoints=False
+    )
     recorder = Recorder()
     engine.manager.register(recorder, name="recorder")
     return engine, recorder
@@ -69,7 +69,7 @@ def test_apply_approves_applies_and_finishes_with_one_hook_per_move(
     engine, recorder = setup(registry_server.url, tmp_path)
     plan = engine.plan("ci")
 
-    result = engine.apply(plan.id, context=YES)
+    result = engine.apply(plan.id, context=APPROVE_ALL)
 
     assert result.status == PlanStatus.DONE
     assert recorder.moves() == [
@@ -77,7 +77,7 @@ def test_apply_approves_applies_and_finishes_with_one_hook_per_move(
         ("approved", "applying"),
         ("applying", "done"),
     ]
-    assert recorder.calls[0][2:4] == ("tester", "cli --yes")
+    assert recorder.calls[0][2:4] == (APPROVE_ALL.actor, "cli --yes")
     # Today's events, no new ones: the apply's moves are told by apply.finished.
     assert [e.event for e in events(engine, plan.id)] == [
         "plan.created",
@@ -87,7 +87,7 @@ def test_apply_approves_applies_and_finishes_with_one_hook_per_move(
     ]
     approved = named(engine, plan.id, "plan.approved")[0]
     assert (approved.actor, approved.details) == (
-        "tester",
+        APPROVE_ALL.actor,
         {"method": "cli --yes", "note": ""},
     )
 
@@ -110,7 +110,7 @@ def test_reject_once_then_nothing(registry_server, old_image, tmp_path, pusher):
     assert named(engine, plan.id, "plan.approved") == []
     assert engine.state.plans.get(plan.id).status == "rejected"
     with pytest.raises(UsageError, match="is rejected"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
     assert pusher.resolve("ci/app", "build-1") == old_image
 
 
@@ -152,13 +152,13 @@ def test_an_overdue_plan_expires_in_the_engine_with_one_event(
     engine.state.plans.set_fields(plan.id, expires_at=engine.now() - timedelta(minutes=1))
 
     with pytest.raises(UsageError, match="expired at"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
     with pytest.raises(UsageError, match="is expired"):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
-    assert recorder.calls == [("pending", "expired", "tester", "", "")]
+    assert recorder.calls == [("pending", "expired", APPROVE_ALL.actor, "", "")]
     [event] = named(engine, plan.id, "plan.expired")
-    assert (event.actor, event.details) == ("tester", {})
+    assert (event.actor, event.details) == (APPROVE_ALL.actor, {})
     assert named(engine, plan.id, "plan.approved") == []
     assert pusher.resolve("ci/app", "build-1") == old_image
 
@@ -245,7 +245,7 @@ def test_a_refused_apply_moves_back_to_pending_and_records_apply_refused(
     plan = engine.plan("ci")
 
     with pytest.raises(DeletesDisabled):
-        engine.apply(plan.id, context=YES)
+        engine.apply(plan.id, context=APPROVE_ALL)
 
     assert recorder.moves() == [("pending", "approved"), ("approved", "pending")]
     assert "storage.delete.enabled" in recorder.calls[1][4]
@@ -260,7 +260,7 @@ def test_the_old_spelling_approve_plan_context_still_asks_the_approver(
     engine, recorder = setup(registry_server.url, tmp_path)
     plan = engine.plan("ci")
 
-    answer = engine.approve(plan, YES)  # before: Engine.approve(plan, ApprovalContext)
+    answer = engine.approve(plan, APPROVE_ALL)  # before: Engine.approve(plan, ApprovalContext)
 
     assert isinstance(answer, Approval) and answer.decision == "approved"
     assert answer.method == "cli --yes"
