@@ -28,7 +28,7 @@ import pluggy
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
-from regprune.config import Settings, SlackSettings
+from regprune.config import Settings
 from regprune.durations import parse_duration
 from regprune.engine import Engine
 from regprune.errors import LockHeld, RegpruneError, UsageError
@@ -37,13 +37,15 @@ from regprune.plugin_manager import get_plugin_manager
 from regprune.state import State
 
 from . import blocks
+from .plugin import slack_approvals
 from .progress import ThreadProgress, describe, retry_after
 from .redact import Redactor
+from .settings import SlackSettings, slack_settings
 
 log = logging.getLogger(__name__)
 
 BOT_ACTOR = "regprune-bot"
-METHOD = "slack"
+METHOD = "slack"  # the method recorded with each Slack vote (Approval.method)
 SCHEDULE_ACTOR = "schedule"
 FILE_THRESHOLD = 50  # plans with more delete items get their list as an uploaded file
 MAX_LIST_MESSAGES = 8  # fallback when the upload fails: at most this many threaded replies
@@ -124,10 +126,13 @@ class SlackService:
         workers: int = 4,
     ) -> None:
         self.settings = settings
-        self.slack: SlackSettings = settings.slack or SlackSettings()
+        self.slack: SlackSettings = slack_settings(settings)
         self.state_path = str(state_path)
         self.client = client
         self.manager = manager or get_plugin_manager()
+        # The approval methods this bot decides: approvers that say the Slack front end
+        # decides them (``decided_elsewhere``, ``front_end``), never a name compared here.
+        self.approvals = slack_approvals(self.manager)
         self._now = now or (lambda: datetime.now(UTC))
         self.redact = redactor or Redactor([client.token])
         self.ttl = parse_duration(self.slack.plan_ttl)
@@ -143,6 +148,10 @@ class SlackService:
         self._registry_locks_lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------
+
+    def decides(self, approval: str) -> bool:
+        """Whether plans with this ``approval`` are decided in Slack, by this bot."""
+        return approval in self.approvals
 
     def now(self) -> datetime:
         return self._now()
@@ -342,7 +351,7 @@ class SlackService:
             known = ", ".join(sorted(self.settings.policy)) or "none"
             return f"Unknown policy `{policy}` (defined: {known})."
         approval = self.settings.policy[policy].approval
-        if approval != METHOD:
+        if not self.decides(approval):
             return (
                 f"Policy `{policy}` is approved with `{approval}`, not in Slack; "
                 "plan it with the command line."
@@ -393,7 +402,7 @@ class SlackService:
             fields = state.plan_fields(plan.id)
             if fields["slack_ts"]:
                 return str(fields["slack_ts"])
-            if plan.status != "pending" or plan.approval != METHOD:
+            if plan.status != "pending" or not self.decides(plan.approval):
                 return None
             expires = fields["expires_at"] or plan.created_at + self.ttl
             if not fields["expires_at"]:
@@ -469,7 +478,7 @@ class SlackService:
             pending = [
                 (plan.id, state.plan_fields(plan.id))
                 for plan in state.list_plans(status="pending", limit=200)
-                if plan.approval == METHOD
+                if self.decides(plan.approval)
             ]
         now = self.now()
         for plan_id, fields in reversed(pending):  # oldest first
@@ -530,7 +539,7 @@ class SlackService:
                 self._audit_refusal(state, click, "not an approver")
                 return Outcome(refused)
             plan = state.get_plan(click.plan_id)
-            if plan.approval != METHOD:
+            if not self.decides(plan.approval):
                 return Outcome(f"Plan {plan.id} is not approved in Slack; nothing was changed.")
             if plan.status != "pending":
                 return Outcome(self._already(state, plan))
@@ -678,7 +687,7 @@ class SlackService:
                 plan
                 for status in RESUME_STATUSES
                 for plan in state.list_plans(status=status, limit=1000)
-                if plan.approval == METHOD
+                if self.decides(plan.approval)
             ]
         started: list[str] = []
         for plan in sorted(found, key=lambda p: (p.created_at, p.id)):
@@ -699,7 +708,7 @@ class SlackService:
         """Why the bot must not resume this plan on start, or None."""
         with self.open_state() as state:
             plan = state.get_plan(plan_id)  # checks the content hash
-            if plan.approval != METHOD or plan.status not in RESUME_STATUSES:
+            if not self.decides(plan.approval) or plan.status not in RESUME_STATUSES:
                 return f"it is {plan.status} (approved with {plan.approval})"
             fields = state.plan_fields(plan.id)
             channel, ts = fields["slack_channel"], fields["slack_ts"]

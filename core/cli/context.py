@@ -12,6 +12,7 @@ import typer
 from ..config import STATE_ENV, Settings, find_config, find_state_path, load_settings
 from ..engine import Engine
 from ..errors import ConfigError, UsageError
+from ..frontends import collect_front_ends
 from ..state import State
 
 
@@ -43,7 +44,10 @@ class CliContext:
                     )
                 self._settings = Settings()
             else:
-                self._settings = load_settings(Path(path))
+                # The sections of this run's front ends are valid; any other is an error.
+                self._settings = load_settings(
+                    Path(path), front_ends=collect_front_ends(self.manager)
+                )
         return self._settings
 
     def state(self) -> State:

@@ -6,6 +6,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..frontends import collect_front_ends
 from ..plugin_manager import build_catalog, plugin_rows
 from .context import get_context
 from .render import console, print_json
@@ -18,7 +19,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print plugins and names as JSON."),
     ) -> None:
         """List installed plugins (built-in ones too), the hooks they implement, and the
-        selectors, protectors, approvers and time sources they register."""
+        selectors, protectors, approvers, time sources and front ends they register."""
         manager = get_context(ctx).manager
         rows = plugin_rows(manager)
         catalog = build_catalog(manager)
@@ -27,6 +28,7 @@ def register(app: typer.Typer) -> None:
             "protectors": sorted(catalog.protectors),
             "approvers": sorted(catalog.approvers),
             "time_sources": sorted(catalog.time_sources),
+            "front_ends": sorted(collect_front_ends(manager)),
         }
         if as_json:
             print_json({"plugins": rows, "registered": registered})
