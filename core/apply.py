@@ -41,6 +41,7 @@ from .errors import (
     RegpruneError,
 )
 from .hookcalls import PluginError, first_result, notify
+from .keep_rules import keep_verdicts
 from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
@@ -52,7 +53,6 @@ from .models import (
     Protector,
     SelectionContext,
 )
-from .planner import keep_verdicts
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
 from .state import State
@@ -173,7 +173,7 @@ class Applier:
             self.client.check_delete_allowed(repository)
 
     def pending_items(self) -> list[PlanItem]:
-        statuses = self.state.item_statuses(self.plan.id)
+        statuses = self.state.plans.item_statuses(self.plan.id)
         return [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
 
     def prepare(self) -> None:
@@ -210,7 +210,7 @@ class Applier:
         return live, kept
 
     def run(self) -> ApplyResult:
-        statuses = self.state.item_statuses(self.plan.id)
+        statuses = self.state.plans.item_statuses(self.plan.id)
         todo = [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
         deleted = {
             (item.repository, item.digest)
@@ -238,10 +238,11 @@ class Applier:
                     item=item,
                     reason=reason,
                     state=self.state,
+                    audit=self.state.audit_log,
                 )
                 self.progress(item, "skipped", reason)
                 continue
-            self.state.set_item_status(self.plan.id, item.seq, "deleting")
+            self.state.plans.set_item_status(self.plan.id, item.seq, "deleting")
             try:
                 outcome = self._delete(item)
             except RegpruneError as exc:
@@ -253,6 +254,7 @@ class Applier:
                     item=item,
                     error=exc.message,
                     state=self.state,
+                    audit=self.state.audit_log,
                 )
                 self.progress(item, "failed", exc.message)
                 if isinstance(exc, FATAL):
@@ -261,10 +263,17 @@ class Applier:
             note = "already gone" if outcome == "absent" else ""
             deleted.add((item.repository, item.digest))
             self._record(result, item, "deleted", note)
-            notify(self.manager, "item_deleted", plan=self.plan, item=item, state=self.state)
+            notify(
+                self.manager,
+                "item_deleted",
+                plan=self.plan,
+                item=item,
+                state=self.state,
+                audit=self.state.audit_log,
+            )
             self.progress(item, "deleted", note)
             if count % HEARTBEAT_EVERY == 0:
-                self.state.heartbeat(self.lock_name)
+                self.state.locks.heartbeat(self.lock_name)
         return result
 
     def _delete(self, item: PlanItem) -> str:
@@ -289,7 +298,7 @@ class Applier:
         """Referencing manifests before what they reference: an index before its platform
         manifests, a subject before its artifacts.  A failure part-way then never leaves an
         index pointing at a deleted manifest."""
-        facts = self.state.get_facts(item.digest for item in todo)
+        facts = self.state.digests.get_facts(item.digest for item in todo)
         keyed = {(item.repository, item.digest): item for item in todo}
         before: dict[int, set[int]] = {item.seq: set() for item in todo}
         for item in todo:
@@ -316,7 +325,7 @@ class Applier:
     def _record(self, result: ApplyResult, item: PlanItem, status: str, reason: str) -> None:
         # The outcome first (what resume trusts), then the event hooks (the audit log);
         # the caller reports progress last, so a Ctrl-C there loses no record.
-        self.state.set_item_status(self.plan.id, item.seq, status, reason)
+        self.state.plans.set_item_status(self.plan.id, item.seq, status, reason)
         result.outcomes.append(ItemOutcome(item, status, reason))  # type: ignore[arg-type]
 
     def _group(self, item: PlanItem) -> list[PlanItem]:

@@ -29,15 +29,10 @@ from .errors import (
 )
 from .gc_checks import delete_untagged_spelling, validate_commands
 from .hookcalls import PluginError, first_result, notify, plugin_error
+from .keep_rules import compile_keep_rules
 from .mediatypes import is_index
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
-from .planner import (
-    CompiledPolicy,
-    assign_times,
-    build_plan,
-    compile_keep_rules,
-    compile_policy,
-)
+from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .registry import RegistryClient
 from .scan import RepositoryScan, Scanner
@@ -255,8 +250,10 @@ class Engine:
             now=now,
             requested_by=requested_by or default_actor(),
         )
-        self.state.save_plan(plan)
-        notify(self.manager, "plan_created", plan=plan, state=self.state)
+        self.state.plans.save(plan)
+        notify(
+            self.manager, "plan_created", plan=plan, state=self.state, audit=self.state.audit_log
+        )
         self._prune_after_plan(plan)
         return plan
 
@@ -281,14 +278,14 @@ class Engine:
         actor = actor or default_actor()
         vacuum = vacuum and not dry_run
         if vacuum:
-            self.state.check_idle()
+            self.state.retention.check_idle()
         older_than = older_than if older_than is not None else self.settings.state.retention
         result = None
         if older_than is not None:
-            result = self.state.prune_plans(
+            result = self.state.retention.prune_plans(
                 older_than, now=self.now(), dry_run=dry_run, actor=actor
             )
-        sizes = self.state.vacuum(actor=actor) if vacuum else None
+        sizes = self.state.retention.vacuum(actor=actor) if vacuum else None
         return result, sizes
 
     def _prune_after_plan(self, plan: Plan) -> None:
@@ -298,7 +295,7 @@ class Engine:
         if retention is None:
             return
         try:
-            self.state.prune_plans(
+            self.state.retention.prune_plans(
                 retention,
                 now=self.now(),
                 actor=plan.requested_by or default_actor(),
@@ -341,11 +338,18 @@ class Engine:
     def record_decision(self, plan: Plan, approval: Approval) -> bool:
         """Move a pending plan to approved or rejected, once; False if it was no longer pending."""
         target = "approved" if approval.decision == "approved" else "rejected"
-        if not self.state.set_plan_status(plan.id, target, expected=("pending",)):
+        if not self.state.plans.set_status(plan.id, target, expected=("pending",)):
             return False
-        self.state.add_approval(plan.id, approval, at=self.now())
+        self.state.approvals.add(plan.id, approval, at=self.now())
         plan.status = target  # type: ignore[assignment]
-        notify(self.manager, "plan_decided", plan=plan, approval=approval, state=self.state)
+        notify(
+            self.manager,
+            "plan_decided",
+            plan=plan,
+            approval=approval,
+            state=self.state,
+            audit=self.state.audit_log,
+        )
         return True
 
     # -- apply -----------------------------------------------------------------
@@ -363,7 +367,7 @@ class Engine:
         ``resume`` names the statuses this caller may continue from; the Slack bot
         leaves out "failed" so a failure waits for a person.
         """
-        plan = self.state.get_plan(plan_id)
+        plan = self.state.plans.get(plan_id)
         context = context or ApprovalContext(
             assume_yes=False, interactive=False, actor=default_actor()
         )
@@ -375,9 +379,9 @@ class Engine:
             settings=self.settings,
         )
         if plan.status == "pending":
-            expires = self.state.plan_fields(plan.id).get("expires_at")
+            expires = self.state.plans.fields(plan.id).expires_at
             if expires and expires <= self.now():
-                self.state.set_plan_status(plan.id, "expired", expected=("pending",))
+                self.state.plans.set_status(plan.id, "expired", expected=("pending",))
                 raise UsageError(
                     f"plan {plan.id} expired at {expires:%Y-%m-%d %H:%M} UTC; make a new plan"
                 )
@@ -388,7 +392,7 @@ class Engine:
                 )
             if approval.decision == "rejected":
                 return ApplyResult(plan_id=plan.id, status="rejected")
-            plan = self.state.get_plan(plan.id)
+            plan = self.state.plans.get(plan.id)
         if plan.status == "done":
             return self._result_from_state(plan)
         if plan.status not in resume:
@@ -401,7 +405,7 @@ class Engine:
         client = self.client_for_plan(plan)
         keep_rules = self.keep_rules_for(plan)
         name = self.lock_name(plan.registry, plan.registry_url)
-        with self.state.lock(name, purpose=f"apply of plan {plan.id}"):
+        with self.state.locks.hold(name, purpose=f"apply of plan {plan.id}"):
             applier = Applier(
                 plan,
                 state=self.state,
@@ -424,8 +428,8 @@ class Engine:
                     f"`regprune apply {plan.id}` starts it again"
                 ) from None
             # Another process may have finished or cancelled it since we read it.
-            if not self.state.set_plan_status(plan.id, "applying", expected=resume):
-                now = self.state.get_plan(plan.id).status
+            if not self.state.plans.set_status(plan.id, "applying", expected=resume):
+                now = self.state.plans.get(plan.id).status
                 raise UsageError(f"plan {plan.id} became {now} meanwhile; nothing was deleted")
             try:
                 applier.run()
@@ -438,26 +442,40 @@ class Engine:
             except BaseException:
                 self._stopped(plan)
                 raise
-            statuses = self.state.item_statuses(plan.id)
+            statuses = self.state.plans.item_statuses(plan.id)
             final = (
                 "failed"
                 if any(s != "deleted" and s != "skipped" for s, _ in statuses.values())
                 else "done"
             )
-            self.state.set_plan_status(plan.id, final, expected=("applying",))
-        plan = self.state.get_plan(plan.id)
+            self.state.plans.set_status(plan.id, final, expected=("applying",))
+        plan = self.state.plans.get(plan.id)
         result = self._result_from_state(plan)
-        notify(self.manager, "apply_finished", plan=plan, result=result, state=self.state)
+        notify(
+            self.manager,
+            "apply_finished",
+            plan=plan,
+            result=result,
+            state=self.state,
+            audit=self.state.audit_log,
+        )
         return result
 
     def _stopped(self, plan: Plan) -> None:
         """An apply that stopped part-way: failed (resumable), and apply_finished fires."""
-        self.state.set_plan_status(plan.id, "failed", expected=("applying",))
-        result = self._result_from_state(self.state.get_plan(plan.id))
-        notify(self.manager, "apply_finished", plan=plan, result=result, state=self.state)
+        self.state.plans.set_status(plan.id, "failed", expected=("applying",))
+        result = self._result_from_state(self.state.plans.get(plan.id))
+        notify(
+            self.manager,
+            "apply_finished",
+            plan=plan,
+            result=result,
+            state=self.state,
+            audit=self.state.audit_log,
+        )
 
     def _stopped_line(self, plan: Plan, why: str) -> str:
-        statuses = self.state.item_statuses(plan.id)
+        statuses = self.state.plans.item_statuses(plan.id)
         done = sum(1 for status, _ in statuses.values() if status == "deleted")
         return (
             f"{why}: stopped after {done} of {len(plan.delete)} deletions of plan {plan.id}; "
@@ -467,7 +485,7 @@ class Engine:
     def _stopped_error(self, plan: Plan, exc: RegpruneError) -> RegpruneError:
         """Exit 2 only when nothing was deleted; after a partial apply, exit 1 with how far
         it got and how to finish."""
-        statuses = self.state.item_statuses(plan.id)
+        statuses = self.state.plans.item_statuses(plan.id)
         if not any(status == "deleted" for status, _ in statuses.values()):
             return exc
         return ApplyStopped(self._stopped_line(plan, exc.message), cause=exc)
@@ -477,21 +495,21 @@ class Engine:
         rule failed, the registry cannot be scanned): record a failure event and, when
         nothing of the plan was ever deleted, leave it re-approvable (pending again, its
         approvals void), so retention and `cancel` can deal with it."""
-        statuses = self.state.item_statuses(plan.id)
+        statuses = self.state.plans.item_statuses(plan.id)
         untouched = not any(status == "deleted" for status, _ in statuses.values())
-        reopened = untouched and self.state.reopen_plan(plan.id, expected=("approved", "failed"))
-        self.state.audit(
+        reopened = untouched and self.state.plans.reopen(plan.id, expected=("approved", "failed"))
+        self.state.audit_log.record(
             "apply.refused",
             registry=plan.registry,
             plan_id=plan.id,
             details={
                 "error": exc.message,
-                "status": "pending" if reopened else self.state.get_plan(plan.id).status,
+                "status": "pending" if reopened else self.state.plans.get(plan.id).status,
             },
         )
 
     def _result_from_state(self, plan: Plan) -> ApplyResult:
-        statuses = self.state.item_statuses(plan.id)
+        statuses = self.state.plans.item_statuses(plan.id)
         outcomes = [ItemOutcome(item, *statuses[item.seq]) for item in plan.delete]  # type: ignore[arg-type]
         return ApplyResult(plan_id=plan.id, status=plan.status, outcomes=outcomes)
 
@@ -511,7 +529,7 @@ class Engine:
         settings = self.registry_settings(registry)
         self.gc_preflight(registry)
         name = self.lock_name(registry)
-        with self.state.lock(
+        with self.state.locks.hold(
             name, purpose="garbage collection" + (" (dry run)" if dry_run else "")
         ):
             warnings = self.gc_warnings(
@@ -524,20 +542,27 @@ class Engine:
                     registry=settings,
                     name=registry,
                     dry_run=dry_run,
-                    track_child=lambda pid: self.state.set_lock_child(name, pid),
+                    track_child=lambda pid: self.state.locks.set_child(name, pid),
                 )
             except GcInterrupted as stop:
                 if isinstance(stop.result, GcResult):
                     stop.result.warnings[:0] = warnings
-                    self.state.record_gc(registry, stop.result)
+                    self.state.gc_runs.record(registry, stop.result)
                 raise
             if result is None:
                 raise ConfigError(
                     f"no garbage collector for registry {registry!r}: set [registry.{registry}.gc] command = [...]"
                 )
             result.warnings[:0] = warnings
-        self.state.record_gc(registry, result)
-        notify(self.manager, "gc_finished", name=registry, result=result, state=self.state)
+        self.state.gc_runs.record(registry, result)
+        notify(
+            self.manager,
+            "gc_finished",
+            name=registry,
+            result=result,
+            state=self.state,
+            audit=self.state.audit_log,
+        )
         return result
 
     def gc_preflight(self, registry: str, *, scan: bool = False) -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         TimeReading,
     )
     from .registry import RegistryClient
-    from .state import State
+    from .state import AuditLog, State
 
 hookspec = pluggy.HookspecMarker("regprune")
 hookimpl = pluggy.HookimplMarker("regprune")
@@ -125,36 +125,42 @@ def collect_garbage(
     """
 
 
+# The event hooks below receive ``audit``, the audit log (``regprune.state.AuditLog``):
+# what a listener that records events needs.  ``state``, the whole state DB, is still
+# passed for plugins written before ``audit`` existed; new plugins take ``audit``
+# (pluggy lets an implementation take any subset of a spec's arguments).
+
+
 @hookspec
-def plan_created(plan: Plan, state: State) -> None:
+def plan_created(plan: Plan, state: State, audit: AuditLog) -> None:
     """Called once a plan is computed and stored, before anyone approves it."""
 
 
 @hookspec
-def plan_decided(plan: Plan, approval: Approval, state: State) -> None:
+def plan_decided(plan: Plan, approval: Approval, state: State, audit: AuditLog) -> None:
     """Called when a plan is approved or rejected (by a prompt, --yes, auto or a front end)."""
 
 
 @hookspec
-def item_deleted(plan: Plan, item: PlanItem, state: State) -> None:
+def item_deleted(plan: Plan, item: PlanItem, state: State, audit: AuditLog) -> None:
     """Called after one manifest of a plan was deleted (or found already gone)."""
 
 
 @hookspec
-def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State) -> None:
+def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State, audit: AuditLog) -> None:
     """Called when apply skips an item because the registry changed since the plan."""
 
 
 @hookspec
-def item_failed(plan: Plan, item: PlanItem, error: str, state: State) -> None:
+def item_failed(plan: Plan, item: PlanItem, error: str, state: State, audit: AuditLog) -> None:
     """Called when deleting an item failed; a later apply of the plan retries it."""
 
 
 @hookspec
-def apply_finished(plan: Plan, result: ApplyResult, state: State) -> None:
+def apply_finished(plan: Plan, result: ApplyResult, state: State, audit: AuditLog) -> None:
     """Called when an apply run ends, whatever its outcome."""
 
 
 @hookspec
-def gc_finished(name: str, result: GcResult, state: State) -> None:
+def gc_finished(name: str, result: GcResult, state: State, audit: AuditLog) -> None:
     """Called after a garbage-collection run (or dry run) of registry ``name``."""

@@ -14,14 +14,17 @@ Rules enforced here (each has a test in tests/test_safety.py):
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from .config import PolicySettings
-from .errors import ConfigError, RegpruneError, UsageError
-from .hookcalls import plugin_error
+from .errors import ConfigError, UsageError
+from .keep_rules import ask_plugin, keep_rules_spec, keep_verdicts
+
+# Still importable from the planner, where it lived before core/keep_rules.py.
+from .keep_rules import compile_keep_rules as compile_keep_rules
 from .models import (
     Image,
     KeepItem,
@@ -37,8 +40,6 @@ from .patterns import Pattern, compile_pattern
 from .plugin_manager import Catalog
 from .scan import RepositoryScan, match_repositories
 from .timing import check_time_sources, resolve_time
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -100,82 +101,6 @@ def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> Compi
     return CompiledPolicy(name, policy, selectors, protectors, tag_filter, owners)
 
 
-def keep_rules_spec(policy: PolicySettings) -> dict[str, Any]:
-    """The keep rules of a policy as stored with its plan, so apply can run them again."""
-    return {
-        "keep_tags": list(policy.keep_tags),
-        "protectors": [{"use": spec.use, **spec.options} for spec in policy.protectors],
-    }
-
-
-def compile_keep_rules(
-    label: str, spec: Mapping[str, Any], catalog: Catalog
-) -> list[tuple[str, str, Protector]]:
-    """Build stored keep rules again: ``[(label, owning plugin, protector)]``.
-
-    A rule that cannot be built any more (its plugin is gone) is a ConfigError: apply
-    then refuses, since it cannot know what that rule would keep.
-    """
-    rules: list[tuple[str, str, Protector]] = []
-    keep_tags = list(spec.get("keep_tags") or [])
-    if keep_tags:
-        rules.append(
-            (
-                f"{label}: keep_tags",
-                catalog.owner("protector", "tags"),
-                catalog.build("protector", "tags", {"patterns": keep_tags}, f"{label}.keep_tags"),
-            )
-        )
-    for index, raw in enumerate(spec.get("protectors") or []):
-        options = dict(raw)
-        use = str(options.pop("use", ""))
-        rules.append(
-            (
-                f"{label}: {use}",
-                catalog.owner("protector", use),
-                catalog.build("protector", use, options, f"{label}.protectors.{index}"),
-            )
-        )
-    return rules
-
-
-def keep_verdicts(
-    images: Sequence[Image],
-    rules: Sequence[tuple[str, str, Protector]],
-    context: SelectionContext,
-    policy: str,
-) -> dict[str, list[str]]:
-    """Ask keep rules about images AND their artifacts: ``{digest: [reasons]}``.
-
-    Signatures, attestations, SBOMs and referrers are shown to keep rules too, and an
-    artifact a rule keeps keeps the image it refers to (and so its other artifacts):
-    "anything a keep rule matches is never deleted, and neither is what it refers to".
-    """
-    root_of = {artifact.digest: image for image in images for artifact in image.artifacts}
-    artifacts = [artifact for image in images for artifact in image.artifacts]
-    protected: dict[str, list[str]] = {}
-    for label, owner, protector in rules:
-        answers = _ask(
-            label,
-            owner,
-            "protect",
-            policy,
-            lambda p=protector: p.protect([*images, *artifacts], context),
-        )
-        for digest, reason in answers.items():
-            protected.setdefault(digest, []).append(f"{label}: {reason}" if label else str(reason))
-            root = root_of.get(digest)
-            if root is not None:
-                tags = ", ".join(
-                    tag for a in root.artifacts if a.digest == digest for tag in a.tags
-                )
-                protected.setdefault(root.digest, []).append(
-                    f"its artifact {digest[:19]}{f' ({tags})' if tags else ''} is kept "
-                    f"({label + ': ' if label else ''}{reason}), and it refers to this image"
-                )
-    return protected
-
-
 @dataclass
 class RepositoryDecision:
     """The outcome for one repository: images to delete (with reasons) and to keep."""
@@ -227,7 +152,7 @@ def decide_repository(
 
     verdicts: dict[str, list[tuple[str, bool, str]]] = {image.digest: [] for image in considered}
     for name, selector in policy.selectors:
-        answers = _ask(
+        answers = ask_plugin(
             name,
             policy.owners.get(name, "unknown"),
             "select",
@@ -283,31 +208,6 @@ def decide_repository(
         )
     decision.child_items = _children_to_delete(scan, candidates)
     return decision
-
-
-def _ask(
-    label: str, owner: str, method: str, policy: str, call: Callable[[], Mapping[str, T]]
-) -> Mapping[str, T]:
-    """Run a selector or keep rule, failing closed: the plan (or apply) stops.
-
-    Its ValueError (a failing command, an empty branch list) becomes one clear line;
-    any other exception, or an answer that is not a mapping, is a plugin error naming
-    the plugin and the method.
-    """
-    where = f"{method} ({label})" if label else method
-    try:
-        answer = call()
-    except ValueError as exc:
-        raise UsageError(f"policy {policy}: {label or owner}: {exc}") from None
-    except RegpruneError:
-        raise
-    except Exception as exc:
-        raise plugin_error(owner, where, exc) from exc
-    if not isinstance(answer, Mapping):
-        raise plugin_error(
-            owner, where, f"returned {type(answer).__name__}, not a mapping of digest to answer"
-        )
-    return answer
 
 
 def _verdict(answer: Any, name: str, policy: str) -> tuple[bool, str]:

@@ -78,7 +78,7 @@ class Scanner:
         ]
         resolved = self.client.map(self._resolve_tag, pairs)
 
-        known = self.state.get_facts({digest for _, digest, _ in (r for r in resolved if r)})
+        known = self.state.digests.get_facts({digest for _, digest, _ in (r for r in resolved if r)})
         fresh: dict[tuple[str, str], ManifestFacts] = {}
         tag_maps: dict[str, dict[str, str]] = {repo: {} for repo in repositories}
         for (repo, tag), result in zip(pairs, resolved, strict=True):
@@ -134,7 +134,7 @@ class Scanner:
                 for child in facts.children:
                     child_keys.setdefault(child, repo)
         missing = set(child_keys) - set(manifests) - set(pending)
-        manifests.update(self.state.get_facts(missing))
+        manifests.update(self.state.digests.get_facts(missing))
         to_fetch = sorted(
             (repo, child)
             for child, repo in child_keys.items()
@@ -152,7 +152,7 @@ class Scanner:
         for facts in self.client.map(self._with_config, config_jobs):
             new_facts[facts.digest] = facts
         manifests.update(new_facts)
-        self.state.put_facts(new_facts.values())
+        self.state.digests.put_facts(new_facts.values())
         return manifests
 
     def _fetch_manifest(self, key: tuple[str, str]) -> ManifestFacts | None:
@@ -181,7 +181,7 @@ class Scanner:
     ) -> RepositoryScan:
         scan = RepositoryScan(repository=repo, tags=tags, manifests={}, images=[])
         by_digest = scan.tags_by_digest()
-        first_seen = self.state.touch_first_seen(self.registry, repo, by_digest, self.now)
+        first_seen = self.state.digests.touch_first_seen(self.registry, repo, by_digest, self.now)
 
         images: dict[str, Image] = {}
         artifacts: list[tuple[str, Image]] = []

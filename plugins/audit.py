@@ -1,16 +1,19 @@
-"""The audit log: every plan, decision, deletion, skip, failure and GC run, in the state DB."""
+"""The audit log: every plan, decision, deletion, skip, failure and GC run, in the state DB.
+
+Each hook takes only `audit` (the audit log), never the whole state DB.
+"""
 
 from __future__ import annotations
 
 from regprune import hookimpl
 from regprune.models import ApplyResult, Approval, GcResult, Plan, PlanItem
-from regprune.state import State
+from regprune.state import AuditLog
 
 
 @hookimpl
-def plan_created(plan: Plan, state: State) -> None:
+def plan_created(plan: Plan, audit: AuditLog) -> None:
     """Record a new plan with its summary."""
-    state.audit(
+    audit.record(
         "plan.created",
         registry=plan.registry,
         plan_id=plan.id,
@@ -24,9 +27,9 @@ def plan_created(plan: Plan, state: State) -> None:
 
 
 @hookimpl
-def plan_decided(plan: Plan, approval: Approval, state: State) -> None:
+def plan_decided(plan: Plan, approval: Approval, audit: AuditLog) -> None:
     """Record who approved or rejected a plan, and how."""
-    state.audit(
+    audit.record(
         f"plan.{approval.decision}",
         registry=plan.registry,
         plan_id=plan.id,
@@ -45,17 +48,17 @@ def _item_details(item: PlanItem) -> dict:
 
 
 @hookimpl
-def item_deleted(plan: Plan, item: PlanItem, state: State) -> None:
+def item_deleted(plan: Plan, item: PlanItem, audit: AuditLog) -> None:
     """Record one deleted manifest."""
-    state.audit(
+    audit.record(
         "item.deleted", registry=plan.registry, plan_id=plan.id, details=_item_details(item)
     )
 
 
 @hookimpl
-def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State) -> None:
+def item_skipped(plan: Plan, item: PlanItem, reason: str, audit: AuditLog) -> None:
     """Record a manifest apply left alone because the registry changed."""
-    state.audit(
+    audit.record(
         "item.skipped",
         registry=plan.registry,
         plan_id=plan.id,
@@ -64,9 +67,9 @@ def item_skipped(plan: Plan, item: PlanItem, reason: str, state: State) -> None:
 
 
 @hookimpl
-def item_failed(plan: Plan, item: PlanItem, error: str, state: State) -> None:
+def item_failed(plan: Plan, item: PlanItem, error: str, audit: AuditLog) -> None:
     """Record a failed deletion."""
-    state.audit(
+    audit.record(
         "item.failed",
         registry=plan.registry,
         plan_id=plan.id,
@@ -75,9 +78,9 @@ def item_failed(plan: Plan, item: PlanItem, error: str, state: State) -> None:
 
 
 @hookimpl
-def apply_finished(plan: Plan, result: ApplyResult, state: State) -> None:
+def apply_finished(plan: Plan, result: ApplyResult, audit: AuditLog) -> None:
     """Record the end of an apply run with its counts."""
-    state.audit(
+    audit.record(
         "apply.finished",
         registry=plan.registry,
         plan_id=plan.id,
@@ -92,9 +95,9 @@ def apply_finished(plan: Plan, result: ApplyResult, state: State) -> None:
 
 
 @hookimpl
-def gc_finished(name: str, result: GcResult, state: State) -> None:
+def gc_finished(name: str, result: GcResult, audit: AuditLog) -> None:
     """Record a garbage-collection run."""
-    state.audit(
+    audit.record(
         "gc.dry_run" if result.dry_run else "gc.finished",
         registry=name,
         details={

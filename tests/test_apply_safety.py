@@ -285,7 +285,7 @@ def test_quick_mode_plans_store_their_keep_rules(registry_server, pusher, tmp_pa
     assert run([*argv, "--older-than", "7d", "--keep-tag", "^keep-"]) == 0
 
     with State(state) as db:
-        assert db.list_plans(limit=1)[0].keep_rules == {"keep_tags": ["^keep-"], "protectors": []}
+        assert db.plans.find(limit=1)[0].keep_rules == {"keep_tags": ["^keep-"], "protectors": []}
 
 
 def test_a_keep_rule_failing_at_apply_deletes_nothing(registry_server, pusher, tmp_path):
@@ -301,9 +301,9 @@ def test_a_keep_rule_failing_at_apply_deletes_nothing(registry_server, pusher, t
         engine.apply(plan.id, context=YES)
 
     assert all(pusher.resolve("ci/app", i.tags[0]) == i.digest for i in images)
-    assert engine.state.get_plan(plan.id).status == "pending"
-    newest = engine.state.audit_events(plan_id=plan.id)[0]
-    assert newest["event"] == "apply.refused"
+    assert engine.state.plans.get(plan.id).status == "pending"
+    newest = engine.state.audit_log.events(plan_id=plan.id)[0]
+    assert newest.event == "apply.refused"
 
 
 # -- items 13 and 14: refusals, partial applies, Ctrl-C -------------------------------------
@@ -336,9 +336,9 @@ def test_run_refused_by_the_registry_exits_2_and_leaves_the_plan_reapprovable(
     from regprune.state import State
 
     with State(tmp_path / "state.db") as state:
-        plan = state.list_plans(limit=1)[0]
+        plan = state.plans.find(limit=1)[0]
         assert plan.status == "pending"
-        assert "apply.refused" in {e["event"] for e in state.audit_events(plan_id=plan.id)}
+        assert "apply.refused" in {e.event for e in state.audit_log.events(plan_id=plan.id)}
 
 
 def test_a_partial_apply_exits_1_and_says_how_to_finish(registry_server, pusher, tmp_path, capsys):
@@ -380,12 +380,12 @@ def test_ctrl_c_during_apply_says_what_was_done_and_how_to_resume(
     assert interrupted.value.exit_code == 130
     assert "stopped after 2 of 4 deletions" in interrupted.value.message
     assert f"regprune apply {plan.id}" in interrupted.value.message
-    assert engine.state.get_plan(plan.id).status == "failed"
+    assert engine.state.plans.get(plan.id).status == "failed"
     finished = engine.apply(plan.id, context=YES)
     assert finished.status == "done"
     assert all(pusher.resolve("ci/app", i.tags[0]) is None for i in images)
     deleted = [
-        e for e in engine.state.audit_events(plan_id=plan.id) if e["event"] == "item.deleted"
+        e for e in engine.state.audit_log.events(plan_id=plan.id) if e.event == "item.deleted"
     ]
     assert len(deleted) == 4  # nothing repeated
 

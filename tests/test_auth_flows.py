@@ -69,7 +69,7 @@ def test_basic_auth_flow_and_wrong_password(registry_factory, tmp_path):
     wrong = engine_for(server.url, tmp_path / "wrong", {"ci": POLICY}, username="ci", password="nope")
     with pytest.raises(AuthenticationFailed, match="rejected the credentials for user 'ci'"):
         wrong.plan("ci")
-    assert wrong.state.list_plans() == []
+    assert wrong.state.plans.find() == []
 
     engine = engine_for(server.url, tmp_path, {"ci": POLICY}, username="ci", password="s3cret")
     assert engine.apply(engine.plan("ci").id, context=YES).status == "done"

@@ -203,7 +203,7 @@ def test_plan_json_has_the_contract_shape(cli, ci_images):
     kept = {i["digest"]: i for i in plan["keep"]}
     assert any("^latest$" in r for r in kept[ci_images["latest"].digest]["reasons"])
     with State(cli.state) as state:
-        assert state.get_plan(plan["plan_id"]).status == "pending"
+        assert state.plans.get(plan["plan_id"]).status == "pending"
 
 
 def test_plan_table_is_readable(cli, ci_images):
@@ -332,8 +332,8 @@ def plant_plan(state_path: Path, plan_id: str, status: str, *, days_old: float) 
     """A plan stored ``days_old`` days ago and last changed then, with its creation event."""
     created = datetime.now(UTC) - timedelta(days=days_old)
     with State(state_path) as state:
-        state.save_plan(make_plan(plan_id, created_at=created, registry="local", policy="ci"))
-        state.audit("plan.created", registry="local", plan_id=plan_id, at=created)
+        state.plans.save(make_plan(plan_id, created_at=created, registry="local", policy="ci"))
+        state.audit_log.record("plan.created", registry="local", plan_id=plan_id, at=created)
         state.db.conn.execute(
             "UPDATE plans SET status = ?, updated_at = created_at WHERE id = ?",
             (status, plan_id),
@@ -431,7 +431,7 @@ def test_state_prune_vacuum(capsys, tmp_path):
     for n in range(5):
         plant_plan(cli.state, f"0ld{n}done", "done", days_old=100)
 
-    with State(cli.state) as holder, holder.lock("local", purpose="apply of plan 1a2b3c4d"):
+    with State(cli.state) as holder, holder.locks.hold("local", purpose="apply of plan 1a2b3c4d"):
         code, _, err = cli("state", "prune", "--vacuum", ok=False)
         assert code == 1
         assert err.startswith("error: not vacuuming the state DB while registry 'local' is busy")
@@ -526,7 +526,7 @@ def test_unlock_removes_a_lock_left_behind(cli, ci_images, registry_server):
     assert name == f"http://loopback:{registry_server.port}"
     holder = State(cli.state)
     try:
-        with holder.lock(name, purpose="an apply on another machine"):
+        with holder.locks.hold(name, purpose="an apply on another machine"):
             code, _, err = cli("apply", plan_id, "--yes", ok=False)
             assert code == 1
             assert err.startswith(f"error: registry '{name}' is busy")
@@ -543,7 +543,7 @@ def test_unlock_removes_a_lock_left_behind(cli, ci_images, registry_server):
             assert out.strip() == f"registry 'local ({name})' was not locked"
 
         for spelling in (name, registry_server.url.replace("127.0.0.1", "LOCALHOST") + "/"):
-            with holder.lock(name, purpose="an apply on another machine"):
+            with holder.locks.hold(name, purpose="an apply on another machine"):
                 _, out, _ = cli("unlock", spelling)
                 assert out.strip().startswith("removed the lock of registry")
         cli("apply", plan_id, "--yes")
@@ -626,8 +626,8 @@ def test_cancel_moves_a_failed_plan_out_of_reach_of_apply(tmp_path, registry_ser
     from regprune.state import State
 
     with State(state) as db:
-        plan = db.list_plans(limit=1)[0]
-        assert db.set_plan_status(plan.id, "failed", expected=("pending",))
+        plan = db.plans.find(limit=1)[0]
+        assert db.plans.set_status(plan.id, "failed", expected=("pending",))
 
     assert run_cli([*base, "cancel", plan.id]) == 0
     assert run_cli([*base, "apply", plan.id, "--yes"]) == 2

@@ -70,7 +70,7 @@ def stored_plans(state_path: Path) -> list:
     if not state_path.exists():
         return []
     with State(state_path) as state:
-        return state.list_plans()
+        return state.plans.find()
 
 
 def closed_port() -> int:
@@ -411,8 +411,8 @@ def test_apply_without_terminal_or_yes_refuses(seeded, tmp_path, capsys):
     assert out == ""
     assert sorted(pusher.tags("ci/app")) == tags
     with State(state) as db:
-        assert db.get_plan(plan_id).status == "pending"
-        assert {s for s, _ in db.item_statuses(plan_id).values()} == {"pending"}
+        assert db.plans.get(plan_id).status == "pending"
+        assert {s for s, _ in db.plans.item_statuses(plan_id).values()} == {"pending"}
 
 
 def test_deletes_disabled_at_apply(registry_factory, tmp_path, capsys):
@@ -435,7 +435,7 @@ def test_deletes_disabled_at_apply(registry_factory, tmp_path, capsys):
         )
         assert sorted(pusher.tags("ci/app")) == tags
         with State(state) as db:
-            assert {s for s, _ in db.item_statuses(plan_id).values()} == {"pending"}
+            assert {s for s, _ in db.plans.item_statuses(plan_id).values()} == {"pending"}
 
 
 def test_run_against_deletes_disabled(registry_factory, tmp_path, capsys):
@@ -500,7 +500,7 @@ def test_unexpected_exception_is_one_line_with_exit_1(tmp_path, capsys, monkeypa
 
     monkeypatch.setattr("regprune.cli.history_cmd.event_summary", broken)
     with State(tmp_path / "s.db") as state:
-        state.audit("test.event", details={"x": 1})
+        state.audit_log.record("test.event", details={"x": 1})
 
     code, _, err = cli(capsys, "--state", str(tmp_path / "s.db"), "history")
 

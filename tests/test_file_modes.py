@@ -36,7 +36,7 @@ def umask_022() -> Iterator[None]:
 def test_state_db_its_directories_and_wal_files_are_private(tmp_path, umask_022):
     db = tmp_path / "new" / "nested" / "state.db"
     with State(db) as state:
-        state.audit("test.event", actor="tester", details={"n": 1})
+        state.audit_log.record("test.event", actor="tester", details={"n": 1})
         wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
         assert wal.exists() and shm.exists()  # WAL mode, connection open
         assert {p.name: mode(p) for p in (db, wal, shm)} == {

@@ -35,8 +35,8 @@ def test_gc_after_apply_frees_the_disk_the_plan_estimated(registry_server, pushe
     # The plan's estimate is what the registry's own GC freed (same manifests, same blobs).
     assert abs(result.bytes_freed - plan.summary.bytes) <= plan.summary.bytes * 0.05
     assert pusher.resolve("ci/app", "build-new") == keep.digest
-    assert engine.state.gc_runs(limit=1)[0]["bytes_freed"] == result.bytes_freed
-    assert any(e["event"] == "gc.finished" for e in engine.state.audit_events(limit=5))
+    assert engine.state.gc_runs.recent(limit=1)[0].bytes_freed == result.bytes_freed
+    assert any(e.event == "gc.finished" for e in engine.state.audit_log.events(limit=5))
 
 
 def test_gc_dry_run_changes_nothing(registry_server, pusher, tmp_path):
@@ -100,7 +100,7 @@ def test_gc_without_a_command_is_a_config_error(registry_server, tmp_path):
 def test_gc_waits_for_no_one_while_an_apply_holds_the_lock(registry_server, tmp_path):
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE}, **gc_settings(registry_server))
     with (
-        engine.state.lock(engine.lock_name("local"), purpose="apply of plan 12345678"),
+        engine.state.locks.hold(engine.lock_name("local"), purpose="apply of plan 12345678"),
         pytest.raises(LockHeld, match="apply of plan 12345678"),
     ):
         engine.gc("local")

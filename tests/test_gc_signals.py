@@ -128,7 +128,7 @@ class Scene:
 
     def locks(self) -> list[dict]:
         with State(self.state) as state:
-            return state.locks()
+            return state.locks.current()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -153,7 +153,7 @@ def test_a_signal_during_gc_stops_its_group_runs_after_and_says_so(
     assert not any(alive(pid) for pid in scene.gc_pids())  # the grandchild too
     assert scene.locks() == []
     with State(scene.state) as state:
-        assert state.gc_runs(limit=1)[0]["exit_code"] == 130  # the interrupted run is recorded
+        assert state.gc_runs.recent(limit=1)[0].exit_code == 130  # the interrupted run is recorded
 
 
 def test_a_second_signal_waits_for_the_after_commands(registry_server, tmp_path):
@@ -191,7 +191,7 @@ def test_a_group_ignoring_sigterm_is_killed_after_the_grace(registry_server, tmp
     assert "process group got SIGKILL" in stopped.value.message
     assert scene.steps_run() == ["readonly", "after"]
     assert not any(alive(pid) for pid in scene.gc_pids())
-    assert engine.state.locks() == []
+    assert engine.state.locks.current() == []
 
 
 def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
@@ -207,7 +207,7 @@ def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
     gc_shell = scene.gc_pids()[1]
     assert alive(gc_shell)  # its own process group: it outlives regprune
     [lock] = scene.locks()
-    assert lock["child_pid"] == gc_shell and not lock["stale"]
+    assert lock.child_pid == gc_shell and not lock.stale
     quick = {"command": ["true"]}
     engine = Engine(
         settings_for(registry_server.url, {"ci": AGE}, gc=quick),
@@ -220,25 +220,25 @@ def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
     for pid in scene.gc_pids():  # the GC ends; now the lock is stale and is taken over
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not any(alive(pid) for pid in scene.gc_pids()), "the GC to end")
-    assert scene.locks()[0]["stale"]
+    assert scene.locks()[0].stale
     assert engine.gc("local").ok
-    assert engine.state.locks() == []
+    assert engine.state.locks.current() == []
     engine.state.close()
 
 
 def test_a_recycled_child_pid_does_not_hold_the_lock(tmp_path):
     """A lock whose recorded child pid now belongs to another process (a different start
     time) is stale once its holder is gone: pid reuse cannot block a registry forever."""
-    with State(tmp_path / "state.db") as state, state.lock("local", purpose="garbage collection"):
-        state.set_lock_child("local", os.getpid())
+    with State(tmp_path / "state.db") as state, state.locks.hold("local", purpose="garbage collection"):
+        state.locks.set_child("local", os.getpid())
         state.db.execute(
             "UPDATE locks SET pid = 999999999, child_started = '1' WHERE name = 'local'"
         )
         state.db.conn.commit()
-        assert state.locks()[0]["stale"]
+        assert state.locks.current()[0].stale
         state.db.execute("UPDATE locks SET child_started = NULL WHERE name = 'local'")
         state.db.conn.commit()
-        assert not state.locks()[0]["stale"]  # our pid lives: the "child" runs
+        assert not state.locks.current()[0].stale  # our pid lives: the "child" runs
 
 
 # -- the CLI-wide mechanism ---------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_a_keyboard_interrupt_without_a_story_still_prints_one_line(tmp_path, ca
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("regprune.state.State.locks", interrupted)
+    monkeypatch.setattr("regprune.state.Locks.current", interrupted)
     code = run(["--state", str(tmp_path / "state.db"), "unlock"])
 
     err = capsys.readouterr().err
@@ -276,7 +276,7 @@ def test_an_interrupted_error_is_one_interrupted_line(tmp_path, capsys, monkeypa
     def interrupted(*args, **kwargs):
         raise Interrupted(message)
 
-    monkeypatch.setattr("regprune.state.State.locks", interrupted)
+    monkeypatch.setattr("regprune.state.Locks.current", interrupted)
     code = run(["--state", str(tmp_path / "state.db"), "unlock"])
 
     err = capsys.readouterr().err

@@ -110,7 +110,7 @@ def test_bad_config_values_are_one_error_line(tmp_path, capsys, path, value, exp
     state = tmp_path / "state.db"
     code, _, err = cli(capsys, "--config", str(config), "--state", str(state), "plan")
     one_error_line(code, err, expected)
-    assert not state.exists() or not State(state).list_plans()
+    assert not state.exists() or not State(state).plans.find()
 
 
 def _float_toml(data: dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ def boom(*args: object, **kwargs: object) -> None:
 
 
 def events(engine: Engine, plan_id: str, name: str) -> list[dict]:
-    return [e for e in engine.state.audit_events(limit=500, plan_id=plan_id) if e["event"] == name]
+    return [e for e in engine.state.audit_log.events(limit=500, plan_id=plan_id) if e.event == name]
 
 
 # -- item 15: event hooks ------------------------------------------------------------------
@@ -73,11 +73,11 @@ def test_a_plugin_failing_in_event_hooks_never_skips_the_audit_log(
         logging.getLogger("regprune").removeHandler(handler)
 
     assert result.status == "done"
-    assert engine.state.get_plan(plan.id).status == "done"
+    assert engine.state.plans.get(plan.id).status == "done"
     assert len(events(engine, plan.id, "plan.created")) == 1
     assert len(events(engine, plan.id, "plan.approved")) == 1
     assert sorted(
-        e["details"]["digest"] for e in events(engine, plan.id, "item.deleted")
+        e.details["digest"] for e in events(engine, plan.id, "item.deleted")
     ) == sorted(i.digest for i in images)
     assert len(events(engine, plan.id, "apply.finished")) == 1
     warnings = [r.getMessage() for r in records]
@@ -123,8 +123,8 @@ def test_a_deleter_answering_nonsense_leaves_the_item_retryable(registry_server,
         engine.apply(plan.id, context=YES)
 
     assert pusher.resolve("ci/app", "b-1") == image.digest  # still there, and not counted
-    assert engine.state.get_plan(plan.id).status == "failed"
-    assert {s for s, _ in engine.state.item_statuses(plan.id).values()} == {"failed"}
+    assert engine.state.plans.get(plan.id).status == "failed"
+    assert {s for s, _ in engine.state.plans.item_statuses(plan.id).values()} == {"failed"}
     assert events(engine, plan.id, "item.deleted") == []
     # The plan can be cancelled, or finished once the plugin is gone.
     fixed = engine_with(registry_server.url, tmp_path)
@@ -144,7 +144,7 @@ def test_a_deleter_raising_names_itself_and_stops_the_apply(registry_server, pus
     ):
         engine.apply(plan.id, context=YES)
 
-    statuses = [s for s, _ in engine.state.item_statuses(plan.id).values()]
+    statuses = [s for s, _ in engine.state.plans.item_statuses(plan.id).values()]
     assert statuses.count("failed") == 1 and statuses.count("pending") == 2
     assert len(events(engine, plan.id, "apply.finished")) == 1
     assert all(pusher.resolve("ci/app", f"b-{n}") for n in range(3))
@@ -189,7 +189,7 @@ def test_a_selector_that_raises_names_its_plugin_and_stores_no_plan(
     ):
         engine.plan("ci")
 
-    assert engine.state.list_plans() == []
+    assert engine.state.plans.find() == []
 
 
 @pytest.mark.parametrize(
@@ -204,7 +204,7 @@ def test_a_keep_rule_answering_nonsense_fails_closed(registry_server, pusher, tm
 
     with pytest.raises(PluginError, match=r"plugin odd failed in protect"):
         engine.plan("ci")
-    assert engine.state.list_plans() == []
+    assert engine.state.plans.find() == []
 
 
 def test_a_keep_rule_that_raises_at_apply_deletes_nothing(registry_server, pusher, tmp_path):

@@ -304,13 +304,13 @@ def test_deletes_disabled_refuses_before_deleting_anything(registry_factory, tmp
 
     assert all(pusher.resolve("ci/app", image.tags[0]) == image.digest for image in images)
     # Refused before anything was deleted: a failure event, and the plan re-approvable.
-    assert engine.state.get_plan(plan.id).status == "pending"
-    assert engine.state.approvals(plan.id) == []
-    assert {s for s, _ in engine.state.item_statuses(plan.id).values()} == {"pending"}
+    assert engine.state.plans.get(plan.id).status == "pending"
+    assert engine.state.approvals.of(plan.id) == []
+    assert {s for s, _ in engine.state.plans.item_statuses(plan.id).values()} == {"pending"}
     refused = [
-        e for e in engine.state.audit_events(plan_id=plan.id) if e["event"] == "apply.refused"
+        e for e in engine.state.audit_log.events(plan_id=plan.id) if e.event == "apply.refused"
     ]
-    assert len(refused) == 1 and "storage.delete.enabled" in refused[0]["details"]["error"]
+    assert len(refused) == 1 and "storage.delete.enabled" in refused[0].details["error"]
 
 
 # Rule 7: resumable, repeats nothing; one apply per registry at a time.
@@ -333,8 +333,8 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
     assert stopped.value.exit_code == 1
     assert isinstance(stopped.value.cause, RegistryUnreachable)
     assert f"`regprune apply {plan.id}` finishes the rest" in stopped.value.message
-    assert engine.state.get_plan(plan.id).status == "failed"
-    statuses = engine.state.item_statuses(plan.id)
+    assert engine.state.plans.get(plan.id).status == "failed"
+    statuses = engine.state.plans.item_statuses(plan.id)
     assert sum(1 for s, _ in statuses.values() if s == "deleted") == 3
 
     registry_server.start()
@@ -344,10 +344,10 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
     assert len(result.of("deleted")) == 6
     deleted_events = [
         e
-        for e in engine.state.audit_events(limit=100, plan_id=plan.id)
-        if e["event"] == "item.deleted"
+        for e in engine.state.audit_log.events(limit=100, plan_id=plan.id)
+        if e.event == "item.deleted"
     ]
-    assert sorted(e["details"]["digest"] for e in deleted_events) == sorted(
+    assert sorted(e.details["digest"] for e in deleted_events) == sorted(
         i.digest for i in images
     )
     for image in images:
@@ -359,8 +359,8 @@ def test_registry_killed_mid_apply_then_resumed(registry_server, pusher, tmp_pat
         len(
             [
                 e
-                for e in engine.state.audit_events(limit=200, plan_id=plan.id)
-                if e["event"] == "item.deleted"
+                for e in engine.state.audit_log.events(limit=200, plan_id=plan.id)
+                if e.event == "item.deleted"
             ]
         )
         == 6
@@ -372,7 +372,7 @@ def test_only_one_apply_per_registry(registry_server, pusher, tmp_path):
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
     plan = engine.plan("ci")
     with (
-        engine.state.lock(engine.lock_name("local"), purpose="a test holding the lock"),
+        engine.state.locks.hold(engine.lock_name("local"), purpose="a test holding the lock"),
         pytest.raises(LockHeld, match="busy"),
     ):
         engine.apply(plan.id, context=YES)
@@ -391,7 +391,7 @@ def test_cli_approval_without_terminal_or_yes_refuses(registry_server, pusher, t
             plan.id, context=ApprovalContext(assume_yes=False, interactive=False, actor="cron")
         )
     assert pusher.resolve("ci/app", "build-1") == image.digest
-    assert engine.state.get_plan(plan.id).status == "pending"
+    assert engine.state.plans.get(plan.id).status == "pending"
 
 
 def test_image_listed_by_a_skipped_index_is_not_deleted(registry_server, pusher, tmp_path):
@@ -419,14 +419,14 @@ def test_apply_stops_when_the_plan_changed_state_before_it_took_the_lock(
     engine = engine_for(registry_server.url, tmp_path, {"ci": AGE})
     plan = engine.plan("ci")
     engine.record_decision(plan, Approval("approved", "tester", "test"))
-    original = engine.state.lock
+    original = engine.state.locks.hold
 
     def cancelled_meanwhile(name, **kwargs):
         # Another process cancels the plan between our status check and our lock.
-        engine.state.set_plan_status(plan.id, "cancelled", expected=("approved",))
+        engine.state.plans.set_status(plan.id, "cancelled", expected=("approved",))
         return original(name, **kwargs)
 
-    monkeypatch.setattr(engine.state, "lock", cancelled_meanwhile)
+    monkeypatch.setattr(engine.state.locks, "hold", cancelled_meanwhile)
     with pytest.raises(UsageError, match="became cancelled meanwhile"):
         engine.apply(plan.id, context=YES)
     assert pusher.resolve("ci/app", "build-1") == image.digest

@@ -35,7 +35,7 @@ from regprune.engine import Engine
 from regprune.errors import UsageError
 from regprune.models import ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
-from regprune.state import State
+from regprune.state import AuditEvent, PlanFields, State
 from regprune.testing import ImagePusher, PushedImage, RegistryServer
 
 from .slack_fake import CHANNEL, TEAM, FakeSlack, SlackRequests, sign
@@ -89,16 +89,16 @@ class Bot:
 
     def plan(self, plan_id: str) -> Plan:
         with self.state() as state:
-            return state.get_plan(plan_id)
+            return state.plans.get(plan_id)
 
-    def fields(self, plan_id: str) -> dict[str, Any]:
+    def fields(self, plan_id: str) -> PlanFields:
         with self.state() as state:
-            return state.plan_fields(plan_id)
+            return state.plans.fields(plan_id)
 
-    def audit(self, event: str, plan_id: str) -> list[dict[str, Any]]:
+    def audit(self, event: str, plan_id: str) -> list[AuditEvent]:
         with self.state() as state:
             return [
-                e for e in state.audit_events(limit=1000, plan_id=plan_id) if e["event"] == event
+                e for e in state.audit_log.events(limit=1000, plan_id=plan_id) if e.event == event
             ]
 
     def command(self, text: str, user: str = REQUESTER, **kwargs: Any) -> dict[str, Any]:
@@ -141,8 +141,8 @@ class Bot:
             action,
             plan_id,
             user=user,
-            channel=channel or target["slack_channel"],
-            ts=ts or target["slack_ts"],
+            channel=channel or target.slack_channel,
+            ts=ts or target.slack_ts,
             **kwargs,
         )
         assert response.status_code == 200, response.text
@@ -156,10 +156,10 @@ class Bot:
 
     def message(self, plan_id: str) -> dict[str, Any]:
         fields = self.fields(plan_id)
-        return self.fake.current(fields["slack_channel"], fields["slack_ts"])
+        return self.fake.current(fields.slack_channel, fields.slack_ts)
 
     def thread(self, plan_id: str) -> list[str]:
-        return self.fake.thread(self.fields(plan_id)["slack_ts"])
+        return self.fake.thread(self.fields(plan_id).slack_ts)
 
     def existing(self) -> dict[str, bool]:
         """Which pushed images still exist in the registry, by name."""
@@ -352,15 +352,15 @@ def test_cli_made_plan_is_posted_by_the_poller_and_the_cli_waits_for_slack(
         engine = Engine(bot.settings, state, manager=bot.service.manager)
         with pytest.raises(UsageError, match="waiting for approval"):
             engine.apply(plan.id, context=ApprovalContext(True, False, "ci@host"))
-    assert bot.fields(plan.id)["slack_ts"] is None
+    assert bot.fields(plan.id).slack_ts is None
 
     bot.service.poll_once()
     bot.service.poll_once()  # posted once, not twice
 
     posts = [p for p in bot.fake.top_level_posts() if plan_id_of(p) == plan.id]
     assert len(posts) == 1
-    assert bot.fields(plan.id)["slack_ts"] == posts[0]["ts"]
-    assert bot.fields(plan.id)["expires_at"] == plan.created_at + timedelta(hours=24)
+    assert bot.fields(plan.id).slack_ts == posts[0]["ts"]
+    assert bot.fields(plan.id).expires_at == plan.created_at + timedelta(hours=24)
     # The CLI requester is not a Slack user: any approver may approve.
     bot.approve(plan.id, APPROVER)
     assert bot.existing() == OLD
@@ -396,8 +396,8 @@ def test_requests_with_a_bad_signature_are_refused(make_bot: Callable[..., Bot])
         APPROVE_ACTION,
         plan_id,
         user=APPROVER,
-        channel=fields["slack_channel"],
-        ts=fields["slack_ts"],
+        channel=fields.slack_channel,
+        ts=fields.slack_ts,
     )
 
     assert bot.slack.post(body, secret="not-the-signing-secret").status_code == 401
@@ -423,8 +423,8 @@ def test_requests_older_than_five_minutes_are_refused(make_bot: Callable[..., Bo
         APPROVE_ACTION,
         plan_id,
         user=APPROVER,
-        channel=fields["slack_channel"],
-        ts=fields["slack_ts"],
+        channel=fields.slack_channel,
+        ts=fields.slack_ts,
     )
 
     old = bot.slack.post(body, timestamp=int(time.time()) - 6 * 60)  # correctly signed, but old
@@ -455,7 +455,7 @@ def test_only_listed_approvers_may_approve_or_reject(make_bot: Callable[..., Bot
     assert len(replies) == 3 and all("not allowed" in r for r in replies)
     assert bot.plan(plan_id).status == "pending"
     with bot.state() as state:
-        assert state.approvals(plan_id) == []
+        assert state.approvals.of(plan_id) == []
     assert bot.fake.of("chat.update") == []
     assert len(bot.audit("slack.refused", plan_id)) == 3
     assert bot.existing() == UNTOUCHED
@@ -570,7 +570,7 @@ def test_a_click_on_one_plan_never_approves_another(make_bot: Callable[..., Bot]
     one, two = bot.fields(first), bot.fields(second)
 
     bot.approve(second, APPROVER, on=first)  # second's id on first's message
-    bot.approve(first, APPROVER, ts=two["slack_ts"])  # first's id, second's message ts
+    bot.approve(first, APPROVER, ts=two.slack_ts)  # first's id, second's message ts
     bot.approve(first, APPROVER, channel="C0ELSEWHERE")  # right ts, wrong channel
     bot.approve("deadbeef", APPROVER, on=first)  # a plan that does not exist
 
@@ -578,7 +578,7 @@ def test_a_click_on_one_plan_never_approves_another(make_bot: Callable[..., Bot]
     assert len(replies) == 4
     assert all("nothing was changed" in r for r in replies)
     assert bot.plan(first).status == bot.plan(second).status == "pending"
-    assert one["slack_ts"] != two["slack_ts"]
+    assert one.slack_ts != two.slack_ts
     assert bot.existing() == UNTOUCHED
 
 
@@ -593,8 +593,8 @@ def test_double_clicks_and_replayed_payloads_do_nothing_more(make_bot: Callable[
         APPROVE_ACTION,
         plan_id,
         user=APPROVER,
-        channel=fields["slack_channel"],
-        ts=fields["slack_ts"],
+        channel=fields.slack_channel,
+        ts=fields.slack_ts,
     )
     stamp = int(time.time())
 
@@ -613,7 +613,7 @@ def test_double_clicks_and_replayed_payloads_do_nothing_more(make_bot: Callable[
     assert len(later) == 3
     assert all(f"already approved by <@{APPROVER}>" in r for r in later)
     with bot.state() as state:
-        assert [a["by"] for a in state.approvals(plan_id)] == [APPROVER]
+        assert [a.by for a in state.approvals.of(plan_id)] == [APPROVER]
 
 
 def test_racing_approvals_apply_once(
@@ -628,8 +628,8 @@ def test_racing_approvals_apply_once(
             APPROVE_ACTION,
             plan_id,
             user=user,
-            channel=fields["slack_channel"],
-            ts=fields["slack_ts"],
+            channel=fields.slack_channel,
+            ts=fields.slack_ts,
         )
         for user in approvers
     ]
@@ -682,7 +682,7 @@ def test_an_expired_plan_cannot_be_approved_and_its_message_says_so(
     message = bot.message(plan_id)
     assert not has_buttons(message) and "Expired without approval" in message_text(message)
     with bot.state() as state:
-        assert state.approvals(plan_id) == []  # expiry never counts as approval
+        assert state.approvals.of(plan_id) == []  # expiry never counts as approval
     bot.approve(plan_id, APPROVER2)
     assert bot.plan(plan_id).status == "expired"
     assert bot.existing() == UNTOUCHED
@@ -706,7 +706,7 @@ def test_the_poller_expires_overdue_plans_and_updates_their_message(
     bot.clock.advance(timedelta(hours=3))
     bot.service.poll_once()
     assert bot.plan(stale.id).status == "expired"
-    assert bot.fields(stale.id)["slack_ts"] is None
+    assert bot.fields(stale.id).slack_ts is None
 
 
 # -- rule 7: re-validation against the registry ------------------------------------------------
@@ -757,7 +757,7 @@ def test_slack_failures_while_posting_progress_never_stop_or_repeat_deletions(
 
     assert bot.existing() == OLD  # exactly the approved deletions, nothing else
     assert bot.plan(plan_id).status == "done"
-    deleted = [e["details"]["digest"] for e in bot.audit("item.deleted", plan_id)]
+    deleted = [e.details["digest"] for e in bot.audit("item.deleted", plan_id)]
     assert sorted(deleted) == sorted(bot.images[n].digest for n in ("old1", "old2", "old3"))
     assert len(bot.audit("apply.finished", plan_id)) == 1
     assert sum(f"Plan {plan_id} done" in t for t in bot.thread(plan_id)) == 1
@@ -815,7 +815,7 @@ def test_tokens_and_secrets_never_appear_in_logs_or_messages(make_bot: Callable[
             log.exception("failure")
         fields = bot.fields(plan_id)
         bot.service.say_in_thread(
-            fields["slack_channel"], fields["slack_ts"], f"oops {TOKEN} {SECRET}"
+            fields.slack_channel, fields.slack_ts, f"oops {TOKEN} {SECRET}"
         )
     finally:
         for h in root.handlers:
@@ -847,7 +847,7 @@ def test_gc_runs_after_the_apply_when_the_policy_asks(
     thread = bot.thread(plan_id)
     assert any(t.startswith(":broom: Garbage collection on `local` ok") for t in thread)
     with bot.state() as state:
-        assert state.gc_runs(registry="local")[0]["ok"]
+        assert state.gc_runs.recent(registry="local")[0].ok
 
 
 def test_slash_command_help_and_bad_arguments(make_bot: Callable[..., Bot]) -> None:
@@ -913,7 +913,7 @@ def test_large_plans_get_their_list_as_a_file(
     plan_id = bot.request_plan()
 
     complete = bot.fake.of("files.completeUploadExternal")
-    assert len(complete) == 1 and complete[0].params["thread_ts"] == bot.fields(plan_id)["slack_ts"]
+    assert len(complete) == 1 and complete[0].params["thread_ts"] == bot.fields(plan_id).slack_ts
     uploaded = bot.fake.of("upload")[0].params["body"]
     for name in ("old1", "old2", "old3"):
         assert bot.images[name].digest in uploaded

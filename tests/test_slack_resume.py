@@ -74,7 +74,7 @@ LOCK_HOLDER = textwrap.dedent(
 
     state_path, name, purpose = sys.argv[1:4]
     state = State(state_path)
-    with state.lock(name, purpose=purpose):
+    with state.locks.hold(name, purpose=purpose):
         print("locked", flush=True)
         sys.stdin.read()  # until the test closes our stdin
     """
@@ -121,7 +121,7 @@ def restart(bot: Bot) -> list[str]:
 
 
 def deleted_digests(bot: Bot, plan_id: str) -> list[str]:
-    return sorted(e["details"]["digest"] for e in bot.audit("item.deleted", plan_id))
+    return sorted(e.details["digest"] for e in bot.audit("item.deleted", plan_id))
 
 
 def old_digests(bot: Bot) -> list[str]:
@@ -207,8 +207,8 @@ def test_a_plan_left_applying_by_a_killed_bot_is_finished_and_repeats_nothing(
     assert len(first) == 1
     assert sum(not exists for exists in bot.existing().values()) == 1
     with bot.state() as state:
-        (lock,) = state.locks()  # a dead holder on this host: the next apply takes it over
-        assert (lock["name"], lock["pid"]) == (bot_lock(bot), dying.pid)
+        (lock,) = state.locks.current()  # a dead holder on this host: the next apply takes it over
+        assert (lock.name, lock.pid) == (bot_lock(bot), dying.pid)
 
     assert restart(bot) == [plan_id]
 
@@ -223,7 +223,7 @@ def test_a_plan_left_applying_by_a_killed_bot_is_finished_and_repeats_nothing(
     assert "deleting 2 manifest(s)" in thread
     assert f"Plan {plan_id} done" in thread and "deleted 3, skipped 0, failed 0" in thread
     with bot.state() as state:
-        assert state.locks() == []
+        assert state.locks.current() == []
 
 
 # -- (3) what is never resumed --------------------------------------------------------------
@@ -237,10 +237,10 @@ def test_failed_rejected_expired_cancelled_and_unapproved_plans_are_not_resumed(
     approve_but_crash_before_apply(bot, failed, monkeypatch)
     with bot.state() as state:
         # An apply that ended failed: a person reads why and re-runs `regprune apply`.
-        assert state.set_plan_status(failed, "applying", expected=("approved",))
+        assert state.plans.set_status(failed, "applying", expected=("approved",))
         first = bot.plan(failed).delete[0].seq
-        state.set_item_status(failed, first, "failed", "HTTP 500 from the registry")
-        assert state.set_plan_status(failed, "failed", expected=("applying",))
+        state.plans.set_item_status(failed, first, "failed", "HTTP 500 from the registry")
+        assert state.plans.set_status(failed, "failed", expected=("applying",))
     rejected = bot.request_plan()
     bot.reject(rejected, APPROVER)
     cancelled = bot.request_plan()
@@ -250,10 +250,10 @@ def test_failed_rejected_expired_cancelled_and_unapproved_plans_are_not_resumed(
     forged = bot.request_plan()  # "approved" in the DB without any approval recorded
     no_message = bot.cli_plan().id  # never posted: no thread to report in
     with bot.state() as state:
-        assert state.set_plan_status(expired, "expired", expected=("pending",))
-        assert state.set_plan_status(forged, "approved", expected=("pending",))
-        assert state.set_plan_status(no_message, "applying", expected=("pending",))
-        state.add_approval(no_message, Approval("approved", APPROVER, "slack"))
+        assert state.plans.set_status(expired, "expired", expected=("pending",))
+        assert state.plans.set_status(forged, "approved", expected=("pending",))
+        assert state.plans.set_status(no_message, "applying", expected=("pending",))
+        state.approvals.add(no_message, Approval("approved", APPROVER, "slack"))
     before = {p: len(bot.thread(p)) for p in (failed, rejected, cancelled, expired, forged)}
 
     assert restart(bot) == []
@@ -273,7 +273,7 @@ def test_failed_rejected_expired_cancelled_and_unapproved_plans_are_not_resumed(
         assert len(bot.thread(plan_id)) == count  # nothing posted about them
         assert bot.audit("slack.resumed", plan_id) == []
     with bot.state() as state:
-        assert [e for e in state.audit_events(limit=1000) if e["event"] == "item.deleted"] == []
+        assert [e for e in state.audit_log.events(limit=1000) if e.event == "item.deleted"] == []
 
 
 def test_a_plan_whose_apply_stopped_with_an_error_waits_for_a_person(
@@ -304,7 +304,7 @@ def test_a_plan_resumed_too_often_is_left_to_a_person_and_said_once(
     approve_but_crash_before_apply(bot, plan_id, monkeypatch)
     with bot.state() as state:  # two earlier starts resumed it and died while applying
         for _ in range(service_module.MAX_RESUMES):
-            state.audit("slack.resumed", plan_id=plan_id, registry="local", actor="regprune-bot")
+            state.audit_log.record("slack.resumed", plan_id=plan_id, registry="local", actor="regprune-bot")
 
     assert restart(bot) == []
     assert restart(bot) == []

@@ -5,7 +5,7 @@ Listeners only ack, call a method here and render.  Every plan, approval and
 deletion goes through the one ``Engine`` and the one state DB the CLI uses; each
 call opens its own ``State`` (its own SQLite connection), so request threads and
 background workers never share a connection.  State moves only through
-compare-and-set (``State.set_plan_status(..., expected=...)`` and
+compare-and-set (``state.plans.set_status(..., expected=...)`` and
 ``Engine.record_decision``), so two clicks racing cannot both win.
 """
 
@@ -34,7 +34,7 @@ from regprune.engine import Engine
 from regprune.errors import LockHeld, RegpruneError, UsageError
 from regprune.models import Approval, ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
-from regprune.state import State
+from regprune.state import PlanFields, State
 
 from . import blocks
 from .plugin import slack_approvals
@@ -58,7 +58,7 @@ MAX_RESUMES = 2  # a plan whose resumed apply keeps dying with the bot is left t
 STOPPED_EVENT = "slack.apply_stopped"  # the bot's apply stopped with an error: never resumed
 RESUMED_EVENT = "slack.resumed"
 NOT_RESUMED_EVENT = "slack.not_resumed"
-AUDIT_SCAN = 1_000_000  # audit_events has no event filter: read all of a plan's events
+AUDIT_SCAN = 1_000_000  # audit_log.events has no event filter: read all of a plan's events
 
 Decision = Literal["approved", "rejected"]
 
@@ -298,21 +298,21 @@ class SlackService:
 
     def view(
         self, state: State, plan_id: str, note: str = ""
-    ) -> tuple[blocks.PlanView, dict[str, Any]]:
+    ) -> tuple[blocks.PlanView, PlanFields]:
         """A plan's message view and its side fields (channel, ts, expiry, requester)."""
-        plan = state.get_plan(plan_id)
-        fields = state.plan_fields(plan.id)
-        decisions = state.approvals(plan.id)
-        approvals = [(d["by"], d["at"]) for d in decisions if d["decision"] == "approved"]
-        rejections = [(d["by"], d["at"]) for d in decisions if d["decision"] == "rejected"]
+        plan = state.plans.get(plan_id)
+        fields = state.plans.fields(plan.id)
+        decisions = state.approvals.of(plan.id)
+        approvals = [(d.by, d.at) for d in decisions if d.decision == "approved"]
+        rejections = [(d.by, d.at) for d in decisions if d.decision == "rejected"]
         outcome: dict[str, int] = {}
         if plan.status in ("applying", "done", "failed"):
-            outcome = dict(Counter(s for s, _ in state.item_statuses(plan.id).values()))
+            outcome = dict(Counter(s for s, _ in state.plans.item_statuses(plan.id).values()))
         view = blocks.PlanView(
             plan=plan,
             status=plan.status,
             requested_by=plan.requested_by,
-            expires_at=fields["expires_at"] or plan.created_at + self.ttl,
+            expires_at=fields.expires_at or plan.created_at + self.ttl,
             required=self.slack.approvals_required,
             approvals=approvals,
             rejections=rejections,
@@ -325,10 +325,10 @@ class SlackService:
         """Re-render a posted plan's channel message from the state DB (buttons only while pending)."""
         with self.open_state() as state:
             view, fields = self.view(state, plan_id, note)
-        if fields["slack_channel"] and fields["slack_ts"]:
+        if fields.slack_channel and fields.slack_ts:
             message = blocks.plan_message(view)
             self.call(
-                "chat_update", channel=fields["slack_channel"], ts=fields["slack_ts"], **message
+                "chat_update", channel=fields.slack_channel, ts=fields.slack_ts, **message
             )
 
     def status_text(self, plan_id: str) -> str:
@@ -340,7 +340,7 @@ class SlackService:
     def history_text(self, limit: int = 10) -> str:
         """The ``/regprune history`` answer."""
         with self.open_state() as state:
-            plans = state.list_plans(limit=limit)
+            plans = state.plans.find(limit=limit)
         return blocks.history_text(plans)
 
     # -- posting plans ------------------------------------------------------------------
@@ -398,18 +398,18 @@ class SlackService:
         cancelled.  Returns None when nothing was posted.
         """
         with self._post_lock, self.open_state() as state:
-            plan = state.get_plan(plan_id)
-            fields = state.plan_fields(plan.id)
-            if fields["slack_ts"]:
-                return str(fields["slack_ts"])
+            plan = state.plans.get(plan_id)
+            fields = state.plans.fields(plan.id)
+            if fields.slack_ts:
+                return str(fields.slack_ts)
             if plan.status != "pending" or not self.decides(plan.approval):
                 return None
-            expires = fields["expires_at"] or plan.created_at + self.ttl
-            if not fields["expires_at"]:
-                state.set_plan_fields(plan.id, expires_at=expires)
+            expires = fields.expires_at or plan.created_at + self.ttl
+            if not fields.expires_at:
+                state.plans.set_fields(plan.id, expires_at=expires)
             if expires <= self.now():
-                if state.set_plan_status(plan.id, "expired", expected=("pending",)):
-                    state.audit(
+                if state.plans.set_status(plan.id, "expired", expected=("pending",)):
+                    state.audit_log.record(
                         "plan.expired",
                         registry=plan.registry,
                         plan_id=plan.id,
@@ -418,8 +418,8 @@ class SlackService:
                     )
                 return None
             if not plan.delete:
-                if state.set_plan_status(plan.id, "cancelled", expected=("pending",)):
-                    state.audit(
+                if state.plans.set_status(plan.id, "cancelled", expected=("pending",)):
+                    state.audit_log.record(
                         "plan.cancelled",
                         registry=plan.registry,
                         plan_id=plan.id,
@@ -434,8 +434,8 @@ class SlackService:
             if response is None:
                 return None
             channel, ts = str(response["channel"]), str(response["ts"])
-            state.set_plan_fields(plan.id, slack_channel=channel, slack_ts=ts)
-            state.audit(
+            state.plans.set_fields(plan.id, slack_channel=channel, slack_ts=ts)
+            state.audit_log.record(
                 "slack.posted",
                 registry=plan.registry,
                 plan_id=plan.id,
@@ -476,16 +476,16 @@ class SlackService:
         expire posted ones whose time is up, updating their message."""
         with self.open_state() as state:
             pending = [
-                (plan.id, state.plan_fields(plan.id))
-                for plan in state.list_plans(status="pending", limit=200)
+                (plan.id, state.plans.fields(plan.id))
+                for plan in state.plans.find(status="pending", limit=200)
                 if self.decides(plan.approval)
             ]
         now = self.now()
         for plan_id, fields in reversed(pending):  # oldest first
             try:
-                if not fields["slack_ts"]:
+                if not fields.slack_ts:
                     self.post_plan(plan_id)
-                elif fields["expires_at"] and fields["expires_at"] <= now:
+                elif fields.expires_at and fields.expires_at <= now:
                     self.expire(plan_id)
             except RegpruneError as exc:  # a tampered plan must not stop the others
                 log.warning("plan %s: %s", plan_id, exc.message)
@@ -493,10 +493,10 @@ class SlackService:
     def expire(self, plan_id: str) -> bool:
         """Move a pending plan to expired (never approved) and update its message."""
         with self.open_state() as state:
-            plan = state.get_plan(plan_id)
-            changed = state.set_plan_status(plan.id, "expired", expected=("pending",))
+            plan = state.plans.get(plan_id)
+            changed = state.plans.set_status(plan.id, "expired", expected=("pending",))
             if changed:
-                state.audit(
+                state.audit_log.record(
                     "plan.expired", registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR
                 )
         if changed:
@@ -506,7 +506,7 @@ class SlackService:
     # -- decisions ----------------------------------------------------------------------
 
     def _audit_refusal(self, state: State, click: Click, reason: str) -> None:
-        state.audit(
+        state.audit_log.record(
             "slack.refused",
             plan_id=click.plan_id[:64] or None,
             actor=click.user or None,
@@ -517,7 +517,7 @@ class SlackService:
         """Apply the rules to one Approve/Reject click; the state DB is the only thing changed."""
         with self.open_state() as state:
             try:
-                fields = state.plan_fields(click.plan_id)  # exact id: no prefixes from a button
+                fields = state.plans.fields(click.plan_id)  # exact id: no prefixes from a button
             except UsageError:
                 self._audit_refusal(state, click, "unknown plan")
                 return Outcome(
@@ -526,8 +526,8 @@ class SlackService:
             if (
                 not click.channel
                 or not click.ts
-                or fields["slack_channel"] != click.channel
-                or fields["slack_ts"] != click.ts
+                or fields.slack_channel != click.channel
+                or fields.slack_ts != click.ts
             ):
                 self._audit_refusal(state, click, "button does not belong to this plan's message")
                 return Outcome(
@@ -538,16 +538,16 @@ class SlackService:
             if refused:
                 self._audit_refusal(state, click, "not an approver")
                 return Outcome(refused)
-            plan = state.get_plan(click.plan_id)
+            plan = state.plans.get(click.plan_id)
             if not self.decides(plan.approval):
                 return Outcome(f"Plan {plan.id} is not approved in Slack; nothing was changed.")
             if plan.status != "pending":
                 return Outcome(self._already(state, plan))
-            expires = fields["expires_at"] or plan.created_at + self.ttl
+            expires = fields.expires_at or plan.created_at + self.ttl
             if self.now() >= expires:
-                changed = state.set_plan_status(plan.id, "expired", expected=("pending",))
+                changed = state.plans.set_status(plan.id, "expired", expected=("pending",))
                 if changed:
-                    state.audit(
+                    state.audit_log.record(
                         "plan.expired", registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR
                     )
                 return Outcome(
@@ -563,7 +563,7 @@ class SlackService:
     def _reject(self, state: State, engine: Engine, plan: Plan, click: Click) -> Outcome:
         if engine.record_decision(plan, Approval("rejected", click.user, METHOD)):
             return Outcome(f"You rejected plan {plan.id}; nothing will be deleted.", changed=True)
-        return Outcome(self._already(state, state.get_plan(plan.id)))
+        return Outcome(self._already(state, state.plans.get(plan.id)))
 
     def _approve(self, state: State, engine: Engine, plan: Plan, click: Click) -> Outcome:
         if plan.requested_by in (click.user, slack_actor(click.user)) and not (
@@ -576,11 +576,11 @@ class SlackService:
             )
         team = click.teams[0] if click.teams else None
         vote = Approval("approved", click.user, METHOD)
-        new = state.add_approval(plan.id, vote, at=self.now(), team=team)
+        new = state.approvals.add(plan.id, vote, at=self.now(), team=team)
         approvers = [
-            d["by"]
-            for d in state.approvals(plan.id)
-            if d["decision"] == "approved" and d["method"] == METHOD
+            d.by
+            for d in state.approvals.of(plan.id)
+            if d.decision == "approved" and d.method == METHOD
         ]
         required = self.slack.approvals_required
         if not new:
@@ -599,15 +599,15 @@ class SlackService:
                 changed=True,
                 apply=True,
             )
-        return Outcome(self._already(state, state.get_plan(plan.id)))
+        return Outcome(self._already(state, state.plans.get(plan.id)))
 
     def _already(self, state: State, plan: Plan) -> str:
-        decisions = state.approvals(plan.id)
+        decisions = state.approvals.of(plan.id)
         if plan.status in DECIDED:
-            names = [blocks.mention(d["by"]) for d in decisions if d["decision"] == "approved"]
+            names = [blocks.mention(d.by) for d in decisions if d.decision == "approved"]
             return f"Plan {plan.id} was already approved by {', '.join(names) or 'someone'}; it is {plan.status}."
         if plan.status == "rejected":
-            names = [blocks.mention(d["by"]) for d in decisions if d["decision"] == "rejected"]
+            names = [blocks.mention(d.by) for d in decisions if d.decision == "rejected"]
             return f"Plan {plan.id} was already rejected by {', '.join(names) or 'someone'}."
         if plan.status == "expired":
             return f"Plan {plan.id} expired without approval; make a new one with `/regprune plan {plan.policy}`."
@@ -619,13 +619,13 @@ class SlackService:
         if refused:
             return refused
         with self.open_state() as state:
-            plan = state.get_plan(plan_id)
+            plan = state.plans.get(plan_id)
             requester = plan.requested_by in (user, slack_actor(user))
             if not requester and not self.is_approver(user):
                 return f"Only approvers and the requester may cancel plan {plan.id}; nothing was changed."
-            if not state.set_plan_status(plan.id, "cancelled", expected=("pending",)):
-                return f"Plan {plan.id} is {state.get_plan(plan.id).status}; only a pending plan can be cancelled."
-            state.audit(
+            if not state.plans.set_status(plan.id, "cancelled", expected=("pending",)):
+                return f"Plan {plan.id} is {state.plans.get(plan.id).status}; only a pending plan can be cancelled."
+            state.audit_log.record(
                 "plan.cancelled",
                 registry=plan.registry,
                 plan_id=plan.id,
@@ -651,11 +651,11 @@ class SlackService:
         be approved or applying, and the registry's lock free of any live holder.
         """
         with self.open_state() as state:
-            registry = state.get_plan(plan_id).registry
+            registry = state.plans.get(plan_id).registry
         with self._registry_lock(registry), self.open_state() as state:
-            plan = state.get_plan(plan_id)
-            fields = state.plan_fields(plan.id)
-            channel, ts = fields["slack_channel"], fields["slack_ts"]
+            plan = state.plans.get(plan_id)
+            fields = state.plans.fields(plan.id)
+            channel, ts = fields.slack_channel, fields.slack_ts
             if resume and not self._resume_ready(state, plan, channel, ts):
                 return
             engine = self.engine(state)
@@ -686,7 +686,7 @@ class SlackService:
             found = [
                 plan
                 for status in RESUME_STATUSES
-                for plan in state.list_plans(status=status, limit=1000)
+                for plan in state.plans.find(status=status, limit=1000)
                 if self.decides(plan.approval)
             ]
         started: list[str] = []
@@ -707,20 +707,20 @@ class SlackService:
     def _resume_refusal(self, plan_id: str) -> str | None:
         """Why the bot must not resume this plan on start, or None."""
         with self.open_state() as state:
-            plan = state.get_plan(plan_id)  # checks the content hash
+            plan = state.plans.get(plan_id)  # checks the content hash
             if not self.decides(plan.approval) or plan.status not in RESUME_STATUSES:
                 return f"it is {plan.status} (approved with {plan.approval})"
-            fields = state.plan_fields(plan.id)
-            channel, ts = fields["slack_channel"], fields["slack_ts"]
+            fields = state.plans.fields(plan.id)
+            channel, ts = fields.slack_channel, fields.slack_ts
             if not channel or not ts:
                 return "it has no Slack message"
-            decisions = state.approvals(plan.id)
-            if any(d["decision"] == "rejected" for d in decisions):
+            decisions = state.approvals.of(plan.id)
+            if any(d.decision == "rejected" for d in decisions):
                 return "a rejection is recorded"
-            if not any(d["decision"] == "approved" and d["method"] == METHOD for d in decisions):
+            if not any(d.decision == "approved" and d.method == METHOD for d in decisions):
                 return "no Slack approval is recorded"
             events = Counter(
-                e["event"] for e in state.audit_events(limit=AUDIT_SCAN, plan_id=plan.id)
+                e.event for e in state.audit_log.events(limit=AUDIT_SCAN, plan_id=plan.id)
             )
             if events[STOPPED_EVENT]:
                 return "an apply by the bot stopped with an error; a person re-runs it"
@@ -739,19 +739,19 @@ class SlackService:
             log.info("plan %s is %s now; not resumed", plan.id, plan.status)
             return False
         name = self.engine(state).lock_name(plan.registry, plan.registry_url)
-        holder = next((lock for lock in state.locks() if lock["name"] == name), None)
-        if holder is not None and not holder["stale"]:
+        holder = next((lock for lock in state.locks.current() if lock.name == name), None)
+        if holder is not None and not holder.stale:
             # Another live process (a `regprune apply` or gc) has the registry: never run
             # the same plan twice at once.  The engine would refuse too; this says why first.
-            since = blocks.when(holder["acquired_at"])
+            since = blocks.when(holder.acquired_at)
             busy = (
-                f"registry '{name}' is busy: {holder['purpose'] or 'a lock holder'} by "
-                f"{holder['hostname']}:{holder['pid']} since {since}"
+                f"registry '{name}' is busy: {holder.purpose or 'a lock holder'} by "
+                f"{holder.hostname}:{holder.pid} since {since}"
             )
             self._audit(state, STOPPED_EVENT, plan, reason=busy, resumed=True)
             self.say_in_thread(channel, ts, blocks.apply_busy_text(plan.id, busy))
             return False
-        statuses = state.item_statuses(plan.id)
+        statuses = state.plans.item_statuses(plan.id)
         done = sum(status in ("deleted", "skipped") for status, _ in statuses.values())
         self._audit(state, RESUMED_EVENT, plan, status=plan.status, done=done)
         self.say_in_thread(
@@ -761,7 +761,7 @@ class SlackService:
 
     @staticmethod
     def _audit(state: State, event: str, plan: Plan, **details: Any) -> None:
-        state.audit(
+        state.audit_log.record(
             event, registry=plan.registry, plan_id=plan.id, actor=BOT_ACTOR, details=details
         )
 
@@ -779,7 +779,7 @@ class SlackService:
         state = engine.state
         todo = sum(
             status not in ("deleted", "skipped")
-            for status, _ in state.item_statuses(plan.id).values()
+            for status, _ in state.plans.item_statuses(plan.id).values()
         )
         progress = ThreadProgress(
             post, todo, every=self.progress_every, seconds=self.progress_seconds
@@ -804,7 +804,7 @@ class SlackService:
         except RegpruneError as exc:
             log.warning("apply of plan %s stopped: %s", plan.id, exc.message)
             self._audit(state, STOPPED_EVENT, plan, reason=self.redact(exc.message))
-            reopened = state.get_plan(plan.id).status == "pending"
+            reopened = state.plans.get(plan.id).status == "pending"
             self.say_in_thread(
                 channel, ts, blocks.apply_error_text(plan.id, exc.message, reopened=reopened)
             )

@@ -47,7 +47,7 @@ def progress_bar(total: int, enabled: bool) -> Iterator:
 
 
 def apply_plan(engine: Engine, plan_id: str, *, yes: bool, as_json: bool) -> ApplyResult:
-    plan = engine.state.get_plan(plan_id)
+    plan = engine.state.plans.get(plan_id)
     context = ApprovalContext(assume_yes=yes, interactive=is_interactive(), actor=default_actor())
     with progress_bar(
         len(plan.delete), enabled=not as_json and err_console.is_terminal

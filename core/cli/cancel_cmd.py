@@ -23,13 +23,13 @@ def register(app: typer.Typer) -> None:
         already deleted stays deleted). A plan being applied cannot be cancelled.
         """
         state = get_context(ctx).state()
-        plan = state.get_plan(plan_id)
-        if not state.set_plan_status(plan.id, "cancelled", expected=CANCELLABLE):
-            current = state.get_plan(plan.id).status
+        plan = state.plans.get(plan_id)
+        if not state.plans.set_status(plan.id, "cancelled", expected=CANCELLABLE):
+            current = state.plans.get(plan.id).status
             raise UsageError(
                 f"plan {plan.id} is {current}; only a pending, approved or failed plan can be cancelled"
             )
-        state.audit(
+        state.audit_log.record(
             "plan.cancelled",
             registry=plan.registry,
             plan_id=plan.id,

@@ -34,10 +34,10 @@ def register(app: typer.Typer) -> None:
         """Show the audit log, newest first: plans, approvals, deletions, skips and GC runs."""
         state = get_context(ctx).state()
         # A plan removed by retention keeps its events: --plan still finds them.
-        plan_id = state.plan_id_of(plan) if plan else None
-        events = state.audit_events(limit=limit, registry=registry, plan_id=plan_id)
+        plan_id = state.plans.id_of(plan) if plan else None
+        events = state.audit_log.events(limit=limit, registry=registry, plan_id=plan_id)
         if as_json:
-            print_json(events)
+            print_json([event.to_json_dict() for event in events])
             return
         if not events:
             console.print("no events")
@@ -49,12 +49,12 @@ def register(app: typer.Typer) -> None:
         table.add_column("registry", overflow="fold", ratio=1)
         table.add_column("details", overflow="fold", ratio=4)
         for event in events:
-            at = event.get("at")
+            at = event.at
             table.add_row(
                 at.strftime("%Y-%m-%d %H:%M") if at else "",
-                event["event"],
-                event.get("plan_id") or "",
-                event.get("registry") or "",
+                event.event,
+                event.plan_id or "",
+                event.registry or "",
                 event_summary(event),
             )
         console.print(table)

@@ -23,6 +23,7 @@ from ..durations import format_duration
 # The shared text helpers live in regprune.formatting; re-exported for existing imports.
 from ..formatting import age, human_bytes, short, short_reason, short_tag
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
+from ..state import AuditEvent
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
@@ -235,20 +236,20 @@ def image_json(image: Image) -> dict[str, Any]:
     }
 
 
-def event_summary(event: Mapping[str, Any]) -> str:
+def event_summary(event: AuditEvent) -> str:
     """One short line for an audit event's details."""
-    details: Mapping[str, Any] = event.get("details") or {}
+    details: Mapping[str, Any] = event.details
     if "digest" in details:
         tags = ", ".join(short_tag(t) for t in details.get("tags") or []) or details.get("role", "")
         text = f"{details.get('repository', '')}@{short(details['digest'])} ({tags})"
         extra = details.get("reason") or details.get("error")
         return f"{text}: {short_reason(extra, 60)}" if extra else text
-    if event.get("event") == "plan.created":
+    if event.event == "plan.created":
         return (
             f"policy {details.get('policy')}: delete {details.get('images', 0)} image(s), "
             f"{details.get('tags', 0)} tag(s), ~{human_bytes(details.get('bytes'))}"
         )
-    if event.get("event") == "state.pruned":
+    if event.event == "state.pruned":
         statuses = ", ".join(
             f"{n} {s}" for s, n in sorted((details.get("by_status") or {}).items())
         )

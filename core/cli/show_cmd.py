@@ -23,22 +23,22 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a stored plan: what it deletes and keeps, its approvals and each item's outcome."""
         state = get_context(ctx).state()
-        plan = state.get_plan(plan_id)
-        statuses = state.item_statuses(plan.id)
-        approvals = state.approvals(plan.id)
+        plan = state.plans.get(plan_id)
+        statuses = state.plans.item_statuses(plan.id)
+        approvals = state.approvals.of(plan.id)
         if as_json:
             data = plan.to_json_dict()
             for item in data["delete"]:
                 item["status"], item["outcome"] = statuses[item["seq"]]
-            data["approvals"] = approvals
+            data["approvals"] = [approval.to_json_dict() for approval in approvals]
             print_json(data)
             return
         plan_tables(plan, datetime.now(UTC), statuses=statuses)
         for approval in approvals:
-            when = approval["at"].strftime("%Y-%m-%d %H:%M:%S UTC") if approval["at"] else "?"
-            note = f" ({approval['note']})" if approval.get("note") else ""
+            when = approval.at.strftime("%Y-%m-%d %H:%M:%S UTC") if approval.at else "?"
+            note = f" ({approval.note})" if approval.note else ""
             typer.echo(
-                f"{approval['decision']} by {approval['by']} via {approval['method']} at {when}{note}"
+                f"{approval.decision} by {approval.by} via {approval.method} at {when}{note}"
             )
         counts: dict[str, int] = {}
         for status, _ in statuses.values():

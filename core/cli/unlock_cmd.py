@@ -32,22 +32,22 @@ def register(app: typer.Typer) -> None:
         cli = get_context(ctx)
         state = cli.state()
         if registry is None:
-            locks = state.locks()
+            locks = state.locks.current()
             if as_json:
-                print_json(locks)
+                print_json([lock.to_json_dict() for lock in locks])
             elif not locks:
                 typer.echo("no locks")
             for lock in [] if as_json else locks:
-                since = lock["acquired_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
-                stale = " (stale)" if lock["stale"] else ""
+                since = lock.acquired_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+                stale = " (stale)" if lock.stale else ""
                 typer.echo(
-                    f"{lock['name']}: {lock['purpose']} by "
-                    f"{lock['hostname']}:{lock['pid']} since {since}{stale}"
+                    f"{lock.name}: {lock.purpose} by "
+                    f"{lock.hostname}:{lock.pid} since {since}{stale}"
                 )
             return
-        name = _lock_to_break(cli, registry, {lock["name"] for lock in state.locks()})
+        name = _lock_to_break(cli, registry, {lock.name for lock in state.locks.current()})
         shown = registry if name == registry else f"{registry} ({name})"
-        if state.break_lock(name):
+        if state.locks.break_lock(name):
             typer.echo(f"removed the lock of registry {shown!r}")
         else:
             typer.echo(f"registry {shown!r} was not locked")

@@ -1,0 +1,139 @@
+"""The state DB's schema, versioned with ``sqlite_utils.migrations.Migrations``.
+
+Add a new ``@migrations()`` function ``mNNN_what(db)`` at the end; never edit an
+applied one (existing DBs have run it already).
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("regprune")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Digest cache, first-seen times, plans, items, approvals, audit log, gc runs, locks."""
+    db.table("digests").create(
+        {"digest": str, "media_type": str, "size": int, "facts": str, "cached_at": str},
+        pk="digest",
+        not_null={"facts", "cached_at"},
+    )
+    db.table("first_seen").create(
+        {"registry": str, "repository": str, "digest": str, "first_seen": str},
+        pk=("registry", "repository", "digest"),
+        not_null={"first_seen"},
+    )
+    db.table("plans").create(
+        {
+            "id": str,
+            "registry": str,
+            "registry_url": str,
+            "policy": str,
+            "created_at": str,
+            "status": str,
+            "content": str,
+            "content_hash": str,
+            "requested_by": str,
+            "expires_at": str,
+            "slack_channel": str,
+            "slack_ts": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"registry", "policy", "created_at", "status", "content", "content_hash"},
+    )
+    db.table("plans").create_index(["registry", "created_at"])
+    db.table("plans").create_index(["created_at"])
+    db.table("plan_items").create(
+        {
+            "plan_id": str,
+            "seq": int,
+            "repository": str,
+            "digest": str,
+            "role": str,
+            "status": str,
+            "reason": str,
+            "updated_at": str,
+        },
+        pk=("plan_id", "seq"),
+        foreign_keys=[("plan_id", "plans", "id")],
+        not_null={"repository", "digest", "role", "status"},
+        defaults={"status": "pending", "reason": ""},
+    )
+    db.table("approvals").create(
+        {
+            "plan_id": str,
+            "by": str,
+            "decision": str,
+            "method": str,
+            "note": str,
+            "team": str,
+            "at": str,
+        },
+        # One row per person and decision: a double click records nothing new.
+        pk=("plan_id", "by", "decision"),
+        foreign_keys=[("plan_id", "plans", "id")],
+        not_null={"method", "at"},
+    )
+    # No foreign key on plan_id: audit events outlive plans and may name plans
+    # that were never stored (a refused plan, a typo).
+    db.table("audit").create(
+        {
+            "id": int,
+            "at": str,
+            "event": str,
+            "registry": str,
+            "plan_id": str,
+            "actor": str,
+            "details": str,
+        },
+        pk="id",
+        not_null={"at", "event"},
+    )
+    db.table("audit").create_index(["at"])
+    db.table("audit").create_index(["registry", "at"])
+    db.table("audit").create_index(["plan_id", "at"])
+    db.table("gc_runs").create(
+        {
+            "id": int,
+            "registry": str,
+            "dry_run": int,
+            "command": str,
+            "exit_code": int,
+            "ok": int,
+            "output": str,
+            "started_at": str,
+            "finished_at": str,
+            "bytes_before": int,
+            "bytes_after": int,
+            "bytes_freed": int,
+            "warnings": str,
+        },
+        pk="id",
+        not_null={"registry", "started_at", "finished_at"},
+    )
+    db.table("gc_runs").create_index(["registry", "started_at"])
+    db.table("locks").create(
+        {
+            "name": str,
+            "token": str,
+            "hostname": str,
+            "pid": int,
+            "purpose": str,
+            "acquired_at": str,
+            "heartbeat_at": str,
+        },
+        # The primary key is what makes acquiring atomic: only one INSERT can win.
+        pk="name",
+        not_null={"token", "hostname", "pid", "acquired_at", "heartbeat_at"},
+    )
+
+
+@migrations()
+def m002_lock_child(db: sqlite_utils.Database) -> None:
+    """A lock records the child process (a GC command) its holder runs: while that
+    child lives the lock is not stale, even if its holder was SIGKILLed."""
+    db.table("locks").add_column("child_pid", int)
+    db.table("locks").add_column("child_started", str)
