@@ -34,9 +34,10 @@ from regprune.engine import Engine
 from regprune.errors import LockHeld, RegpruneError, UsageError
 from regprune.models import Approval, ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
-from regprune.state import PlanFields, State
+from regprune.state import State
 
 from . import blocks
+from .messages import SlackFields, remember_message, slack_fields
 from .plugin import slack_approvals
 from .progress import ThreadProgress, describe, retry_after
 from .redact import Redactor
@@ -298,10 +299,10 @@ class SlackService:
 
     def view(
         self, state: State, plan_id: str, note: str = ""
-    ) -> tuple[blocks.PlanView, PlanFields]:
+    ) -> tuple[blocks.PlanView, SlackFields]:
         """A plan's message view and its side fields (channel, ts, expiry, requester)."""
         plan = state.plans.get(plan_id)
-        fields = state.plans.fields(plan.id)
+        fields = slack_fields(state, plan.id)
         decisions = state.approvals.of(plan.id)
         approvals = [(d.by, d.at) for d in decisions if d.decision == "approved"]
         rejections = [(d.by, d.at) for d in decisions if d.decision == "rejected"]
@@ -399,7 +400,7 @@ class SlackService:
         """
         with self._post_lock, self.open_state() as state:
             plan = state.plans.get(plan_id)
-            fields = state.plans.fields(plan.id)
+            fields = slack_fields(state, plan.id)
             if fields.slack_ts:
                 return str(fields.slack_ts)
             if plan.status != "pending" or not self.decides(plan.approval):
@@ -434,7 +435,7 @@ class SlackService:
             if response is None:
                 return None
             channel, ts = str(response["channel"]), str(response["ts"])
-            state.plans.set_fields(plan.id, slack_channel=channel, slack_ts=ts)
+            remember_message(state, plan.id, channel, ts)
             state.audit_log.record(
                 "slack.posted",
                 registry=plan.registry,
@@ -476,7 +477,7 @@ class SlackService:
         expire posted ones whose time is up, updating their message."""
         with self.open_state() as state:
             pending = [
-                (plan.id, state.plans.fields(plan.id))
+                (plan.id, slack_fields(state, plan.id))
                 for plan in state.plans.find(status="pending", limit=200)
                 if self.decides(plan.approval)
             ]
@@ -517,7 +518,7 @@ class SlackService:
         """Apply the rules to one Approve/Reject click; the state DB is the only thing changed."""
         with self.open_state() as state:
             try:
-                fields = state.plans.fields(click.plan_id)  # exact id: no prefixes from a button
+                fields = slack_fields(state, click.plan_id)  # exact id: no prefixes from a button
             except UsageError:
                 self._audit_refusal(state, click, "unknown plan")
                 return Outcome(
@@ -654,7 +655,7 @@ class SlackService:
             registry = state.plans.get(plan_id).registry
         with self._registry_lock(registry), self.open_state() as state:
             plan = state.plans.get(plan_id)
-            fields = state.plans.fields(plan.id)
+            fields = slack_fields(state, plan.id)
             channel, ts = fields.slack_channel, fields.slack_ts
             if resume and not self._resume_ready(state, plan, channel, ts):
                 return
@@ -710,7 +711,7 @@ class SlackService:
             plan = state.plans.get(plan_id)  # checks the content hash
             if not self.decides(plan.approval) or plan.status not in RESUME_STATUSES:
                 return f"it is {plan.status} (approved with {plan.approval})"
-            fields = state.plans.fields(plan.id)
+            fields = slack_fields(state, plan.id)
             channel, ts = fields.slack_channel, fields.slack_ts
             if not channel or not ts:
                 return "it has no Slack message"
