@@ -402,8 +402,8 @@ def parse_settings(
     """Validate a parsed TOML document; raise ConfigError naming the offending key.
 
     ``front_ends`` (``{name: FrontEnd}``, from ``regprune.frontends.collect_front_ends``)
-    decide which other top-level sections are valid; by default those of a fresh
-    plugin manager.
+    decide which other top-level sections are valid; by default the built-in front
+    ends' (the CLI passes those of its plugin manager, installed plugins included).
     """
     expanded = expand_env(dict(data), os.environ if environ is None else environ)
     try:

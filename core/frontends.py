@@ -24,8 +24,10 @@ decides, and ``waiting = "waits for approval in Chat; the bot applies it"`` is w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 
 import pluggy
 from pydantic import BaseModel
@@ -157,5 +159,17 @@ def sections_of(front_ends: Iterable[FrontEnd]) -> dict[str, FrontEnd]:
 
 
 def default_front_ends() -> dict[str, FrontEnd]:
-    """The front ends of a fresh plugin manager (built-ins and installed plugins)."""
-    return collect_front_ends(get_plugin_manager())
+    """The built-in front ends (what ``parse_settings`` accepts when not told otherwise).
+
+    Built-ins only, and cached per ``REGPRUNE_BLOCK_PLUGINS`` value: they cannot change
+    while the process runs, and building a plugin manager for every parsed document
+    would cost ~100 ms each.  The CLI passes the front ends of its own plugin manager
+    (installed plugins included) instead.
+    """
+    return dict(_builtin_front_ends(os.environ.get(BLOCK_ENV)))
+
+
+@cache
+def _builtin_front_ends(blocked: str | None) -> tuple[tuple[str, FrontEnd], ...]:
+    # ``blocked`` is the cache key; get_plugin_manager reads the same variable.
+    return tuple(collect_front_ends(get_plugin_manager(load_entrypoints=False)).items())
