@@ -102,7 +102,9 @@ class Round:
 class WebhookFrontEnd:
     """The whole front end: post pending plans, collect decisions, apply approved plans."""
 
-    def __init__(self, settings: Settings, state_path: str | Path, manager: pluggy.PluginManager):
+    def __init__(
+        self, settings: Settings, state_path: str | Path, manager: pluggy.PluginManager
+    ) -> None:
         webhook = settings.front_end_settings(NAME, WebhookSettings)
         if webhook is None:
             raise ValueError("the config has no [webhook] section")

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 from regprune import hookimpl
@@ -369,3 +371,40 @@ def test_the_slack_approver_still_waits_for_slack(
     )
     assert code == 0
     assert "waits for approval in Slack; the bot applies it." in out
+
+
+# -- any section content: a validated model or one line naming the key path ----------------
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["room", "approvals_required", "rom", "x.y", ""]), JSONISH, max_size=4
+    )
+)
+def test_any_front_end_section_is_validated_or_one_error_line(section: dict[str, object]) -> None:
+    front_ends = CHAT_FRONT_ENDS
+    try:
+        parsed = parse_settings({**REGISTRY, "chat": section}, front_ends=front_ends)
+    except ConfigError as exc:
+        message = exc.message
+        assert "\n" not in message
+        # "; " separates problems (the unknown-key hint holds one too).
+        plain = message.replace("(check the spelling; see", "(check the spelling, see")
+        problems = plain.removeprefix("config: ").split("; ")
+        assert problems and all(problem.startswith("chat") for problem in problems), message
+        return
+    chat = parsed.front_end_settings("chat", ChatSettings)
+    assert chat is not None
+    assert chat == ChatSettings.model_validate(section)
+
+
+CHAT_FRONT_ENDS = chat_front_ends()
