@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 import pluggy
 
+from .config import RegistrySettings
 from .errors import (
     AuthenticationFailed,
     DeletesDisabled,
@@ -53,7 +54,7 @@ from .models import (
     Protector,
     SelectionContext,
 )
-from .registry import RegistryClient
+from .registry import RegistryBackend
 from .scan import RepositoryScan, Scanner
 from .state import State
 
@@ -76,7 +77,7 @@ class LiveRepository:
 
     def __init__(
         self,
-        client: RegistryClient,
+        client: RegistryBackend,
         repository: str,
         scan: RepositoryScan,
         *,
@@ -150,8 +151,9 @@ class Applier:
         *,
         state: State,
         manager: pluggy.PluginManager,
-        client: RegistryClient,
+        client: RegistryBackend,
         lock_name: str,
+        registry_settings: RegistrySettings | None = None,
         progress: Progress | None = None,
         keep_rules_for: KeepRulesFor | None = None,
         now: Callable[[], datetime] | None = None,
@@ -161,6 +163,8 @@ class Applier:
         self.manager = manager
         self.client = client
         self.lock_name = lock_name
+        # What the delete_manifest hook is told about the registry (quick mode: the URL).
+        self.registry_settings = registry_settings or RegistrySettings(url=plan.registry_url)
         self.progress = progress or (lambda item, status, reason: None)
         self.keep_rules_for = keep_rules_for or (lambda repository: ())
         self._now = now
@@ -168,9 +172,9 @@ class Applier:
         self._prepared: tuple[dict[str, LiveRepository], dict] | None = None
 
     def preflight(self, repositories: Iterable[str]) -> None:
-        """Refuse before deleting anything when deletes are disabled or the scope is missing."""
-        for repository in sorted(set(repositories)):
-            self.client.check_delete_allowed(repository)
+        """Refuse before deleting anything when deletes are disabled or the scope is
+        missing: the back end proves it its own way (Distribution: a zero-digest DELETE)."""
+        self.client.preflight(sorted(set(repositories)))
 
     def pending_items(self) -> list[PlanItem]:
         statuses = self.state.plans.item_statuses(self.plan.id)
@@ -284,6 +288,8 @@ class Applier:
             client=self.client,
             repository=item.repository,
             digest=item.digest,
+            registry=self.plan.registry,
+            settings=self.registry_settings,
         )
         if outcome not in DELETE_ANSWERS:
             who = plugin or "none"

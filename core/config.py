@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +35,9 @@ from .errors import ConfigError
 from .frontends import FrontEnd, default_front_ends, sections_of
 from .patterns import check_pattern
 from .urls import check_registry_url, registry_identity
+
+if TYPE_CHECKING:
+    from .registry import BackendTypes
 
 CONFIG_ENV = "REGPRUNE_CONFIG"
 STATE_ENV = "REGPRUNE_STATE"
@@ -110,9 +113,21 @@ class GcSettings(_Model):
     _timeout = field_validator("timeout")(_check_duration)
 
 
-class RegistrySettings(_Model):
-    """One registry regprune talks to."""
+class RegistrySettings(BaseModel):
+    """One registry regprune talks to.
 
+    The keys below are common to every registry type; a type's own keys are kept as
+    extras (``options``) and validated by its back end's model when the plugins are
+    known (``check_backend_options``), so a misspelled key is still an error.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        default="distribution",
+        description='The registry back end: "distribution" (the Distribution API, the '
+        "default) or a type a plugin registers; its own keys sit in this section too.",
+    )
     url: str = Field(
         description="Base URL, e.g. https://registry.example.org or http://127.0.0.1:5000."
     )
@@ -147,6 +162,11 @@ class RegistrySettings(_Model):
     def _url(cls, value: str) -> str:
         # No user info (it would be printed and stored), a real host and port.
         return check_registry_url(value)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keys of this section only its ``type`` knows, for its back end's model."""
+        return dict(self.model_extra or {})
 
 
 class PluginSpec(BaseModel):
@@ -397,9 +417,14 @@ def parse_settings(
     *,
     source: str = "config",
     environ: Mapping[str, str] | None = None,
+    backends: BackendTypes | None = None,
     front_ends: Mapping[str, FrontEnd] | None = None,
 ) -> Settings:
     """Validate a parsed TOML document; raise ConfigError naming the offending key.
+
+    ``backends`` (the catalog's registry types) validates each ``[registry.NAME]``'s
+    ``type`` and the keys only that type knows; without it they are validated when the
+    engine first opens the registry.
 
     ``front_ends`` (``{name: FrontEnd}``, from ``regprune.frontends.collect_front_ends``)
     decide which other top-level sections are valid; by default the built-in front
@@ -422,6 +447,10 @@ def parse_settings(
     settings = settings.with_front_ends(sections)
     try:
         settings.check_references()
+        if backends is not None:
+            from .registry import check_backend_options  # the registry package is heavier
+
+            check_backend_options(settings.registry, backends)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}") from None
     return settings
@@ -450,7 +479,13 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
-def load_settings(path: Path, *, front_ends: Mapping[str, FrontEnd] | None = None) -> Settings:
+def load_settings(
+    path: Path,
+    *,
+    backends: BackendTypes | None = None,
+    front_ends: Mapping[str, FrontEnd] | None = None,
+) -> Settings:
+    """Read and validate a config file (see ``parse_settings``)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -461,7 +496,7 @@ def load_settings(path: Path, *, front_ends: Mapping[str, FrontEnd] | None = Non
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return parse_settings(data, source=str(path), front_ends=front_ends)
+    return parse_settings(data, source=str(path), backends=backends, front_ends=front_ends)
 
 
 def default_state_path() -> Path:

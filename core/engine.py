@@ -34,7 +34,7 @@ from .mediatypes import is_index
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
-from .registry import RegistryClient
+from .registry import RegistryBackend, check_backend_options
 from .scan import RepositoryScan, Scanner
 from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
 from .timing import check_time_sources
@@ -79,17 +79,18 @@ class Engine:
         *,
         manager: pluggy.PluginManager | None = None,
         now: Callable[[], datetime] | None = None,
-        client_factory: Callable[[str, RegistrySettings], RegistryClient] | None = None,
+        client_factory: Callable[[str, RegistrySettings], RegistryBackend] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.manager = manager or get_plugin_manager()
         self._now = now or (lambda: datetime.now(UTC))
+        # The registry's back end, by its [registry.NAME] type (tests pass their own).
         self._client_factory = client_factory or (
-            lambda name, reg: RegistryClient.from_settings(reg)
+            lambda name, reg: self.catalog.open_registry(name, reg)
         )
         self._catalog: Catalog | None = None
-        self._clients: dict[str, RegistryClient] = {}
+        self._clients: dict[str, RegistryBackend] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
 
     # -- plumbing -----------------------------------------------------------
@@ -106,7 +107,7 @@ class Engine:
     def registry_settings(self, name: str) -> RegistrySettings:
         return self.settings.get_registry(name)
 
-    def client(self, registry: str) -> RegistryClient:
+    def client(self, registry: str) -> RegistryBackend:
         """A shared client for a configured registry (quick-mode plans use their URL)."""
         if registry not in self._clients:
             settings = self.settings.registry.get(registry)
@@ -132,7 +133,7 @@ class Engine:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
-    def client_for_plan(self, plan: Plan) -> RegistryClient:
+    def client_for_plan(self, plan: Plan) -> RegistryBackend:
         """The client for the registry a plan was made for, and no other.
 
         A plan is bound to its registry's identity (``registry_identity`` of the URL it
@@ -210,6 +211,7 @@ class Engine:
         Built once per engine: planning several policies reuses them, so a keep rule
         that reads a file or runs a command (in_use, branch) does it once per run.
         """
+        check_backend_options(self.settings.registry, self.catalog.registry_backends)
         if self._compiled is None or set(self._compiled) != set(self.settings.policy):
             self._compiled = {name: self.compile(name) for name in self.settings.policy}
         return list(self._compiled.values())
@@ -411,6 +413,8 @@ class Engine:
                 state=self.state,
                 manager=self.manager,
                 client=client,
+                registry_settings=self.settings.registry.get(plan.registry)
+                or RegistrySettings(url=plan.registry_url),
                 lock_name=name,
                 progress=progress,
                 keep_rules_for=keep_rules,

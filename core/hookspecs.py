@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         Selector,
         TimeReading,
     )
-    from .registry import RegistryClient
+    from .registry import BackendType, RegistryBackend
     from .state import AuditLog, State
 
 hookspec = pluggy.HookspecMarker("regprune")
@@ -95,17 +95,40 @@ def register_time_sources(register: Callable[[str, TimeSource], None]) -> None:
 
 
 @hookspec
+def register_registry_backends(register: Callable[[str, BackendType[Any]], None]) -> None:
+    """Register kinds of registry by name (``[registry.NAME] type``):
+    ``register("harbor", BackendType(create=..., options=HarborOptions))``.
+
+    ``options`` is a pydantic model for the keys of ``[registry.NAME]`` only this type
+    knows (make it forbid extra keys, so a misspelled key is an error naming
+    ``registry.NAME.KEY``); ``create(name, settings, options)`` returns an object
+    meeting ``regprune.registry.RegistryBackend``: catalog, tags, manifests, blobs,
+    delete, preflight, map and close.  The built-in ``distribution`` type is
+    ``RegistryClient``.
+    """
+
+
+@hookspec
 def register_commands(cli: typer.Typer) -> None:
     """Add commands to the ``regprune`` command line: ``@cli.command()``."""
 
 
 @hookspec(firstresult=True)
-def delete_manifest(client: RegistryClient, repository: str, digest: str) -> str | None:
+def delete_manifest(
+    client: RegistryBackend,
+    repository: str,
+    digest: str,
+    registry: str,
+    settings: RegistrySettings,
+) -> str | None:
     """Delete one manifest by digest.  firstresult: the first non-None answer wins.
 
-    Return ``"deleted"``, or ``"absent"`` when it was already gone; raise a
-    ``regprune.errors.RegpruneError`` on failure.  Return None to let the next
-    implementation (ultimately the built-in registry DELETE) do it.
+    ``client`` is the registry's back end, ``registry`` its name in the config and
+    ``settings`` its ``[registry.NAME]`` section; an implementation may take any
+    subset of these arguments.  Return ``"deleted"``, or ``"absent"`` when it was
+    already gone; raise a ``regprune.errors.RegpruneError`` on failure.  Return None
+    to let the next implementation (ultimately the built-in, which calls the back
+    end's ``delete_manifest``) do it.
     """
 
 

@@ -22,13 +22,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, UsageError
 from .hookcalls import call_each, check_no_wrappers, plugin_error
+from .registry import BackendType, RegistryBackend, backend_options
+
+if TYPE_CHECKING:
+    from .config import RegistrySettings
 
 ENTRY_POINT_GROUP = "regprune"
 BLOCK_ENV = "REGPRUNE_BLOCK_PLUGINS"
@@ -43,6 +47,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.time_sources",
     "regprune.plugins.approvers",
     "regprune.plugins.deleter",
+    "regprune.plugins.distribution",
     "regprune.plugins.gc_command",
     "regprune.plugins.audit",
 )
@@ -174,12 +179,15 @@ def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
 
 @dataclass
 class Catalog:
-    """Everything plugins registered by name: selectors, protectors, approvers, time sources."""
+    """Everything plugins registered by name: selectors, protectors, approvers, time
+    sources and registry types."""
 
     selectors: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     protectors: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     approvers: dict[str, Any] = field(default_factory=dict)
     time_sources: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    # Any: each registry type has its own options model.
+    registry_backends: dict[str, BackendType[Any]] = field(default_factory=dict)
     # (kind, name) -> the plugin that registered it, so a failure can name the plugin.
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -202,6 +210,31 @@ class Catalog:
         except Exception as exc:
             raise plugin_error(self.owner(kind, name), f"its {kind} factory {name!r}", exc) from exc
 
+    def open_registry(self, name: str, settings: RegistrySettings) -> RegistryBackend:
+        """The back end for ``[registry.NAME]``: its ``type``'s, with its options validated.
+
+        A bad ``type`` or option is a ConfigError naming the key (``registry.NAME.KEY``);
+        a type's ``create`` that fails or returns no back end is a plugin error.
+        """
+        options = backend_options(name, settings, self.registry_backends)
+        kind = settings.type
+        owner = self.owner("registry type", kind)
+        try:
+            backend = self.registry_backends[kind].create(name, settings, options)
+        except (ConfigError, UsageError):
+            raise
+        except ValueError as exc:  # like a selector factory: a problem the user can fix
+            raise ConfigError(f"registry.{name}: {' '.join(str(exc).split())}") from None
+        except Exception as exc:
+            raise plugin_error(owner, f"its registry type {kind!r}", exc) from exc
+        if not isinstance(backend, RegistryBackend):
+            raise plugin_error(
+                owner,
+                f"its registry type {kind!r}",
+                f"create() returned {type(backend).__name__}, not a RegistryBackend",
+            )
+        return backend
+
 
 def build_catalog(manager: pluggy.PluginManager) -> Catalog:
     """Ask every plugin to register its named things; a name registered twice is an error."""
@@ -212,6 +245,12 @@ def build_catalog(manager: pluggy.PluginManager) -> Catalog:
     ) -> Callable[[str], dict[str, Callable[[str, Any], None]]]:
         def bind(plugin: str) -> dict[str, Callable[[str, Any], None]]:
             def register(name: str, value: Any) -> None:
+                if kind == "registry type" and not isinstance(value, BackendType):
+                    # Caught by call_each: a plugin error naming the plugin.
+                    raise TypeError(
+                        f"register({name!r}, ...) needs a regprune.registry.BackendType, "
+                        f"not {type(value).__name__}"
+                    )
                 if name in target:
                     first = catalog.owner(kind, name)
                     raise UsageError(
@@ -230,6 +269,7 @@ def build_catalog(manager: pluggy.PluginManager) -> Catalog:
         ("register_protectors", catalog.protectors, "protector"),
         ("register_approvers", catalog.approvers, "approver"),
         ("register_time_sources", catalog.time_sources, "time source"),
+        ("register_registry_backends", catalog.registry_backends, "registry type"),
     ):
         call_each(manager, hook, bind=registrar(target, kind))
     return catalog

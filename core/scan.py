@@ -18,7 +18,7 @@ from .errors import ManifestNotFound, RegistryError
 from .manifests import facts_from_manifest, needs_config, with_config
 from .mediatypes import artifact_subject, is_index
 from .models import Image, ManifestFacts
-from .registry import RegistryClient
+from .registry import RegistryBackend
 from .state import State
 
 
@@ -58,7 +58,7 @@ def is_literal(pattern: str) -> bool:
 class Scanner:
     """Resolves tags and digest facts for repositories, using the state DB as a cache."""
 
-    def __init__(self, client: RegistryClient, state: State, registry: str, now: datetime) -> None:
+    def __init__(self, client: RegistryBackend, state: State, registry: str, now: datetime) -> None:
         self.client = client
         self.state = state
         self.registry = registry

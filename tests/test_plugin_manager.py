@@ -164,7 +164,10 @@ def test_a_later_plugin_answers_a_firstresult_hook_before_the_builtin():
     )
 
     # The built-in deleter would need a real client; it is never asked.
-    assert manager.hook.delete_manifest(client=None, repository="r", digest="d") == "absent"
+    answer = manager.hook.delete_manifest(
+        client=None, repository="r", digest="d", registry="local", settings=None
+    )
+    assert answer == "absent"
     assert calls == [("r", "d")]
 
 

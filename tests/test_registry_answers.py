@@ -477,7 +477,7 @@ def test_a_head_digest_header_is_validated(scripted):
 
 
 def test_an_oversized_answer_is_refused(scripted, monkeypatch):
-    monkeypatch.setattr("regprune.registry._client.MAX_ANSWER_BYTES", 1000)
+    monkeypatch.setattr("regprune.registry._session.MAX_ANSWER_BYTES", 1000)
     scripted.routes = {"/v2/app/tags/list": (200, {}, b'{"tags": [' + b'"a",' * 400 + b'"b"]}')}
     with RegistryClient(scripted.url, retries=0) as client, pytest.raises(RegistryError) as raised:
         client.tags("app")
@@ -497,7 +497,7 @@ def test_error_bodies_are_summarised_in_one_line(scripted):
 
 
 def test_digest_pattern_is_the_clients():
-    from regprune.registry._client import _DIGEST
+    from regprune.registry._digests import _DIGEST
 
     assert _DIGEST.pattern == DIGEST_PATTERN
 

@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print plugins and names as JSON."),
     ) -> None:
         """List installed plugins (built-in ones too), the hooks they implement, and the
-        selectors, protectors, approvers, time sources and front ends they register."""
+        selectors, protectors, approvers, time sources, registry types and front ends they
+        register."""
         manager = get_context(ctx).manager
         rows = plugin_rows(manager)
         catalog = build_catalog(manager)
@@ -28,6 +29,7 @@ def register(app: typer.Typer) -> None:
             "protectors": sorted(catalog.protectors),
             "approvers": sorted(catalog.approvers),
             "time_sources": sorted(catalog.time_sources),
+            "registry_types": sorted(catalog.registry_backends),
             "front_ends": sorted(collect_front_ends(manager)),
         }
         if as_json:

@@ -1,4 +1,4 @@
-"""Talking to a Distribution (Docker/OCI) registry.
+"""Talking to a registry: the back-end protocol and the Distribution API client.
 
 The public surface is small::
 
@@ -10,11 +10,43 @@ The public surface is small::
             digests = client.map(lambda tag: client.head_manifest(repository, tag),
                                  client.tags(repository))
 
+``RegistryClient`` is the built-in ``distribution`` back end; ``RegistryBackend`` is
+the protocol every back end meets, ``BackendType`` what a plugin registers through
+``register_registry_backends``, and ``HttpSession`` the HTTP layer (auth, retries,
+deadlines, size caps, the credential origin gate) a back end can build on.
+
 Errors are the ones in ``regprune.errors``; each says in one line what is wrong and
 how to fix it.
 """
 
+from ._backend import (
+    DEFAULT_TYPE,
+    BackendType,
+    BackendTypes,
+    NoOptions,
+    RegistryBackend,
+    backend_options,
+    check_backend_options,
+)
 from ._client import Manifest, RegistryClient
 from ._credentials import Credentials, credentials_for
+from ._digests import is_digest
+from ._parallel import parallel_map
+from ._session import HttpSession
 
-__all__ = ["Credentials", "Manifest", "RegistryClient", "credentials_for"]
+__all__ = [
+    "DEFAULT_TYPE",
+    "BackendType",
+    "BackendTypes",
+    "Credentials",
+    "HttpSession",
+    "Manifest",
+    "NoOptions",
+    "RegistryBackend",
+    "RegistryClient",
+    "backend_options",
+    "check_backend_options",
+    "credentials_for",
+    "is_digest",
+    "parallel_map",
+]
