@@ -18,10 +18,8 @@ from regprune import hookimpl
 from regprune.frontends import FrontEnd, approvals_decided_by
 from regprune.models import Approval, ApprovalContext, Approver, Plan
 
-from .settings import SECTION, SlackSettings
+from .settings import NAME, SECTION, SlackSettings
 
-NAME = "slack"
-"""The front end's name: message references are stored under it."""
 METHOD = "slack"
 """The approval method (a policy's ``approval``) whose decisions are made in Slack."""
 

@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from regprune.config import Settings
 from regprune.durations import parse_positive_duration
 
+NAME = "slack"
+"""The front end's name: its validated section and message references are kept under it."""
 SECTION = "slack"
+"""Its top-level config section, ``[slack]``."""
 
 
 class SlackSettings(BaseModel):
@@ -49,7 +52,7 @@ class SlackSettings(BaseModel):
 
 def configured(settings: Settings) -> SlackSettings | None:
     """The config's ``[slack]`` section as core validated it; None when there is none."""
-    return settings.front_end_settings(SECTION, SlackSettings)
+    return settings.front_end_settings(NAME, SlackSettings)
 
 
 def slack_settings(settings: Settings) -> SlackSettings:
