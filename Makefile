@@ -27,8 +27,10 @@ skopeo:
 test: venv registry skopeo lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
+# ruff, then mypy on the installed layout (settings: [tool.mypy] in pyproject.toml).
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python scripts/typecheck.py
 
 # The main job on a throwaway local registry: ls, plan, apply --yes, gc, disk before/after.
 demo: venv registry

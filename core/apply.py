@@ -48,6 +48,7 @@ from .mediatypes import artifact_subject
 from .models import (
     ApplyResult,
     ItemOutcome,
+    ItemStatus,
     ManifestFacts,
     Plan,
     PlanItem,
@@ -328,11 +329,11 @@ class Applier:
             remaining = [item for item in remaining if item.seq not in placed]
         return ordered
 
-    def _record(self, result: ApplyResult, item: PlanItem, status: str, reason: str) -> None:
+    def _record(self, result: ApplyResult, item: PlanItem, status: ItemStatus, reason: str) -> None:
         # The outcome first (what resume trusts), then the event hooks (the audit log);
         # the caller reports progress last, so a Ctrl-C there loses no record.
         self.state.plans.set_item_status(self.plan.id, item.seq, status, reason)
-        result.outcomes.append(ItemOutcome(item, status, reason))  # type: ignore[arg-type]
+        result.outcomes.append(ItemOutcome(item, status, reason))
 
     def _group(self, item: PlanItem) -> list[PlanItem]:
         """An image and the artifacts the plan deletes with it (checked together, since

@@ -25,9 +25,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .durations import parse_duration, parse_positive_duration
@@ -170,11 +172,15 @@ class RegistrySettings(BaseModel):
 
 
 class PluginSpec(BaseModel):
-    """A selector or protector to use, with its options: ``{ use = "age", older_than = "14d" }``."""
+    """A plugin's thing to use, with its options: ``{ use = "age", older_than = "14d" }``.
+
+    Selectors, protectors and approvers are chosen this way; everything but ``use``
+    is an option, validated by what ``use`` names.
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    use: str = Field(description="Registered name of the selector or protector.")
+    use: str = Field(description="Registered name of the selector, protector or approver.")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -205,7 +211,8 @@ class PolicySettings(_Model):
     )
     approval: str = Field(
         default="cli",
-        description='An approval method: "cli" (prompt), "auto", or one a front end registers.',
+        description='An approval method: "cli" (prompt), "auto", or one a front end '
+        'registers; or a table with options for the approver: { use = "cli", ... }.',
     )
     gc: bool = Field(default=False, description="Run garbage collection after apply (run, bot).")
     time_source: list[str] = Field(
@@ -219,6 +226,62 @@ class PolicySettings(_Model):
     )
 
     _schedule = field_validator("schedule")(_check_schedule)
+
+    @field_validator("time_source", mode="before")
+    @classmethod
+    def _time_source_tables(cls, value: Any) -> Any:
+        """``{ use = "created" }`` is the name ``"created"``: the way plugins are chosen
+        elsewhere.  A time source is a function of an image and takes no options."""
+        if not isinstance(value, list):
+            return value
+        names = []
+        for index, entry in enumerate(value):
+            if isinstance(entry, Mapping):
+                extra = sorted(str(key) for key in entry if key != "use")
+                if not isinstance(entry.get("use"), str) or extra:
+                    raise ValueError(
+                        f"entry {index}: a table names a time source with use = \"NAME\" "
+                        "and nothing else (time sources take no options; a plugin's "
+                        "settings go in [plugins.NAME])"
+                    )
+                entry = entry["use"]
+            names.append(entry)
+        return names
+
+    # The options of `approval = { use = "NAME", ... }`; the approver validates them.
+    _approval_options: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _approval_table(
+        cls, data: Any, handler: ModelWrapValidatorHandler[PolicySettings]
+    ) -> PolicySettings:
+        """``approval = { use = "cli", ... }``: the name stays in ``approval`` (a string,
+        as before), the options go to ``approval_options``."""
+        options: dict[str, Any] = {}
+        if isinstance(data, Mapping) and isinstance(data.get("approval"), Mapping):
+            table = dict(data["approval"])
+            if isinstance(table.get("use"), str):
+                options = {key: value for key, value in table.items() if key != "use"}
+                data = {**data, "approval": table["use"]}
+        policy = handler(data)
+        policy._approval_options = options
+        return policy
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _approval_use(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):  # a table whose `use` is missing or not a name
+            raise ValueError(
+                'a table needs use = "NAME", the approver, e.g. { use = "cli" }; '
+                f"got use = {value.get('use')!r}"
+            )
+        return value
+
+    @property
+    def approval_options(self) -> dict[str, Any]:
+        """The options given with the approver (``approval = { use = ..., KEY = ... }``)."""
+        return dict(self._approval_options)
 
 
 NEVER = "never"
@@ -258,6 +321,11 @@ class Settings(_Model):
     policy: dict[str, PolicySettings] = Field(default_factory=dict)
     state: StateSettings = Field(
         default_factory=StateSettings, description="The state DB: plan retention."
+    )
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of a plugin as a whole, one [plugins.NAME] table per plugin "
+        "(NAME as `regprune plugins` shows it), validated by that plugin.",
     )
     # Front ends' sections, validated by their own models: {front end name: settings}.
     # Private, so no TOML key can set it; filled by parse_settings.

@@ -12,7 +12,9 @@ import os
 import socket
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pluggy
 
@@ -31,9 +33,21 @@ from .gc_checks import delete_untagged_spelling, validate_commands
 from .hookcalls import PluginError, first_result, notify, plugin_error
 from .keep_rules import compile_keep_rules
 from .mediatypes import is_index
-from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, ItemOutcome, Plan
+from .models import (
+    ApplyResult,
+    Approval,
+    ApprovalContext,
+    GcResult,
+    Image,
+    ItemOutcome,
+    Plan,
+    PlanStatus,
+    item_status,
+)
+from .options import Options
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
+from .plugin_settings import approver_options, configure_plugins
 from .registry import RegistryBackend, check_backend_options
 from .scan import RepositoryScan, Scanner
 from .state import UNFINISHED_PLAN_STATUSES, PruneResult, State
@@ -90,6 +104,7 @@ class Engine:
             lambda name, reg: self.catalog.open_registry(name, reg)
         )
         self._catalog: Catalog | None = None
+        self.plugin_settings: dict[str, Options] = {}
         self._clients: dict[str, RegistryBackend] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
 
@@ -98,7 +113,10 @@ class Engine:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = build_catalog(self.manager)
+            catalog = build_catalog(self.manager)
+            # Plugins get their [plugins.NAME] settings before anything else is asked of them.
+            self.plugin_settings = configure_plugins(self.manager, self.settings.plugins)
+            self._catalog = catalog
         return self._catalog
 
     def now(self) -> datetime:
@@ -317,6 +335,9 @@ class Engine:
                 f"plan {plan.id} needs approver {plan.approval!r}, which no installed plugin provides"
             )
         owner = self.catalog.owner("approver", plan.approval)
+        options = self._approver_options(plan, approver)
+        if options is not None:
+            context = replace(context, options=options)
         try:
             approval = approver.approve(plan, context)
         except RegpruneError:
@@ -337,13 +358,22 @@ class Engine:
         self.record_decision(plan, approval)
         return approval
 
+    def _approver_options(self, plan: Plan, approver: object) -> Options | None:
+        """The options the plan's policy gives its approver, as the config says now."""
+        policy = self.settings.policy.get(plan.policy)
+        if policy is None or policy.approval != plan.approval:
+            options: dict[str, Any] = {}  # a quick-mode plan, or the policy changed since
+        else:
+            options = policy.approval_options
+        return approver_options(approver, options, f"policy.{plan.policy}.approval")
+
     def record_decision(self, plan: Plan, approval: Approval) -> bool:
         """Move a pending plan to approved or rejected, once; False if it was no longer pending."""
-        target = "approved" if approval.decision == "approved" else "rejected"
+        target: PlanStatus = "approved" if approval.decision == "approved" else "rejected"
         if not self.state.plans.set_status(plan.id, target, expected=("pending",)):
             return False
         self.state.approvals.add(plan.id, approval, at=self.now())
-        plan.status = target  # type: ignore[assignment]
+        plan.status = target
         notify(
             self.manager,
             "plan_decided",
@@ -514,7 +544,10 @@ class Engine:
 
     def _result_from_state(self, plan: Plan) -> ApplyResult:
         statuses = self.state.plans.item_statuses(plan.id)
-        outcomes = [ItemOutcome(item, *statuses[item.seq]) for item in plan.delete]  # type: ignore[arg-type]
+        outcomes = []
+        for item in plan.delete:
+            status, reason = statuses[item.seq]
+            outcomes.append(ItemOutcome(item, item_status(status), reason))
         return ApplyResult(plan_id=plan.id, status=plan.status, outcomes=outcomes)
 
     # -- gc ----------------------------------------------------------------------

@@ -18,11 +18,19 @@ which plugin to block.  So regprune calls its hooks one implementation at a time
 
 Wrappers (``hookwrapper=True`` / ``wrapper=True``) are not supported on these hooks:
 :func:`check_no_wrappers` refuses such a plugin when it is registered.
+
+``REGPRUNE_TRACE_HOOKS=1`` writes one ``trace:`` line to stderr per implementation
+called: the hook, the plugin, a short summary of its arguments, how long it took
+and what it answered.  It lives here and not in pluggy's ``add_hookcall_monitoring``
+because regprune calls implementations one at a time, past pluggy's hook caller.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +49,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("regprune.plugins")
+
+TRACE_ENV = "REGPRUNE_TRACE_HOOKS"
 
 
 class PluginError(RegpruneError):
@@ -69,11 +79,57 @@ def _impls(manager: pluggy.PluginManager, hook: str) -> list[pluggy.HookImpl]:
     return list(reversed(getattr(manager.hook, hook).get_hookimpls()))
 
 
-def _call(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
+def tracing() -> bool:
+    """Whether ``REGPRUNE_TRACE_HOOKS`` asks for a trace line per hook call."""
+    return os.environ.get(TRACE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def summarize(value: object, limit: int = 40) -> str:
+    """A short, one-line picture of a hook argument or answer for a trace line."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= limit else text[: limit - 4] + "...'"
+    kind = type(value).__name__
+    ident = getattr(value, "id", None)
+    if isinstance(ident, str):  # a plan
+        return f"{kind}({ident})"
+    digest = getattr(value, "digest", None)
+    if isinstance(digest, str):  # an image or a plan item
+        return f"{kind}({getattr(value, 'repository', '')}@{digest[:19]})"
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return f"{kind}[{len(value)}]"
+    name = getattr(value, "__name__", None)
+    if callable(value) and isinstance(name, str):
+        return f"{name}()"
+    return kind
+
+
+def _trace(
+    hook: str, impl: pluggy.HookImpl, arguments: dict[str, Any], seconds: float, outcome: str
+) -> None:
+    shown = ", ".join(f"{name}={summarize(value)}" for name, value in arguments.items())
+    sys.stderr.write(
+        f"trace: {hook} {impl.plugin_name}({shown}) {seconds * 1000:.1f} ms {outcome}\n"
+    )
+
+
+def _call(hook: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
     # Like pluggy: each implementation receives only the arguments it declares,
     # including those it gives a default.
     extra = {name: kwargs[name] for name in impl.kwargnames if name in kwargs}
-    return impl.function(*(kwargs[name] for name in impl.argnames), **extra)
+    if not tracing():
+        return impl.function(*(kwargs[name] for name in impl.argnames), **extra)
+    arguments = {name: kwargs[name] for name in impl.argnames} | extra
+    started = time.perf_counter()
+    try:
+        answer = impl.function(*(kwargs[name] for name in impl.argnames), **extra)
+    except BaseException as exc:
+        _trace(hook, impl, arguments, time.perf_counter() - started, f"raised {type(exc).__name__}")
+        raise
+    _trace(hook, impl, arguments, time.perf_counter() - started, f"-> {summarize(answer)}")
+    return answer
 
 
 def _is_builtin(impl: pluggy.HookImpl) -> bool:
@@ -96,7 +152,7 @@ def notify(manager: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
     builtin_failure: BaseException | None = None
     for impl in ordered:
         try:
-            _call(impl, kwargs)
+            _call(hook, impl, kwargs)
         except Exception as exc:
             if _is_builtin(impl):
                 builtin_failure = builtin_failure or exc
@@ -120,7 +176,7 @@ def first_result(manager: pluggy.PluginManager, hook: str, **kwargs: Any) -> tup
     """
     for impl in _impls(manager, hook):
         try:
-            answer = _call(impl, kwargs)
+            answer = _call(hook, impl, kwargs)
         except RegpruneError:
             raise
         except Exception as exc:
@@ -146,7 +202,7 @@ def call_each(
     for impl in _impls(manager, hook):
         arguments = {**kwargs, **(bind(impl.plugin_name) if bind else {})}
         try:
-            _call(impl, arguments)
+            _call(hook, impl, arguments)
         except UsageError:
             if not tolerate:
                 raise

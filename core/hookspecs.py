@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         Selector,
         TimeReading,
     )
+    from .options import Options
     from .registry import BackendType, RegistryBackend
     from .state import AuditLog, State
 
@@ -91,6 +92,18 @@ def register_time_sources(register: Callable[[str, TimeSource], None]) -> None:
     when it knows nothing.  A policy's ``time_source`` list picks the order; the
     engine takes the first trustworthy time (not missing, not before 2013, not in
     the future).
+    """
+
+
+@hookspec
+def register_settings(register: Callable[[type[Options], Callable[[Any], None]], None]) -> None:
+    """Declare the plugin's ``[plugins.NAME]`` table: ``register(Model, configure)``.
+
+    ``Model`` is a subclass of ``regprune.Options``.  When a configuration is loaded,
+    regprune validates the plugin's table with it (an empty table when the file has
+    none; errors read ``plugins.NAME.KEY: ...``) and calls ``configure(settings)``
+    with the validated model, before it calls the plugin's other hooks.  A plugin
+    registers at most once.
     """
 
 

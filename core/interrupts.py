@@ -91,5 +91,5 @@ def deferred() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for sig in dict.fromkeys(pending):  # each kind once, in arrival order
-        signal.raise_signal(sig)
+    for signum in dict.fromkeys(pending):  # each kind once, in arrival order
+        signal.raise_signal(signum)

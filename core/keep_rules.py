@@ -9,6 +9,7 @@ them about images and their artifacts (an artifact kept keeps its image).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from .config import PolicySettings
@@ -80,7 +81,7 @@ def keep_verdicts(
             owner,
             "protect",
             policy,
-            lambda p=protector: p.protect([*images, *artifacts], context),
+            partial(protector.protect, [*images, *artifacts], context),
         )
         for digest, reason in answers.items():
             protected.setdefault(digest, []).append(f"{label}: {reason}" if label else str(reason))

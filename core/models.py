@@ -12,7 +12,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
+
+if TYPE_CHECKING:
+    from .options import Options
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,9 @@ class ApprovalContext:
     actor: str
     state: Any = None
     settings: Any = None
+    # The options of `approval = { use = "NAME", ... }`, validated by the approver's
+    # `options_model`; None when it declares none.
+    options: Options | None = None
 
 
 @runtime_checkable
@@ -318,6 +324,15 @@ class Approver(Protocol):
 
 
 ItemStatus = Literal["pending", "deleting", "deleted", "skipped", "failed"]
+ITEM_STATUSES: tuple[ItemStatus, ...] = get_args(ItemStatus)
+
+
+def item_status(value: str) -> ItemStatus:
+    """``value`` (read from the state DB) as an ``ItemStatus``; ValueError if it is none."""
+    for status in ITEM_STATUSES:
+        if value == status:
+            return status
+    raise ValueError(f"unknown item status {value!r} (known: {', '.join(ITEM_STATUSES)})")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from .config import PolicySettings
@@ -26,6 +27,7 @@ from .keep_rules import ask_plugin, keep_rules_spec, keep_verdicts
 # Still importable from the planner, where it lived before core/keep_rules.py.
 from .keep_rules import compile_keep_rules as compile_keep_rules
 from .models import (
+    Blob,
     Image,
     KeepItem,
     ManifestFacts,
@@ -33,11 +35,13 @@ from .models import (
     PlanItem,
     PlanSummary,
     Protector,
+    Role,
     SelectionContext,
     Selector,
 )
 from .patterns import Pattern, compile_pattern
 from .plugin_manager import Catalog
+from .plugin_settings import approver_options
 from .scan import RepositoryScan, match_repositories
 from .timing import check_time_sources, resolve_time
 
@@ -89,6 +93,9 @@ def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> Compi
         raise ConfigError(
             f"{where}.approval: unknown approval {policy.approval!r} (available: {known})"
         )
+    approver_options(
+        catalog.approvers[policy.approval], policy.approval_options, f"{where}.approval"
+    )
     check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
     tag_filter = compile_pattern(policy.tags) if policy.tags else None
     owners = {label: catalog.owner("selector", label) for label, _ in selectors}
@@ -123,7 +130,7 @@ def assign_times(
 def decide_repository(
     scan: RepositoryScan,
     policy: CompiledPolicy,
-    keepers: Sequence[tuple[str, Protector]],
+    keepers: Sequence[tuple[str, str, Protector]],
     context: SelectionContext,
 ) -> RepositoryDecision:
     """Apply selectors and keep rules to one repository's images."""
@@ -157,7 +164,7 @@ def decide_repository(
             policy.owners.get(name, "unknown"),
             "select",
             policy.name,
-            lambda s=selector: s.select(considered, context),
+            partial(selector.select, considered, context),
         )
         for image in considered:
             selected, reason = _verdict(answers.get(image.digest), name, policy.name)
@@ -292,8 +299,8 @@ def estimate_bytes(scans: Sequence[RepositoryScan], deleted: set[str]) -> int:
     Only the scanned repositories are considered, so blobs shared with other
     repositories make this an upper bound.
     """
-    remaining_blobs = set()
-    deleted_blobs = set()
+    remaining_blobs: set[Blob] = set()
+    deleted_blobs: set[Blob] = set()
     manifest_bytes = 0
     for scan in scans:
         for digest, facts in scan.manifests.items():
@@ -310,7 +317,7 @@ def _item(
     repo: str,
     facts: ManifestFacts,
     tags: Sequence[str],
-    role: str,
+    role: Role,
     parent: str | None,
     created: str | None,
     reasons: Sequence[str],
@@ -323,7 +330,7 @@ def _item(
         tuple(tags),
         role,
         parent,
-        facts.media_type,  # type: ignore[arg-type]
+        facts.media_type,
         created,
         size,
         tuple(reasons),

@@ -9,15 +9,21 @@ does not restrict them.  Every other entry point of the group is third-party.
 
 Environment variables:
 - ``REGPRUNE_BLOCK_PLUGINS=name,name``: never load these plugins (built-in or not);
-  the way out when a broken plugin stops regprune from starting.
+  the way out when a broken plugin stops regprune from starting.  A name may be a
+  plugin's (``semver``, ``regprune.plugins.age`` or ``age``) or an installed
+  distribution's (``regprune-semver``: every entry-point plugin it ships).  A name
+  that matches nothing is a ``warning:`` line, so a misspelling is not silent.
 - ``REGPRUNE_LOAD_PLUGINS=name,name``: load only these third-party plugins
   (empty string: none).  Built-ins load unless blocked.
+- ``REGPRUNE_TRACE_HOOKS=1``: one ``trace:`` line per hook call (see ``hookcalls``).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -55,6 +61,9 @@ DISTRIBUTION = "regprune"
 """Entry points declared by this distribution are built-ins (see the module docstring)."""
 
 
+log = logging.getLogger("regprune.plugins")
+
+
 def _names(value: str | None) -> set[str]:
     return {part.strip() for part in (value or "").split(",") if part.strip()}
 
@@ -89,6 +98,47 @@ def _is_blocked(blocked: set[str], module_name: str, *aliases: str) -> bool:
     return bool({module_name, module_name.rsplit(".", 1)[-1], *aliases} & blocked)
 
 
+def _canonical(name: str) -> str:
+    """A distribution name as PEP 503 compares them: ``Regprune_Semver`` = ``regprune-semver``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _distribution(entry_point: EntryPoint) -> str | None:
+    dist = entry_point.dist
+    return None if dist is None else str(dist.metadata["Name"])
+
+
+def _blocked_by_distribution(entry_point: EntryPoint, blocked: set[str]) -> bool:
+    dist = _distribution(entry_point)
+    return dist is not None and _canonical(dist) in {_canonical(name) for name in blocked}
+
+
+def _warn_unmatched(blocked: set[str], extra_names: Iterable[str]) -> None:
+    """One ``warning:`` line naming the blocked names that match no plugin or distribution."""
+    if not blocked:
+        return
+    installed = list(entry_points(group=ENTRY_POINT_GROUP))
+    plugins = {
+        *builtin_plugins(),
+        *(name.rsplit(".", 1)[-1] for name in builtin_plugins()),
+        *(entry_point.name for entry_point in installed),
+        *extra_names,
+    }
+    dists = {_canonical(d) for d in map(_distribution, installed) if d is not None}
+    unmatched = sorted(
+        name for name in blocked if name not in plugins and _canonical(name) not in dists
+    )
+    if unmatched:
+        third_party = sorted({entry_point.name for entry_point in installed})
+        log.warning(
+            "%s: %s matches no plugin or distribution, so nothing was blocked for it "
+            "(installed plugins: %s; see `regprune plugins`)",
+            BLOCK_ENV,
+            ", ".join(repr(name) for name in unmatched),
+            ", ".join(third_party) or "only the built-ins",
+        )
+
+
 def get_plugin_manager(
     *, load_entrypoints: bool = True, extra_plugins: Iterable[object] = ()
 ) -> pluggy.PluginManager:
@@ -96,6 +146,10 @@ def get_plugin_manager(
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
     blocked = _names(os.environ.get(BLOCK_ENV))
+    extra_plugins = list(extra_plugins)
+    _warn_unmatched(
+        blocked, (getattr(p, "__name__", None) or type(p).__name__ for p in extra_plugins)
+    )
     for name in blocked:
         manager.set_blocked(name)
     for module_name in DEFAULT_PLUGINS:
@@ -158,6 +212,9 @@ def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
         if _is_own(entry_point):
             continue  # a built-in, loaded by _load_builtin_entrypoints
         if entry_point.name in blocked or (wanted is not None and entry_point.name not in wanted):
+            continue
+        if _blocked_by_distribution(entry_point, blocked):
+            manager.set_blocked(entry_point.name)  # shown as blocked, like a name
             continue
         if manager.get_plugin(entry_point.name) is not None:
             continue

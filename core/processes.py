@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from .interrupts import deferred
 
@@ -75,7 +76,7 @@ def stop_group(process: subprocess.Popen[bytes], grace: float | None = None) -> 
     return "SIGKILL"
 
 
-def _read(log: tempfile._TemporaryFileWrapper[bytes]) -> str:
+def _read(log: IO[bytes]) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")
 

@@ -140,11 +140,11 @@ class Scanner:
             for child, repo in child_keys.items()
             if child not in manifests and child not in pending
         )
-        for (repo, child), facts in zip(
+        for (repo, child), fetched in zip(
             to_fetch, self.client.map(self._fetch_manifest, to_fetch), strict=True
         ):
-            if facts is not None:
-                pending[child] = (repo, facts)
+            if fetched is not None:
+                pending[child] = (repo, fetched)
 
         # Config blobs give the build time and labels of image manifests.
         config_jobs = [(repo, facts) for repo, facts in pending.values() if needs_config(facts)]

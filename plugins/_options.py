@@ -1,154 +1,36 @@
-"""Helpers shared by the built-in selectors and keep rules.
+"""The plugin helpers, for the built-ins' relative imports: they live in ``regprune.options``.
 
-Options are validated with small pydantic models; ``parse_options`` turns any
-validation error into one line that names the option, because the engine
-prefixes it with the config key (``policy.ci.selectors.0: older_than: ...``)
-and shows it to a person.
+Third-party plugins import them from the top-level package (``from regprune import Options``).
 """
 
-from __future__ import annotations
-
-import os
-import shlex
-import subprocess
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, TypeVar
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-
-from regprune.config import check_regex
-from regprune.models import Image
+from regprune.options import (
+    COMMAND_TIMEOUT,
+    Argv,
+    Duration,
+    M,
+    Options,
+    Regex,
+    describe_command,
+    newest_first,
+    parse_options,
+    read_text,
+    run_command,
+    untimed,
+)
 from regprune.timing import aware
 
-COMMAND_TIMEOUT = 60.0
-"""Seconds a ``branches_command`` or in_use ``command`` may run."""
-
-
-class Options(BaseModel):
-    """Base for plugin options: unknown keys are errors, values are read-only."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-M = TypeVar("M", bound=Options)
-
-
-Regex = Annotated[str, AfterValidator(check_regex)]
-Argv = Annotated[list[str], Field(min_length=1)]
-
-
-def parse_options(model: type[M], options: Mapping[str, Any] | None) -> M:
-    """Validate ``options`` against ``model``; raise ValueError with one line naming the option."""
-    if options is None:
-        options = {}
-    if not isinstance(options, Mapping):
-        raise ValueError(f"options must be a table of key = value, got {type(options).__name__}")
-    try:
-        return model.model_validate(dict(options))
-    except ValidationError as exc:
-        raise ValueError(_one_line(model, exc)) from None
-
-
-def _one_line(model: type[Options], exc: ValidationError) -> str:
-    valid = ", ".join(model.model_fields)
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"])
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            parts.append(f"unknown option {where!r} (valid options: {valid})")
-        elif kind == "missing":
-            parts.append(f"{where}: required option missing")
-        elif kind == "too_short":
-            parts.append(f"{where}: must not be empty")
-        elif kind == "value_error":
-            # Our own validators' messages are already worded for people.
-            message = str(error.get("ctx", {}).get("error", error["msg"]))
-            parts.append(f"{where}: {message}" if where else message)
-        else:
-            message = error["msg"][:1].lower() + error["msg"][1:]
-            parts.append(f"{where}: {message}, got {_short(error.get('input'))}")
-    return " ".join("; ".join(parts).split())  # one line, whatever the messages contain
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe_command(argv: Sequence[str], limit: int = 40) -> str:
-    """A command line shortened at a word for reasons: ``kubectl get pods -A ...``."""
-    words = [shlex.quote(arg) for arg in argv]
-    shown = words[:1]
-    for word in words[1:]:
-        if len(" ".join([*shown, word])) > limit:
-            return " ".join([*shown, "..."])
-        shown.append(word)
-    return " ".join(shown)
-
-
-def run_command(argv: Sequence[str], option: str, timeout: float | None = None) -> str:
-    """Run ``argv`` and return its stdout; any failure is a ValueError naming ``option``."""
-    timeout = COMMAND_TIMEOUT if timeout is None else timeout
-    shown = describe_command(argv, limit=80)
-    # Never wait for a password prompt: git would hang until the timeout.
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    try:
-        done = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise ValueError(f"{option}: command not found: {argv[0]!r}") from None
-    except PermissionError:
-        raise ValueError(f"{option}: command not executable: {argv[0]!r}") from None
-    except subprocess.TimeoutExpired:
-        raise ValueError(f"{option}: `{shown}` timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise ValueError(f"{option}: `{shown}` could not run: {exc}") from None
-    if done.returncode != 0:
-        lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
-        detail = f": {lines[-1]}" if lines else ""
-        raise ValueError(f"{option}: `{shown}` exited with status {done.returncode}{detail}")
-    return done.stdout
-
-
-def read_text(path: str, option: str) -> str:
-    """Read a UTF-8 file (``~`` expanded); any failure is a ValueError naming ``option``."""
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"{option}: cannot read {path!r}: {detail}") from None
-
-
-def untimed(image: Image) -> str:
-    """Why an image has no trustworthy time, as a phrase: ``no trustworthy build time (...)``."""
-    note = (image.time_note or "").strip()
-    if not note:
-        return "no trustworthy build time"
-    # A resolver may already phrase its note this way; don't say it twice.
-    if note.startswith("no trustworthy build time"):
-        return note
-    return f"no trustworthy build time ({note})"
-
-
-def newest_first(images: Sequence[Image]) -> list[Image]:
-    """Order images newest first; images without a trustworthy time count as newest.
-
-    Untimed images go first so that rank-based rules (count, keep_per_branch) keep
-    them rather than delete them; ties are broken by digest so plans are stable.
-    """
-
-    def key(image: Image) -> tuple[int, float, str]:
-        if image.time is None:
-            return (0, 0.0, image.digest)
-        return (1, -aware(image.time).timestamp(), image.digest)
-
-    return sorted(images, key=key)
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "Argv",
+    "Duration",
+    "M",
+    "Options",
+    "Regex",
+    "aware",
+    "describe_command",
+    "newest_first",
+    "parse_options",
+    "read_text",
+    "run_command",
+    "untimed",
+]

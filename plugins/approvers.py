@@ -11,7 +11,7 @@ import typer
 
 from regprune import hookimpl
 from regprune.errors import UsageError
-from regprune.models import Approval, ApprovalContext, Plan
+from regprune.models import Approval, ApprovalContext, Approver, Plan
 
 
 def _describe(plan: Plan) -> str:
@@ -50,7 +50,7 @@ class AutoApprover:
 
 
 @hookimpl
-def register_approvers(register):
+def register_approvers(register: Callable[[str, Approver], None]) -> None:
     """Register the ``cli`` and ``auto`` approval methods."""
     register("cli", CliApprover())
     register("auto", AutoApprover())

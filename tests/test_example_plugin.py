@@ -163,8 +163,8 @@ def test_a_bad_option_is_one_line_naming_the_key(installed, registry_server, tmp
 
     assert code == 2
     assert err == (
-        "error: policy.releases.selectors.0: keep_per_major: must be a whole number "
-        "of at least 1, got 0\n"
+        "error: policy.releases.selectors.0: keep_per_major: input should be greater than "
+        "or equal to 1, got 0\n"
     )
 
 

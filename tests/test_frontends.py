@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -397,9 +398,8 @@ def test_any_front_end_section_is_validated_or_one_error_line(section: dict[str,
     except ConfigError as exc:
         message = exc.message
         assert "\n" not in message
-        # "; " separates problems (the unknown-key hint holds one too).
-        plain = message.replace("(check the spelling; see", "(check the spelling, see")
-        problems = plain.removeprefix("config: ").split("; ")
+        # "; " before a key path separates problems (a message may hold "; " too).
+        problems = re.split(r"; (?=\S+: )", message.removeprefix("config: "))
         assert problems and all(problem.startswith("chat") for problem in problems), message
         return
     chat = parsed.front_end_settings("chat", ChatSettings)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +40,30 @@ def test_no_generic_top_level_names_are_installed():
         # Running from the checkout puts its root on sys.path; an installed name would live elsewhere.
         assert spec is None or Path(spec.origin or "").parent.parent == ROOT
     assert Path(regprune.__file__).parent == ROOT / "core"
+
+
+def test_package_data_ships_py_typed():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["regprune"]
+    assert (ROOT / "core" / "py.typed").is_file()
+
+
+def test_wheel_holds_py_typed_and_the_slack_manifest(tmp_path):
+    """Build the wheel from a copy of the tree (no network: setuptools is installed)."""
+    from setuptools import build_meta
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in MAPPING.values():
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "dist"
+    out.mkdir()
+    with contextlib.chdir(source):
+        wheel = build_meta.build_wheel(str(out))
+    names = set(zipfile.ZipFile(out / wheel).namelist())
+    assert "regprune/py.typed" in names
+    assert "regprune/__init__.py" in names
+    assert "regprune/bots/slack/manifest.yml" in names
+    assert wheel.startswith("regprune-")

@@ -9,6 +9,8 @@ plugin's module, which is what ``pip install`` leaves behind.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import re
 import sys
 import textwrap
 import types
@@ -294,6 +296,10 @@ def test_two_plugins_registering_the_same_selector_is_an_error(install, monkeypa
     ):
         build_catalog(get_plugin_manager())
 
+    with pytest.raises(UsageError) as raised:
+        build_catalog(get_plugin_manager())
+    assert "'dup-a'" in raised.value.message and "'dup-b'" in raised.value.message
+
     assert run(["plugins"]) == 2
     assert "both register the selector 'dup'" in capsys.readouterr().err
 
@@ -422,3 +428,132 @@ def test_a_plugin_in_code_named_like_an_entry_point_gets_no_distribution(install
     rows = {row["name"]: row for row in plugin_rows(get_plugin_manager(extra_plugins=[impostor]))}
 
     assert rows["fake"]["distribution"] is None
+
+
+# -- blocking by distribution, and names that block nothing ----------------------------------
+
+
+def _two_plugin_distribution(install: Installer) -> None:
+    install(
+        "regprune-pair",
+        "1.0",
+        {"pair-a": "pair_a", "pair-b": "pair_b"},
+        {"pair_a": selector_plugin("pair_a"), "pair_b": selector_plugin("pair_b")},
+    )
+
+
+@pytest.mark.parametrize("spelled", ["regprune-pair", "Regprune_Pair", "regprune.pair"])
+def test_block_a_distribution_blocks_every_plugin_it_ships(install, monkeypatch, capsys, spelled):
+    _two_plugin_distribution(install)
+    assert {"pair-a", "pair-b"} <= plugin_names(get_plugin_manager())
+
+    monkeypatch.setenv(BLOCK_ENV, spelled)
+    manager = get_plugin_manager()
+
+    assert not {"pair-a", "pair-b"} & plugin_names(manager)
+    assert manager.is_blocked("pair-a") and manager.is_blocked("pair-b")
+    assert "regprune.plugins.age" in plugin_names(manager)  # built-ins are not its plugins
+    assert run(["plugins"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the name matched: nothing to warn about
+
+
+def test_a_blocked_name_that_matches_nothing_is_one_warning_line(install, monkeypatch, capsys):
+    _two_plugin_distribution(install)
+    monkeypatch.setenv(BLOCK_ENV, "pair-a, semvr ,age")
+
+    assert run(["plugins", "--json"]) == 0
+    err = capsys.readouterr().err
+
+    assert err.splitlines() == [
+        f"warning: {BLOCK_ENV}: 'semvr' matches no plugin or distribution, so nothing was "
+        "blocked for it (installed plugins: "
+        + ", ".join(sorted(ep.name for ep in importlib.metadata.entry_points(group="regprune")))
+        + "; see `regprune plugins`)"
+    ]
+
+
+def test_blocked_names_that_all_match_warn_nothing(install, monkeypatch, capsys):
+    _two_plugin_distribution(install)
+    monkeypatch.setenv(BLOCK_ENV, "pair-a,regprune.plugins.count,age,regprune-pair")
+
+    assert run(["plugins"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+# -- tracing hook calls ------------------------------------------------------------------------
+
+
+def test_trace_hooks_logs_each_call_with_plugin_arguments_duration_and_answer(monkeypatch, capsys):
+    from regprune.hookcalls import TRACE_ENV, first_result, notify
+
+    deleter = extra(
+        "answering",
+        delete_manifest=hookimpl(lambda client, repository, digest: "deleted"),
+    )
+
+    def broken(plan, state):
+        raise RuntimeError("boom")
+
+    listener = extra("listening", plan_created=hookimpl(broken))
+    manager = get_plugin_manager(load_entrypoints=False, extra_plugins=[deleter, listener])
+    digest = "sha256:" + "ab" * 32
+
+    monkeypatch.setenv(TRACE_ENV, "1")
+    capsys.readouterr()
+    assert first_result(
+        manager, "delete_manifest", client=object(), repository="apps/web", digest=digest
+    ) == ("answering", "deleted")
+    with pytest.raises(AttributeError):  # the built-in audit log needs a state: raised last
+        notify(
+            manager, "plan_created", plan=types.SimpleNamespace(id="p-1"), state=None, audit=None
+        )
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trace:")]
+
+    pattern = (
+        r"^trace: delete_manifest answering\(client=object, repository='apps/web', "
+        r"digest='sha256:abab[^,]*'\) \d+\.\d ms -> 'deleted'$"
+    )
+    assert re.match(pattern, lines[0]), lines[0]
+    assert any(
+        re.match(
+            r"^trace: plan_created listening\(plan=SimpleNamespace\(p-1\), state=None\) "
+            r"\d+\.\d ms raised RuntimeError$",
+            line,
+        )
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith("trace: plan_created regprune.plugins.audit(plan=SimpleNamespace(p-1)")
+        and line.endswith("raised AttributeError")
+        for line in lines
+    ), lines
+
+
+def test_trace_hooks_is_off_unless_asked(monkeypatch, capsys):
+    from regprune.hookcalls import TRACE_ENV
+
+    for value in (None, "", "0"):
+        if value is None:
+            monkeypatch.delenv(TRACE_ENV, raising=False)
+        else:
+            monkeypatch.setenv(TRACE_ENV, value)
+        assert run(["plugins", "--json"]) == 0
+        assert "trace:" not in capsys.readouterr().err
+
+
+def test_trace_hooks_through_the_command_line_leaves_stdout_alone(monkeypatch, capsys):
+    import json
+
+    from regprune.hookcalls import TRACE_ENV
+
+    monkeypatch.setenv(TRACE_ENV, "1")
+    assert run(["plugins", "--json"]) == 0
+    out, err = capsys.readouterr()
+
+    assert "age" in json.loads(out)["registered"]["selectors"]
+    assert re.search(
+        r"^trace: register_selectors regprune\.plugins\.age\(register=register\(\)\) "
+        r"\d+\.\d ms -> None$",
+        err,
+        re.M,
+    ), err

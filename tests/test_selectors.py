@@ -13,10 +13,10 @@ import pluggy
 import pytest
 
 import regprune.hookspecs
+from regprune import options as options_module  # where run_command reads its timeout
 from regprune.mediatypes import OCI_MANIFEST
 from regprune.models import Image, ManifestFacts, SelectionContext, Selector
 from regprune.plugin_manager import DEFAULT_PLUGINS, build_catalog, get_plugin_manager
-from regprune.plugins import _options as options_module
 from regprune.plugins import age, branch, count, in_use, keep_tags, time_sources
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

@@ -64,7 +64,7 @@ class Schedules:
 
     @staticmethod
     def _after(cron: str, moment: datetime) -> datetime:
-        return croniter(cron, moment).get_next(datetime)  # type: ignore[no-any-return]
+        return croniter(cron, moment).get_next(datetime)
 
     def due(self, now: datetime) -> list[str]:
         """Policies whose time has come (each once, however late), and move them on."""

@@ -278,7 +278,7 @@ def progress_text(done: int, total: int, counts: Mapping[str, int]) -> str:
 
 def apply_result_message(result: ApplyResult, limit: int = 20) -> Message:
     """The final result of an apply: counts, bytes, and every skipped or failed item with why."""
-    deleted, skipped, failed = (result.of(s) for s in ("deleted", "skipped", "failed"))  # type: ignore[arg-type]
+    deleted, skipped, failed = (result.of(s) for s in ("deleted", "skipped", "failed"))
     unfinished = len(result.of("pending")) + len(result.of("deleting"))
     icon = ":white_check_mark:" if result.status == "done" else ":x:"
     head = (

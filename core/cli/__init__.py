@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pluggy
 import typer
@@ -89,6 +89,14 @@ ClickUsageError = _click_class("UsageError")
 ClickException = _click_class("ClickException")
 
 
+class _ClickError(Protocol):
+    """What regprune uses of click's exceptions (their classes are found at run time)."""
+
+    def format_message(self) -> str: ...
+
+    def show(self) -> None: ...
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"regprune {__version__}")
@@ -159,19 +167,19 @@ def error(message: str) -> None:
 def _usage_error(exc: Exception) -> int:
     """A click usage error as one line, pointing at the command's --help."""
     if type(exc).__name__ == "NoArgsIsHelpError":  # bare `regprune`: show the help
-        exc.show()  # type: ignore[attr-defined]
+        cast(_ClickError, exc).show()
         return 2
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "regprune"
-    message = exc.format_message().rstrip(".")  # type: ignore[attr-defined]
+    message = cast(_ClickError, exc).format_message().rstrip(".")
     error(f"{message[:1].lower()}{message[1:]} (see `{command} --help`)")
     return 2
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record is emitted (tests swap it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -246,7 +254,7 @@ def _invoke(
     except ClickUsageError as exc:
         return _usage_error(exc)
     except ClickException as exc:
-        error(exc.format_message())  # type: ignore[attr-defined]
+        error(cast(_ClickError, exc).format_message())
         return getattr(exc, "exit_code", 1)
     except typer.Abort:
         error("aborted")

@@ -45,10 +45,10 @@ def resolve_registry(
         except ValueError as exc:
             raise UsageError(f"--registry: {exc}") from None
         settings = cli.settings(required=False)
-        for name, known in settings.registry.items():
+        for name, defined in settings.registry.items():
             # The same registry by identity, however it is spelled: its name, so its
             # credentials, gc, lock and every policy's keep rules apply.
-            if registry_identity(known.url) == identity:
+            if registry_identity(defined.url) == identity:
                 return settings, name
         reg = RegistrySettings(url=registry)
         settings.registry.setdefault(reg.url, reg)
@@ -110,11 +110,11 @@ def quick_policy(
             parse_duration(older_than)
         except ValueError as exc:
             raise UsageError(f"--older-than: {exc}") from None
-        selectors.append(PluginSpec(use="age", older_than=older_than))
+        selectors.append(PluginSpec.model_validate({"use": "age", "older_than": older_than}))
     if keep is not None:
         if keep < 0:
             raise UsageError(f"--keep: must be 0 or more, not {keep}")
-        selectors.append(PluginSpec(use="count", keep=keep))
+        selectors.append(PluginSpec.model_validate({"use": "count", "keep": keep}))
     approvers = build_catalog(cli.manager).approvers
     if approval not in approvers:
         raise UsageError(

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -29,7 +29,16 @@ console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
 
 MAX_TAGS = 4
-T = TypeVar("T")
+
+
+class _InRepository(Protocol):
+    """Anything shown under a repository's header row (plan items, kept images)."""
+
+    @property
+    def repository(self) -> str: ...
+
+
+T = TypeVar("T", bound=_InRepository)
 
 
 def _json_default(value: Any) -> Any:
@@ -75,7 +84,7 @@ def _by_repository(items: Iterable[T], table: Table, row: Callable[[T], list[str
     """Rows grouped under a header row per repository (saves a column in 80-column terminals)."""
     current = None
     for item in items:
-        repository = item.repository  # type: ignore[attr-defined]
+        repository = item.repository
         if repository != current:
             current = repository
             table.add_row(Text(repository, style="bold"), end_section=False)
@@ -152,7 +161,7 @@ def summary_line(plan: Plan) -> str:
 
 def apply_result(result: ApplyResult) -> None:
     for status in ("skipped", "failed"):
-        for outcome in result.of(status):  # type: ignore[arg-type]
+        for outcome in result.of(status):
             item = outcome.item
             what = ", ".join(short_tag(tag) for tag in item.tags) or item.role
             console.print(

@@ -91,11 +91,11 @@ def register(app: typer.Typer) -> None:
             if (gc or plan.gc) and result.of("deleted") and plan.registry not in collect:
                 collect.append(plan.registry)
         for name in collect:
-            result = engine.gc(name)
-            report["gc"].append(result.to_json_dict())
+            collected = engine.gc(name)
+            report["gc"].append(collected.to_json_dict())
             if not as_json:
-                gc_result(result)
-            failed = failed or not result.ok
+                gc_result(collected)
+            failed = failed or not collected.ok
         if as_json:
             print_json(report)
         if failed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import typer
 
@@ -105,7 +106,7 @@ def register(app: typer.Typer) -> None:
         result, sizes = engine.prune_plans(age, dry_run=dry_run, vacuum=vacuum)
         retention_off = age is None and settings.state.retention is None
         if as_json:
-            data = result.to_json_dict() if result is not None else {"plans": 0}
+            data: dict[str, Any] = result.to_json_dict() if result is not None else {"plans": 0}
             data.update(
                 older_than=older_than or (None if retention_off else settings.state.plan_retention),
                 dry_run=dry_run,

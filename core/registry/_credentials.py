@@ -101,8 +101,10 @@ def from_docker_config(path: Path, host: str) -> Credentials | None:
     if not isinstance(config, dict):
         raise UsageError(f"docker config {path} is not a JSON object; fix or remove it")
 
-    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
-    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
+    auths: dict[str, Any] = config["auths"] if isinstance(config.get("auths"), dict) else {}
+    helpers: dict[str, Any] = (
+        config["credHelpers"] if isinstance(config.get("credHelpers"), dict) else {}
+    )
 
     helper_key = _find_key(helpers, host)
     if helper_key is not None:

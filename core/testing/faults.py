@@ -28,7 +28,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -41,7 +41,7 @@ __all__ = ["FaultProxy", "SeenRequest"]
 # A rewrite function: (status, headers, body) -> (status, headers, body).
 Rewriter = Callable[[int, httpx.Headers, bytes], tuple[int, Any, bytes]]
 RequestHook = Callable[[str, str], object]
-HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | httpx.Headers | None
+HeaderInput = Mapping[str, str] | Sequence[tuple[str, str]] | httpx.Headers | None
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1) are the proxy's own business.
 _HOP_BY_HOP = frozenset(
@@ -128,7 +128,7 @@ class FaultProxy:
         self._server = _Server((host, port), _Handler)
         self._server.proxy = self
         self._thread: threading.Thread | None = None
-        bound_host, bound_port = self._server.server_address[:2]
+        bound_host, bound_port = self._server.socket.getsockname()[:2]  # IPv4 (host, port)
         self.url = f"http://{bound_host}:{bound_port}"
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -420,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..engine import Engine
-    from ..models import ApplyResult, Plan
+    from ..models import ApplyResult, KeepItem, Plan, PlanItem
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -277,7 +277,8 @@ def reasons_for(plan: Plan, reference: str) -> list[str]:
     repository, at, digest = reference.partition("@")
     if not at:
         repository, _, tag = reference.rpartition(":")
-    for item in [*plan.delete, *plan.keep]:
+    items: list[PlanItem | KeepItem] = [*plan.delete, *plan.keep]
+    for item in items:
         if item.repository != repository:
             continue
         if (at and item.digest == digest) or (not at and tag in item.tags):

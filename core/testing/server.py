@@ -107,7 +107,7 @@ def hash_htpasswd(password: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            import crypt  # type: ignore[import-not-found]
+            import crypt
         except ImportError as exc:
             raise RuntimeError(
                 "htpasswd needs bcrypt: pip install bcrypt (it is in regprune's dev extras)"
@@ -287,7 +287,8 @@ class RegistryServer:
     @property
     def pid(self) -> int | None:
         """The process id while running, else None."""
-        return self._process.pid if self.running else None
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     @property
     def running(self) -> bool:

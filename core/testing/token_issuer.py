@@ -119,7 +119,7 @@ class TokenIssuer:
         """The realm: the URL tokens are requested from."""
         if self._server is None:
             raise RuntimeError("TokenIssuer.start() has not been called")
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]  # an IPv4 (host, port) pair
         return f"http://{host}:{port}/token"
 
     def registry_auth_config(self) -> dict[str, str]:

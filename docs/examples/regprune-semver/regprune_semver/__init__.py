@@ -17,10 +17,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
-from regprune import hookimpl
-from regprune.errors import UsageError
-from regprune.models import Image, SelectionContext, Verdict
-from regprune.patterns import Pattern, PatternError, compile_pattern
+from pydantic import Field, field_validator
+from regprune import (
+    Image,
+    Options,
+    Pattern,
+    Regex,
+    SelectionContext,
+    UsageError,
+    Verdict,
+    compile_pattern,
+    hookimpl,
+    parse_options,
+)
 
 __version__ = "0.1.0"
 
@@ -68,29 +77,20 @@ def parse_version(tag: str, pattern: Pattern) -> Version | None:
     return Version(int(found["major"]), int(found["minor"]), int(found["patch"]), pre, tag)
 
 
-OPTIONS = ("keep_per_major", "pattern")
+class SemverOptions(Options):
+    """The selector's options: everything in ``{ use = "semver", ... }`` but ``use``."""
 
+    keep_per_major: int = Field(default=2, ge=1, strict=True)
+    # Regex: compiled with regprune's linear-time engine (RE2) when the options are
+    # parsed, never Python's backtracking `re`: tags are chosen by whoever can push.
+    pattern: Regex = DEFAULT_PATTERN
 
-def parse_options(options: Mapping[str, Any]) -> tuple[int, Pattern]:
-    """Check a policy's options; every problem is a one-line ValueError naming the option."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} (valid options: {', '.join(OPTIONS)})")
-    keep = options.get("keep_per_major", 2)
-    if type(keep) is not int or keep < 1:
-        raise ValueError(f"keep_per_major: must be a whole number of at least 1, got {keep!r}")
-    pattern = options.get("pattern", DEFAULT_PATTERN)
-    if not isinstance(pattern, str):
-        raise ValueError(f"pattern: must be a regular expression string, got {pattern!r}")
-    try:
-        # Tags are chosen by whoever can push: compile with regprune's linear-time
-        # engine (RE2), never Python's backtracking `re`.
-        compiled = compile_pattern(pattern)
-    except PatternError as exc:
-        raise ValueError(f"pattern: {exc}") from None
-    if "version" not in compiled.groupindex:
-        raise ValueError(f"pattern: {pattern!r} needs a (?P<version>...) group around the version")
-    return keep, compiled
+    @field_validator("pattern")
+    @classmethod
+    def _has_version_group(cls, pattern: str) -> str:
+        if "version" not in compile_pattern(pattern).groupindex:
+            raise ValueError(f"{pattern!r} needs a (?P<version>...) group around the version")
+        return pattern
 
 
 class SemverSelector:
@@ -103,14 +103,15 @@ class SemverSelector:
     tag that is not a release (``latest``): deleting them would delete that tag.
     """
 
-    def __init__(self, keep_per_major: int, pattern: re.Pattern[str]) -> None:
+    def __init__(self, keep_per_major: int, pattern: Pattern) -> None:
         self.keep_per_major = keep_per_major
         self.pattern = pattern
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SemverSelector:
         """The factory regprune calls with a policy's options (everything but ``use``)."""
-        return cls(*parse_options(options))
+        parsed = parse_options(SemverOptions, options)
+        return cls(parsed.keep_per_major, compile_pattern(parsed.pattern))
 
     def select(self, images: Sequence[Image], context: SelectionContext) -> Mapping[str, Verdict]:
         """Return ``{digest: (selected, reason)}`` for the images of one repository."""
@@ -182,9 +183,10 @@ def register_commands(cli: typer.Typer) -> None:
     ) -> None:
         """Print TAGS newest first, as the semver selector ranks them; other tags last."""
         try:
-            _, compiled = parse_options({"pattern": pattern})
+            parsed = parse_options(SemverOptions, {"pattern": pattern})
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        compiled = compile_pattern(parsed.pattern)
         versions = [parse_version(tag, compiled) for tag in tags]
         ranked = sorted((v for v in versions if v), key=Version.key, reverse=True)
         for version in ranked:

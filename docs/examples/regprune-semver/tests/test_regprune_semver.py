@@ -8,11 +8,10 @@ loopback and plans a policy with the real engine and every installed plugin.
 import re
 
 import pytest
-from regprune.errors import ConfigError
-from regprune.patterns import compile_pattern
+from regprune import ConfigError, compile_pattern, parse_options
 from regprune.testing import deleted_tags, kept_tags, reasons_for
 
-from regprune_semver import DEFAULT_PATTERN, parse_options, parse_version
+from regprune_semver import DEFAULT_PATTERN, SemverOptions, parse_version
 
 PATTERN = compile_pattern(DEFAULT_PATTERN)
 
@@ -38,14 +37,18 @@ def test_tags_that_are_not_releases(tag):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"keep_per_major": 0}, "keep_per_major: must be a whole number of at least 1, got 0"),
+        (
+            {"keep_per_major": 0},
+            "keep_per_major: input should be greater than or equal to 1, got 0",
+        ),
+        ({"keep_per_major": True}, "keep_per_major: input should be a valid integer, got True"),
         ({"keep": 2}, "unknown option 'keep' (valid options: keep_per_major, pattern)"),
         ({"pattern": "^app-"}, "needs a (?P<version>...) group"),
     ],
 )
 def test_bad_options_are_one_line_errors(options, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        parse_options(options)
+        parse_options(SemverOptions, options)
 
 
 def test_keeps_the_newest_releases_of_each_major(pusher, regprune_plan):
