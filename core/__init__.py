@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the names below, for type checkers and editors
         RegpruneError,
         UsageError,
     )
+    from .frontends import FrontEnd, approvals_decided_by, decided_elsewhere
     from .models import (
         ApplyResult,
         Approval,
@@ -118,6 +119,10 @@ _LAZY: dict[str, str] = {
     "RegistryClient": ".registry",
     "NoOptions": ".registry",
     "credentials_for": ".registry",
+    # Front ends (register_front_ends).
+    "FrontEnd": ".frontends",
+    "approvals_decided_by": ".frontends",
+    "decided_elsewhere": ".frontends",
 }
 
 __all__ = [
@@ -131,6 +136,7 @@ __all__ = [
     "ConfigError",
     "DeletesDisabled",
     "Duration",
+    "FrontEnd",
     "GcResult",
     "Image",
     "ManifestFacts",
@@ -154,8 +160,10 @@ __all__ = [
     "UsageError",
     "Verdict",
     "__version__",
+    "approvals_decided_by",
     "compile_pattern",
     "credentials_for",
+    "decided_elsewhere",
     "describe_command",
     "get_context",
     "hookimpl",

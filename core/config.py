@@ -1,4 +1,9 @@
-"""The TOML configuration: registries, policies and the Slack bot, validated with pydantic.
+"""The TOML configuration: registries, policies, the state DB, and the sections of
+front ends (``[NAME]``, one per front end that claims it), validated with pydantic.
+
+Core owns ``[registry.NAME]``, ``[policy.NAME]`` and ``[state]``; any other
+top-level section is valid only when a registered front end claims it
+(``regprune.frontends``), and is then validated with that front end's model.
 
 Every string may use ``${ENV_VAR}`` (``$$`` for a literal ``$``); a variable that is
 not set is an error naming the key.  Errors name the offending key, e.g.
@@ -31,6 +36,7 @@ from pydantic import (
 
 from .durations import parse_duration, parse_positive_duration
 from .errors import ConfigError
+from .frontends import FrontEnd, default_front_ends, sections_of
 from .patterns import check_pattern
 from .urls import check_registry_url, registry_identity
 
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 CONFIG_ENV = "REGPRUNE_CONFIG"
 STATE_ENV = "REGPRUNE_STATE"
 DEFAULT_TIME_SOURCES = ["created", "label"]
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -218,8 +225,8 @@ class PolicySettings(_Model):
     )
     approval: str = Field(
         default="cli",
-        description='"cli" (prompt), "auto" or "slack"; or a table with options for the '
-        'approver: { use = "cli", ... }.',
+        description='An approval method: "cli" (prompt), "auto", or one a front end '
+        'registers; or a table with options for the approver: { use = "cli", ... }.',
     )
     gc: bool = Field(default=False, description="Run garbage collection after apply (run, bot).")
     time_source: list[str] = Field(
@@ -228,7 +235,8 @@ class PolicySettings(_Model):
         description="Where an image's time comes from, in order: created, label, first_seen.",
     )
     schedule: str | None = Field(
-        default=None, description="Cron expression; the Slack bot plans this policy on it."
+        default=None,
+        description="Cron expression; the front end that approves this policy plans it on it.",
     )
 
     _schedule = field_validator("schedule")(_check_schedule)
@@ -290,31 +298,6 @@ class PolicySettings(_Model):
         return dict(self._approval_options)
 
 
-class SlackSettings(_Model):
-    """The Slack approval bot."""
-
-    channel: str | None = Field(default=None, description="Channel ID plans are posted to.")
-    approvers: list[str] = Field(
-        default_factory=list, description="Slack user IDs who may approve."
-    )
-    approver_groups: list[str] = Field(
-        default_factory=list, description="Slack user-group IDs whose members may approve."
-    )
-    team_id: str | None = Field(default=None, description="Only clicks from this workspace count.")
-    approvals_required: int = Field(
-        default=1, ge=1, le=100, description="Distinct approvals needed."
-    )
-    allow_self_approval: bool = Field(
-        default=False, description="Whether the requester may approve their own plan."
-    )
-    plan_ttl: str = Field(default="24h", description="How long a posted plan can be approved.")
-    api_url: str | None = Field(
-        default=None, description="Slack Web API base URL (proxies, tests)."
-    )
-
-    _ttl = field_validator("plan_ttl")(_check_duration)
-
-
 NEVER = "never"
 
 
@@ -350,7 +333,6 @@ class Settings(_Model):
 
     registry: ReadOnly[RegistrySettings] = Field(default_factory=lambda: MappingProxyType({}))
     policy: ReadOnly[PolicySettings] = Field(default_factory=lambda: MappingProxyType({}))
-    slack: SlackSettings | None = None
     state: StateSettings = Field(
         default_factory=StateSettings, description="The state DB: plan retention."
     )
@@ -359,6 +341,30 @@ class Settings(_Model):
         description="Settings of a plugin as a whole, one [plugins.NAME] table per plugin "
         "(NAME as `regprune plugins` shows it), validated by that plugin.",
     )
+    # Front ends' sections, validated by their own models: {front end name: settings}.
+    # Private, so no TOML key can set it; filled by parse_settings.
+    _front_ends: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    def front_end(self, name: str) -> BaseModel | None:
+        """The validated config section of front end ``name``; None when the config has none."""
+        return self._front_ends.get(name)
+
+    def front_end_settings(self, name: str, model: type[M]) -> M | None:
+        """``front_end(name)``, checked to be a ``model`` (what a front end reads its section as)."""
+        value = self._front_ends.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, model):
+            raise TypeError(
+                f"front end {name!r} settings are {type(value).__name__}, not {model.__name__}"
+            )
+        return value
+
+    def with_front_ends(self, sections: Mapping[str, BaseModel]) -> Settings:
+        """A copy of these settings holding ``sections`` (``{front end name: settings}``)."""
+        copy = self.model_copy()
+        copy._front_ends = {**self._front_ends, **sections}
+        return copy
 
     def check_references(self) -> None:
         """Policies name defined registries, and no registry is defined twice."""
@@ -429,8 +435,9 @@ def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
     return data
 
 
-def _format_one(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"])
+def _format_one(error: Any, prefix: str = "") -> str:
+    parts = [str(part) for part in error["loc"]]
+    location = ".".join([prefix, *parts] if prefix else parts)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see docs/configuration.md)"
@@ -439,9 +446,14 @@ def _format_one(error: Any) -> str:
     return f"{location}: {message}" if location else message
 
 
+def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Every problem of one validation, ``prefix.key.path: message``, in order, once each."""
+    return list(dict.fromkeys(_format_one(error, prefix) for error in exc.errors()))
+
+
 def _format_validation_error(exc: ValidationError) -> str:
     """Every problem, on one line separated by "; " (the first is the one named first)."""
-    return "; ".join(dict.fromkeys(_format_one(error) for error in exc.errors()))
+    return "; ".join(_problems(exc))
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -466,28 +478,64 @@ def _check_document(data: Any, path: str = "") -> None:
         raise ConfigError(f"{path}: contains a NUL character (\\u0000); remove it")
 
 
+def _validate_front_ends(
+    document: dict[str, Any], front_ends: Mapping[str, FrontEnd]
+) -> tuple[dict[str, Any], dict[str, BaseModel], list[str]]:
+    """Take the sections front ends claim out of ``document`` and validate each with its
+    front end's model.  Returns the rest of the document, ``{front end name: settings}``
+    and the problems found (``chat.approvals_required: ...``)."""
+    claimed = sections_of(front_ends.values())
+    rest: dict[str, Any] = {}
+    validated: dict[str, BaseModel] = {}
+    problems: list[str] = []
+    for key, value in document.items():
+        front_end = claimed.get(key) if key not in Settings.model_fields else None
+        if front_end is None or front_end.settings is None:
+            rest[key] = value
+            continue
+        if not isinstance(value, Mapping):
+            problems.append(f"{key}: must be a table ([{key}]), not {type(value).__name__}")
+            continue
+        try:
+            validated[front_end.name] = front_end.settings.model_validate(dict(value))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, key))
+    return rest, validated, problems
+
+
 def parse_settings(
     data: Mapping[str, Any],
     *,
     source: str = "config",
     environ: Mapping[str, str] | None = None,
     backends: BackendTypes | None = None,
+    front_ends: Mapping[str, FrontEnd] | None = None,
 ) -> Settings:
     """Validate a parsed TOML document; raise ConfigError naming the offending key.
 
     ``backends`` (the catalog's registry types) validates each ``[registry.NAME]``'s
     ``type`` and the keys only that type knows; without it they are validated when the
     engine first opens the registry.
+
+    ``front_ends`` (``{name: FrontEnd}``, from ``regprune.frontends.collect_front_ends``)
+    decide which other top-level sections are valid; by default the built-in front
+    ends' (the CLI passes those of its plugin manager, installed plugins included).
     """
     expanded = expand_env(dict(data), os.environ if environ is None else environ)
     try:
         _check_document(expanded)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}") from None
+    if front_ends is None:
+        front_ends = default_front_ends()
+    core, sections, problems = _validate_front_ends(expanded, front_ends)
     try:
-        settings = Settings.model_validate(expanded)
+        settings = Settings.model_validate(core)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_validation_error(exc)}") from None
+        problems = [*_problems(exc), *problems]
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}") from None
+    settings = settings.with_front_ends(sections)
     try:
         settings.check_references()
         if backends is not None:
@@ -522,7 +570,12 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
-def load_settings(path: Path, *, backends: BackendTypes | None = None) -> Settings:
+def load_settings(
+    path: Path,
+    *,
+    backends: BackendTypes | None = None,
+    front_ends: Mapping[str, FrontEnd] | None = None,
+) -> Settings:
     """Read and validate a config file (see ``parse_settings``)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -534,7 +587,7 @@ def load_settings(path: Path, *, backends: BackendTypes | None = None) -> Settin
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return parse_settings(data, source=str(path), backends=backends)
+    return parse_settings(data, source=str(path), backends=backends, front_ends=front_ends)
 
 
 def default_state_path() -> Path:

@@ -31,12 +31,15 @@ class ApprovalRules:
     """The rule values of one front end (for Slack: ``[slack]`` approvals_required,
     allow_self_approval, plan_ttl).
 
-    ``method`` is the approval method whose votes count (a policy's ``approval``);
-    it also names the front end's resume events (``<method>.resumed``,
-    ``<method>.not_resumed``, ``<method>.apply_stopped``).
+    ``method`` is the method the front end records with its votes (the votes that
+    count); it also names the front end's resume events (``<method>.resumed``,
+    ``<method>.not_resumed``, ``<method>.apply_stopped``).  ``approvals`` are the
+    policy ``approval`` names this front end decides (its approvers that say
+    ``decided_elsewhere``); empty means just ``method``.
     """
 
     method: str
+    approvals: frozenset[str] = frozenset()
     actor: str = "regprune"  # who the front end acts as when it expires or resumes a plan
     approvals_required: int = 1
     allow_self_approval: bool = False
@@ -50,6 +53,10 @@ class ApprovalRules:
             )
         if self.max_resumes < 0:
             raise ValueError(f"max_resumes must be 0 or more, not {self.max_resumes}")
+
+    def decides(self, approval: str) -> bool:
+        """Whether plans with this ``approval`` are decided by this front end."""
+        return approval in (self.approvals or {self.method})
 
     @property
     def resumed_event(self) -> str:
@@ -155,11 +162,11 @@ def resume_check(
 ) -> ResumeCheck:
     """Whether a front end may resume ``plan`` on its own after a restart.
 
-    Only plans approved with ``rules.method`` that are approved or applying, with an
+    Only plans whose approval this front end decides that are approved or applying, with an
     approval by that method and no rejection, that no unattended apply stopped on
     with an error, and that were resumed fewer than ``max_resumes`` times.
     """
-    if plan.approval != rules.method or plan.status not in UNATTENDED_RESUMABLE:
+    if not rules.decides(plan.approval) or plan.status not in UNATTENDED_RESUMABLE:
         return ResumeCheck(f"it is {plan.status} (approved with {plan.approval})")
     if by_decision(decisions, Decision.REJECTED):
         return ResumeCheck("a rejection is recorded")

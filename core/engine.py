@@ -1,6 +1,6 @@
 """The one engine every front end calls: plan, decide, apply, garbage-collect, list.
 
-The CLI and the Slack bot both build an `Engine` and render the `Plan` and
+The CLI and every front end (chat bots) build an `Engine` and render the `Plan` and
 `ApplyResult` objects it returns; neither has logic of its own.  Every plan status
 change is an engine transition (approve, reject, cancel, expire, apply, resume):
 a compare-and-set along ``lifecycle.TRANSITIONS`` that fires ``plan_status_changed``.

@@ -62,7 +62,7 @@ class ManifestNotFound(RegistryError):
 
 
 class ApprovalPending(UsageError):
-    """The plan's approver decides elsewhere (Slack) and has not decided yet."""
+    """The plan's approver decides elsewhere (in a front end) and has not decided yet."""
 
 
 class ApplyStopped(RegpruneError):

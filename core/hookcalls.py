@@ -133,9 +133,9 @@ def _call(hook: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
 
 
 def _is_builtin(impl: pluggy.HookImpl) -> bool:
-    from .plugin_manager import DEFAULT_PLUGINS  # import cycle: the manager imports us
+    from .plugin_manager import is_builtin  # import cycle: the manager imports us
 
-    return impl.plugin_name in DEFAULT_PLUGINS
+    return is_builtin(impl.plugin_name)
 
 
 def notify(manager: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import typer
 
     from .config import RegistrySettings
+    from .frontends import FrontEnd
     from .models import (
         ApplyResult,
         Approval,
@@ -66,7 +67,21 @@ def register_approvers(register: Callable[[str, Approver], None]) -> None:
     """Register approval methods by name (a policy's ``approval`` key): ``register("cli", approver)``.
 
     ``approver.approve(plan, context)`` returns an ``Approval`` that is approved,
-    rejected, or pending (the decision is made elsewhere, as in Slack).
+    rejected, or pending (the decision is made elsewhere, in a front end).  An
+    approver that always answers pending says so with ``decided_elsewhere = True``
+    and names the deciding front end with ``front_end = "NAME"``.
+    """
+
+
+@hookspec
+def register_front_ends(register: Callable[[FrontEnd], None]) -> None:
+    """Register front ends: ``register(FrontEnd(name="chat", settings=ChatSettings))``.
+
+    A front end shows plans to people and brings their decisions back (a chat bot,
+    a web page).  ``settings`` is the pydantic model of its top-level config section
+    (``[chat]``, or ``FrontEnd(section=...)``): core validates the section with it,
+    naming key paths in errors, and ``Settings.front_end("chat")`` returns the result.
+    A name or a section registered twice is an error naming both plugins.
     """
 
 
@@ -160,7 +175,7 @@ def plan_created(plan: Plan, state: State, audit: AuditLog) -> None:
 
 @hookspec
 def plan_decided(plan: Plan, approval: Approval, state: State, audit: AuditLog) -> None:
-    """Called when a plan is approved or rejected (by a prompt, --yes, auto or Slack).
+    """Called when a plan is approved or rejected (by a prompt, --yes, auto or a front end).
 
     Kept for existing plugins: ``plan_status_changed`` hears of every status change,
     these two included.

@@ -4,7 +4,7 @@
 every ``finally`` block runs on SIGTERM too: the lock is released, a GC child is
 stopped, ``after`` commands run.  `deferred` holds both signals for a block that
 must finish (``after`` commands leaving read-only mode) and delivers them at its
-end.  Signals can only be handled in the main thread; elsewhere (the Slack bot's
+end.  Signals can only be handled in the main thread; elsewhere (a bot front end's
 workers) both context managers do nothing.
 """
 

@@ -314,10 +314,10 @@ class ApprovalContext:
 
 @runtime_checkable
 class Approver(Protocol):
-    """Decides whether a plan may be applied (a prompt, a rule, a Slack vote)."""
+    """Decides whether a plan may be applied (a prompt, a rule, a vote in a front end)."""
 
     def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
-        """Return approved, rejected, or pending (decided elsewhere later, e.g. in Slack)."""
+        """Return approved, rejected, or pending (decided elsewhere later, in a front end)."""
         ...
 
 

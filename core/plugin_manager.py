@@ -1,7 +1,11 @@
 """The plugin manager factory and the catalog of what plugins registered.
 
-Built-in behaviour ships as plugins listed in ``DEFAULT_PLUGINS`` and is loaded
-exactly like third-party plugins from the ``regprune`` entry-point group.
+Built-in behaviour ships as plugins: the modules listed in ``DEFAULT_PLUGINS``, and
+the entry points of the ``regprune`` group that the regprune distribution itself
+declares (the front ends under ``bots/`` register that way, so core names none of
+them).  Both are built-ins: they load unless
+blocked, are registered under their module name, and ``REGPRUNE_LOAD_PLUGINS``
+does not restrict them.  Every other entry point of the group is third-party.
 
 Environment variables:
 - ``REGPRUNE_BLOCK_PLUGINS=name,name``: never load these plugins (built-in or not);
@@ -22,6 +26,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +56,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.distribution",
     "regprune.plugins.gc_command",
     "regprune.plugins.audit",
-    "regprune.bots.slack.plugin",
 )
+DISTRIBUTION = "regprune"
+"""Entry points declared by this distribution are built-ins (see the module docstring)."""
 
 
 log = logging.getLogger("regprune.plugins")
@@ -60,6 +66,36 @@ log = logging.getLogger("regprune.plugins")
 
 def _names(value: str | None) -> set[str]:
     return {part.strip() for part in (value or "").split(",") if part.strip()}
+
+
+def _is_own(entry_point: EntryPoint) -> bool:
+    dist = entry_point.dist
+    return dist is not None and (dist.metadata["Name"] or "").lower() == DISTRIBUTION
+
+
+@cache
+def builtin_entry_points() -> tuple[EntryPoint, ...]:
+    """The ``regprune`` entry points regprune itself declares (built-in plugins).
+
+    Cached: the installed metadata does not change while the process runs.
+    """
+    return tuple(ep for ep in entry_points(group=ENTRY_POINT_GROUP) if _is_own(ep))
+
+
+def builtin_plugins() -> tuple[str, ...]:
+    """Module names of every built-in plugin: ``DEFAULT_PLUGINS`` and regprune's own entry points."""
+    own = tuple(ep.module for ep in builtin_entry_points() if ep.module not in DEFAULT_PLUGINS)
+    return DEFAULT_PLUGINS + own
+
+
+def is_builtin(name: str | None) -> bool:
+    """Whether a registered plugin name is a built-in's."""
+    return name is not None and name in builtin_plugins()
+
+
+def _is_blocked(blocked: set[str], module_name: str, *aliases: str) -> bool:
+    """A built-in is blocked by its module name, the module's last part, or an alias."""
+    return bool({module_name, module_name.rsplit(".", 1)[-1], *aliases} & blocked)
 
 
 def _canonical(name: str) -> str:
@@ -83,8 +119,8 @@ def _warn_unmatched(blocked: set[str], extra_names: Iterable[str]) -> None:
         return
     installed = list(entry_points(group=ENTRY_POINT_GROUP))
     plugins = {
-        *DEFAULT_PLUGINS,
-        *(name.rsplit(".", 1)[-1] for name in DEFAULT_PLUGINS),
+        *builtin_plugins(),
+        *(name.rsplit(".", 1)[-1] for name in builtin_plugins()),
         *(entry_point.name for entry_point in installed),
         *extra_names,
     }
@@ -117,9 +153,10 @@ def get_plugin_manager(
     for name in blocked:
         manager.set_blocked(name)
     for module_name in DEFAULT_PLUGINS:
-        if module_name in blocked or module_name.rsplit(".", 1)[-1] in blocked:
+        if _is_blocked(blocked, module_name):
             continue
         manager.register(importlib.import_module(module_name), name=module_name)
+    _load_builtin_entrypoints(manager, blocked)
     if load_entrypoints:
         _load_entrypoints(manager, blocked)
     for plugin in extra_plugins:
@@ -151,10 +188,29 @@ def _check_pending(manager: pluggy.PluginManager) -> None:
         ) from None
 
 
+def _load_builtin_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
+    """regprune's own entry points: named after their module like the other built-ins,
+    blocked by that name, its last part or the entry point's name."""
+    for entry_point in builtin_entry_points():
+        module_name = entry_point.module
+        if _is_blocked(blocked, module_name, entry_point.name) or manager.has_plugin(module_name):
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:  # a broken built-in must not hide how to get past it
+            raise UsageError(
+                f"plugin {module_name!r} failed to load ({type(exc).__name__}: {exc}); "
+                f"set {BLOCK_ENV}={entry_point.name} to run without it"
+            ) from None
+        manager.register(plugin, name=module_name)
+
+
 def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
     only = os.environ.get(LOAD_ENV)
     wanted = None if only is None else _names(only)
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if _is_own(entry_point):
+            continue  # a built-in, loaded by _load_builtin_entrypoints
         if entry_point.name in blocked or (wanted is not None and entry_point.name not in wanted):
             continue
         if _blocked_by_distribution(entry_point, blocked):
@@ -299,7 +355,7 @@ def plugin_rows(manager: pluggy.PluginManager) -> list[dict[str, Any]]:
     ``distribution`` is ``"name version"`` of the package an entry-point plugin came
     from (None for built-ins and plugins registered in code).
     """
-    builtin = set(DEFAULT_PLUGINS)
+    builtin = set(builtin_plugins())
     installed = _entry_point_distributions()
     rows = []
     for name, plugin in sorted(manager.list_name_plugin(), key=lambda pair: pair[0] or ""):

@@ -1,4 +1,7 @@
-"""Built-in approvers: ``cli`` (a prompt, or --yes), ``auto`` and ``slack`` (decided in Slack)."""
+"""Built-in approvers: ``cli`` (a prompt, or --yes) and ``auto``.
+
+Approvers decided in a front end come with it (``slack``: ``regprune.bots.slack.plugin``).
+"""
 
 from __future__ import annotations
 
@@ -47,21 +50,8 @@ class AutoApprover:
         )
 
 
-class SlackApprover:
-    """Approval happens in Slack; the command line can only wait for it (``--yes`` does not count)."""
-
-    def approve(self, plan: Plan, context: ApprovalContext) -> Approval:
-        return Approval(
-            Decision.PENDING,
-            "",
-            "slack",
-            note="approve it in Slack; `regprune apply` runs it once approved there",
-        )
-
-
 @hookimpl
 def register_approvers(register: Callable[[str, Approver], None]) -> None:
-    """Register the ``cli``, ``auto`` and ``slack`` approval methods."""
+    """Register the ``cli`` and ``auto`` approval methods."""
     register("cli", CliApprover())
     register("auto", AutoApprover())
-    register("slack", SlackApprover())

@@ -33,8 +33,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from regprune import config
+from regprune.bots.slack.settings import SlackSettings
 from regprune.cli import make_app
 from regprune.config import PolicySettings, parse_settings
+from regprune.frontends import collect_front_ends
 from regprune.planner import compile_policy
 from regprune.plugin_manager import BLOCK_ENV, LOAD_ENV, Catalog, build_catalog, get_plugin_manager
 from regprune.plugins._options import Options
@@ -61,7 +63,7 @@ SECTION_OF_MODEL: dict[type[BaseModel], str] = {
     config.GcSettings: "registry-gc",
     config.PolicySettings: "policy",
     config.PluginSpec: "plugin-spec",
-    config.SlackSettings: "slack",
+    SlackSettings: "slack",
     config.StateSettings: "state",
 }
 
@@ -127,10 +129,20 @@ def models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
+def builtin_manager():
+    """The built-in plugins only (what the docs describe), whatever the environment says."""
+    with mock.patch.dict(os.environ):
+        os.environ.pop(BLOCK_ENV, None)
+        os.environ.pop(LOAD_ENV, None)
+        return get_plugin_manager(load_entrypoints=False)
+
+
 def config_models() -> list[type[BaseModel]]:
-    """``Settings`` and every model reachable through its fields."""
+    """``Settings``, the built-in front ends' section models, and every model reachable
+    through their fields."""
     found: list[type[BaseModel]] = []
     todo: list[type[BaseModel]] = [config.Settings]
+    todo += [fe.settings for fe in collect_front_ends(builtin_manager()).values() if fe.settings]
     while todo:
         model = todo.pop(0)
         if model in found:
@@ -213,25 +225,35 @@ def test_config_key_is_documented(model: type[BaseModel], name: str) -> None:
     check_default(f"{section}.{name}", model.model_fields[name], row[2])
 
 
+def front_end_sections() -> set[str]:
+    """The top-level sections the built-in front ends claim (``slack``)."""
+    front_ends = collect_front_ends(builtin_manager()).values()
+    return {section for fe in front_ends if (section := fe.config_section) is not None}
+
+
+def test_every_front_end_section_is_a_documented_top_level_key() -> None:
+    rows = key_rows(CONFIG_SECTIONS["top-level"])
+    assert "slack" in front_end_sections()
+    for section in front_end_sections():
+        assert section in rows, (
+            f"front end section [{section}] is not documented: add a row '| `{section}` | "
+            "table | none | meaning |' to section {#top-level} of docs/configuration.md"
+        )
+
+
 @pytest.mark.parametrize("model", list(SECTION_OF_MODEL), ids=lambda m: m.__name__)
 def test_documented_config_keys_exist(model: type[BaseModel]) -> None:
     section = SECTION_OF_MODEL[model]
     documented = set(key_rows(CONFIG_SECTIONS.get(section, "")))
-    stale = documented - set(model.model_fields)
+    # The top level also holds the sections front ends claim.
+    extra = front_end_sections() if model is config.Settings else set()
+    stale = documented - set(model.model_fields) - extra
     assert not stale, (
         f"section {{#{section}}} documents keys {model.__name__} does not have: {stale}"
     )
 
 
 # -- built-in selectors and keep rules ------------------------------------------------------
-
-
-def builtin_manager():
-    """The built-in plugins only (what the docs describe), whatever the environment says."""
-    with mock.patch.dict(os.environ):
-        os.environ.pop(BLOCK_ENV, None)
-        os.environ.pop(LOAD_ENV, None)
-        return get_plugin_manager(load_entrypoints=False)
 
 
 def builtin_catalog() -> Catalog:

@@ -25,13 +25,16 @@ from regprune.cli import run
 from regprune.errors import UsageError
 from regprune.plugin_manager import (
     BLOCK_ENV,
-    DEFAULT_PLUGINS,
     ENTRY_POINT_GROUP,
     LOAD_ENV,
     build_catalog,
+    builtin_plugins,
     get_plugin_manager,
     plugin_rows,
 )
+
+# The modules of DEFAULT_PLUGINS and regprune's own entry points (the Slack front end).
+BUILTINS = builtin_plugins()
 
 SELECTOR_PLUGIN = """
 from regprune import hookimpl
@@ -115,7 +118,7 @@ def test_builtins_are_registered_like_third_party_plugins(install):
     )
     manager = get_plugin_manager()
 
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in BUILTINS:
         # Registered as the module object itself, under its name, through register().
         assert manager.get_plugin(module_name) is importlib.import_module(module_name)
     implementations = manager.hook.register_selectors.get_hookimpls()
@@ -131,7 +134,7 @@ def test_builtins_are_registered_like_third_party_plugins(install):
 
 def test_every_builtin_implements_a_hook():
     manager = get_plugin_manager(load_entrypoints=False)
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in BUILTINS:
         hooks = manager.get_hookcallers(manager.get_plugin(module_name)) or []
         assert hooks, f"{module_name} implements no hook"
 
@@ -147,7 +150,7 @@ def test_without_entry_points_only_builtins_and_extras_load(install):
 
     manager = get_plugin_manager(load_entrypoints=False, extra_plugins=[mine])
 
-    assert plugin_names(manager) == {*DEFAULT_PLUGINS, "mine"}
+    assert plugin_names(manager) == {*BUILTINS, "mine"}
 
 
 def test_a_later_plugin_answers_a_firstresult_hook_before_the_builtin():
@@ -214,7 +217,7 @@ def test_load_plugins_empty_loads_no_third_party_plugin(install, monkeypatch):
 
     manager = get_plugin_manager()
 
-    assert plugin_names(manager) == set(DEFAULT_PLUGINS)
+    assert plugin_names(manager) == set(BUILTINS)
     assert not [row for row in plugin_rows(manager) if not row["builtin"]]
 
 
@@ -232,7 +235,7 @@ def test_load_plugins_names_the_ones_to_load(install, monkeypatch):
 
     manager = get_plugin_manager()
 
-    assert plugin_names(manager) == {*DEFAULT_PLUGINS, "two"}
+    assert plugin_names(manager) == {*BUILTINS, "two"}
     assert "one" not in build_catalog(manager).selectors
 
 
@@ -407,7 +410,7 @@ def test_plugin_rows_show_the_distribution_of_entry_point_plugins(install, monke
     }
     assert rows["mine"]["distribution"] is None
     assert rows["mine"]["builtin"] is False
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in BUILTINS:
         assert rows[module_name]["builtin"] is True
         assert rows[module_name]["distribution"] is None
 

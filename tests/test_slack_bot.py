@@ -27,6 +27,7 @@ from regprune.bots.slack import service as service_module
 from regprune.bots.slack.app import create_app
 from regprune.bots.slack.background import Background, Schedules, check_schedules
 from regprune.bots.slack.blocks import APPROVE_ACTION, REJECT_ACTION
+from regprune.bots.slack.messages import SlackFields, slack_fields
 from regprune.bots.slack.redact import Redactor, install
 from regprune.bots.slack.server import HttpServer
 from regprune.bots.slack.service import SlackService
@@ -35,7 +36,7 @@ from regprune.engine import Engine
 from regprune.errors import UsageError
 from regprune.models import ApprovalContext, Plan
 from regprune.plugin_manager import get_plugin_manager
-from regprune.state import AuditEvent, PlanFields, State
+from regprune.state import AuditEvent, State
 from regprune.testing import ImagePusher, PushedImage, RegistryServer, days_ago
 
 from .slack_fake import CHANNEL, TEAM, FakeSlack, SlackRequests, sign
@@ -90,9 +91,9 @@ class Bot:
         with self.state() as state:
             return state.plans.get(plan_id)
 
-    def fields(self, plan_id: str) -> PlanFields:
+    def fields(self, plan_id: str) -> SlackFields:
         with self.state() as state:
-            return state.plans.fields(plan_id)
+            return slack_fields(state, plan_id)
 
     def audit(self, event: str, plan_id: str) -> list[AuditEvent]:
         with self.state() as state:

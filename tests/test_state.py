@@ -54,6 +54,7 @@ EXPECTED_TABLES = {
     "audit",
     "gc_runs",
     "locks",
+    "plan_messages",
 }
 
 
@@ -204,8 +205,6 @@ def test_migrations_apply_to_fresh_in_memory_db() -> None:
         "content_hash",
         "requested_by",
         "expires_at",
-        "slack_channel",
-        "slack_ts",
         "updated_at",
     }
     assert set(db.table("plan_items").columns_dict) == {
@@ -487,25 +486,20 @@ def test_plan_side_fields(state: State) -> None:
     assert state.plans.fields("side0001") == PlanFields(
         requested_by="alice",
         expires_at=T0 + timedelta(days=1),
-        slack_channel=None,
-        slack_ts=None,
     )
     later = T0 + timedelta(days=3)
-    state.plans.set_fields("side0001", slack_channel="C123", slack_ts="1700000000.000100")
     state.plans.set_fields("side0001", expires_at=later, requested_by="bob")
     fields = state.plans.fields("side0001")
-    assert fields == PlanFields(
-        requested_by="bob",
-        expires_at=later,
-        slack_channel="C123",
-        slack_ts="1700000000.000100",
-    )
+    assert fields == PlanFields(requested_by="bob", expires_at=later)
     loaded = state.plans.get("side0001")  # side fields are outside the hash
     assert (loaded.requested_by, loaded.expires_at) == ("bob", later)
     with pytest.raises(ValueError, match="policy"):
         state.plans.set_fields("side0001", policy="evil")
+    # Message references are no side field (tests/test_plan_messages.py).
+    with pytest.raises(ValueError, match="slack_ts"):
+        state.plans.set_fields("side0001", slack_ts="1700000000.000100")
     with pytest.raises(UsageError):
-        state.plans.set_fields("missing1", slack_ts="1")
+        state.plans.set_fields("missing1", requested_by="x")
     with pytest.raises(UsageError):
         state.plans.fields("missing1")
 

@@ -124,7 +124,7 @@ def test_rows_are_frozen_dataclasses_with_the_old_json_field_names(tmp_path: Pat
         "by", "method", "decision", "note", "team", "at",
     ]  # fmt: skip
     assert [f.name for f in dataclasses.fields(PlanFields)] == [
-        "requested_by", "expires_at", "slack_channel", "slack_ts",
+        "requested_by", "expires_at",
     ]  # fmt: skip
     assert json.loads(json.dumps(event.to_json_dict(), default=str))["details"] == {"k": 1}
     for row in (event, lock, run):

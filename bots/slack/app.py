@@ -18,12 +18,13 @@ from slack_bolt import App, BoltContext
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 
-from regprune.config import Settings, SlackSettings
+from regprune.config import Settings
 from regprune.errors import ConfigError
 
 from .context import SERVICE_KEY
 from .listeners import register_listeners
 from .service import SlackService
+from .settings import slack_settings
 
 DEFAULT_API_URL = WebClient.BASE_URL
 BOLT_LOGGER = "regprune.bots.slack.bolt"
@@ -74,7 +75,7 @@ def create_app(
     always runs in the service's background workers.  In HTTP mode (the default)
     ``signing_secret`` is required: bolt verifies every request with it.
     """
-    slack = settings.slack or SlackSettings()
+    slack = slack_settings(settings)
     if not signing_secret and not socket_mode:
         raise ConfigError(
             "SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from croniter import croniter
@@ -19,13 +19,21 @@ from croniter import croniter
 from regprune.config import Settings
 from regprune.errors import ConfigError
 
+from .plugin import slack_approvals
 from .service import SCHEDULE_ACTOR, SlackService
 
 log = logging.getLogger(__name__)
 
 
-def check_schedules(settings: Settings) -> dict[str, str]:
-    """Policies with a ``schedule``: ``{policy: cron}``; a bad expression is a ConfigError."""
+def check_schedules(
+    settings: Settings, approvals: Collection[str] | None = None
+) -> dict[str, str]:
+    """Policies with a ``schedule``: ``{policy: cron}``; a bad expression is a ConfigError.
+
+    Only policies approved in Slack (``approvals``, default: found through the plugins)
+    are scheduled by the bot."""
+    if approvals is None:
+        approvals = slack_approvals()
     found: dict[str, str] = {}
     for name, policy in settings.policy.items():
         if not policy.schedule:
@@ -35,7 +43,7 @@ def check_schedules(settings: Settings) -> dict[str, str]:
                 f"policy.{name}.schedule: invalid cron expression {policy.schedule!r} "
                 "(five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * 1-5')"
             )
-        if policy.approval != "slack":
+        if policy.approval not in approvals:
             log.warning(
                 "policy %s has a schedule but approval = %r; the bot only schedules Slack-approved"
                 " policies (use cron with `regprune run` for the others)",
@@ -80,7 +88,9 @@ class Background:
         self.service = service
         self.interval = interval
         self.now = now or service.now
-        self.schedules = schedules or Schedules(check_schedules(service.settings), self.now())
+        self.schedules = schedules or Schedules(
+            check_schedules(service.settings, service.approvals), self.now()
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from regprune.cli.render import human_bytes, short
+from regprune.formatting import human_bytes, short
 from regprune.lifecycle import ITEM_REPORTED, ITEM_UNFINISHED, PlanStatus
 from regprune.models import ApplyResult, GcResult, Plan, PlanItem
 

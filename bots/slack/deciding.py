@@ -17,7 +17,6 @@ from typing import Any
 from slack_sdk.web import SlackResponse
 
 from regprune import decisions
-from regprune.config import SlackSettings
 from regprune.decisions import ApprovalRules, Vote, VoteKind
 from regprune.engine import Engine
 from regprune.errors import UsageError
@@ -27,6 +26,8 @@ from regprune.state import State
 
 from . import blocks
 from .clicks import Click, Outcome, voter
+from .messages import slack_fields
+from .settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class Deciding:
 
     slack: SlackSettings
     rules: ApprovalRules
+
+    def decides(self, approval: str) -> bool:
+        """Whether plans with this ``approval`` are decided in Slack, by this bot."""
+        return self.rules.decides(approval)
 
     # -- provided by SlackService --------------------------------------------------------
 
@@ -109,7 +114,7 @@ class Deciding:
         """Apply the rules to one Approve/Reject click; the state DB is the only thing changed."""
         with self.open_state() as state:
             try:
-                fields = state.plans.fields(click.plan_id)  # exact id: no prefixes from a button
+                fields = slack_fields(state, click.plan_id)  # exact id: no prefixes from a button
             except UsageError:
                 self._audit_refusal(state, click, "unknown plan")
                 return Outcome(
@@ -131,7 +136,7 @@ class Deciding:
                 self._audit_refusal(state, click, "not an approver")
                 return Outcome(refused)
             plan = state.plans.get(click.plan_id)
-            if plan.approval != METHOD:
+            if not self.decides(plan.approval):
                 return Outcome(f"Plan {plan.id} is not approved in Slack; nothing was changed.")
             vote = self.engine(state).vote(plan, click.voter, self.rules, decision=click.decision)
             if vote.kind == VoteKind.SELF:

@@ -119,7 +119,7 @@ class ApplyJobs:
                 plan
                 for status in UNATTENDED_RESUMABLE
                 for plan in state.plans.find(status=status, limit=RESUME_SCAN)
-                if plan.approval == self.rules.method
+                if self.rules.decides(plan.approval)
             ]
         started: list[str] = []
         for plan in sorted(found, key=lambda p: (p.created_at, p.id)):

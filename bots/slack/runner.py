@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from regprune.config import Settings, SlackSettings
+from regprune.config import Settings
 from regprune.errors import ConfigError
 
 from .background import Background, Schedules, check_schedules
+from .plugin import slack_approvals
 from .redact import Redactor, install
+from .settings import SlackSettings, configured
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +27,18 @@ GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,}$")
 
 
-def check_settings(settings: Settings) -> SlackSettings:
+def check_settings(
+    settings: Settings, approvals: Collection[str] | None = None
+) -> SlackSettings:
     """Refuse to start on a config that would let the wrong people approve, or nobody.
 
     Approvers are Slack IDs, never names.  With a Slack-approved policy and no
-    approvers at all, the bot does not start (fail closed).
+    approvers at all, the bot does not start (fail closed).  ``approvals`` are the
+    approval methods decided in Slack (default: found through the plugins).
     """
-    slack = settings.slack
+    if approvals is None:
+        approvals = slack_approvals()
+    slack = configured(settings)
     if slack is None:
         raise ConfigError(
             "no [slack] section in the config: the bot needs channel and approvers (see docs/slack.md)"
@@ -55,11 +62,13 @@ def check_settings(settings: Settings) -> SlackSettings:
         raise ConfigError(
             f"slack.team_id: {slack.team_id!r} is not a Slack team ID (like T012AB3C4)"
         )
-    approved_in_slack = sorted(n for n, p in settings.policy.items() if p.approval == "slack")
+    approved_in_slack = sorted(n for n, p in settings.policy.items() if p.approval in approvals)
     if approved_in_slack and not slack.approvers and not slack.approver_groups:
+        first = approved_in_slack[0]
         raise ConfigError(
-            f"slack.approvers: no approvers configured while policy {approved_in_slack[0]} has "
-            'approval = "slack"; the bot refuses to start (fail closed): list user IDs in '
+            f"slack.approvers: no approvers configured while policy {first} has "
+            f'approval = "{settings.policy[first].approval}"; the bot refuses to start (fail '
+            "closed): list user IDs in "
             "[slack].approvers or user-group IDs in [slack].approver_groups"
         )
     if not slack.approver_groups and slack.approvals_required > len(set(slack.approvers)):
@@ -67,7 +76,7 @@ def check_settings(settings: Settings) -> SlackSettings:
             f"slack.approvals_required: {slack.approvals_required} approvals can never be reached "
             f"with {len(set(slack.approvers))} approver(s) listed"
         )
-    check_schedules(settings)
+    check_schedules(settings, approvals)
     return slack
 
 
@@ -102,7 +111,8 @@ def run_bot(
 ) -> None:
     """Run the bot until interrupted.  Config and token problems raise ``ConfigError`` first."""
     env = os.environ if environ is None else environ
-    slack = check_settings(settings)
+    approvals = slack_approvals()
+    slack = check_settings(settings, approvals)
     bot_token = _env(env, "SLACK_BOT_TOKEN", "its bot token (xoxb-…)")
     if http:
         signing_secret: str | None = _env(
@@ -135,7 +145,7 @@ def run_bot(
     background = Background(
         service,
         interval=poll_interval,
-        schedules=Schedules(check_schedules(settings), service.now()),
+        schedules=Schedules(check_schedules(settings, service.approvals), service.now()),
     )
     server: HttpServer | None = None
     try:

@@ -29,7 +29,7 @@ from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
 from regprune import decisions
-from regprune.config import Settings, SlackSettings
+from regprune.config import Settings
 from regprune.decisions import ApprovalRules
 from regprune.durations import parse_duration
 from regprune.engine import Engine
@@ -37,14 +37,17 @@ from regprune.errors import RegpruneError
 from regprune.lifecycle import WITH_OUTCOMES, Decision, PlanStatus
 from regprune.models import Plan
 from regprune.plugin_manager import get_plugin_manager
-from regprune.state import PlanFields, State
+from regprune.state import State
 
 from . import blocks
 from .clicks import Click, ClickDecision, Outcome, slack_actor
 from .deciding import METHOD, Deciding
 from .jobs import ApplyJobs
+from .messages import SlackFields, remember_message, slack_fields
+from .plugin import slack_approvals
 from .progress import describe, retry_after
 from .redact import Redactor
+from .settings import SlackSettings, slack_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +79,19 @@ class SlackService(Deciding, ApplyJobs):
         workers: int = 4,
     ) -> None:
         self.settings = settings
-        self.slack: SlackSettings = settings.slack or SlackSettings()
+        self.slack: SlackSettings = slack_settings(settings)
         self.state_path = str(state_path)
         self.client = client
         self.manager = manager or get_plugin_manager()
+        # The approval methods this bot decides: approvers that say the Slack front end
+        # decides them (``decided_elsewhere``, ``front_end``), never a name compared here.
+        self.approvals = slack_approvals(self.manager)
         self._now = now or (lambda: datetime.now(UTC))
         self.redact = redactor or Redactor([client.token])
         self.ttl = parse_duration(self.slack.plan_ttl)
         self.rules = ApprovalRules(
             method=METHOD,
+            approvals=frozenset(self.approvals),
             actor=BOT_ACTOR,
             approvals_required=self.slack.approvals_required,
             allow_self_approval=self.slack.allow_self_approval,
@@ -104,6 +111,7 @@ class SlackService(Deciding, ApplyJobs):
 
     # -- plumbing ----------------------------------------------------------------
 
+
     def now(self) -> datetime:
         return self._now()
 
@@ -122,7 +130,7 @@ class SlackService(Deciding, ApplyJobs):
 
     def message_of(self, state: State, plan_id: str) -> tuple[str | None, str | None]:
         """The channel and ts of a plan's Slack message (None, None before it is posted)."""
-        fields = state.plans.fields(plan_id)
+        fields = slack_fields(state, plan_id)
         return fields.slack_channel, fields.slack_ts
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
@@ -212,10 +220,10 @@ class SlackService(Deciding, ApplyJobs):
 
     def view(
         self, state: State, plan_id: str, note: str = ""
-    ) -> tuple[blocks.PlanView, PlanFields]:
+    ) -> tuple[blocks.PlanView, SlackFields]:
         """A plan's message view and its side fields (channel, ts, expiry, requester)."""
         plan = state.plans.get(plan_id)
-        fields = state.plans.fields(plan.id)
+        fields = slack_fields(state, plan.id)
         recorded = state.approvals.of(plan.id)
         approvals = [(d.by, d.at) for d in decisions.by_decision(recorded, Decision.APPROVED)]
         rejections = [(d.by, d.at) for d in decisions.by_decision(recorded, Decision.REJECTED)]
@@ -265,7 +273,7 @@ class SlackService(Deciding, ApplyJobs):
             known = ", ".join(sorted(self.settings.policy)) or "none"
             return f"Unknown policy `{policy}` (defined: {known})."
         approval = self.settings.policy[policy].approval
-        if approval != METHOD:
+        if not self.decides(approval):
             return (
                 f"Policy `{policy}` is approved with `{approval}`, not in Slack; "
                 "plan it with the command line."
@@ -313,10 +321,10 @@ class SlackService(Deciding, ApplyJobs):
         """
         with self._post_lock, self.open_state() as state:
             plan = state.plans.get(plan_id)
-            fields = state.plans.fields(plan.id)
+            fields = slack_fields(state, plan.id)
             if fields.slack_ts:
                 return str(fields.slack_ts)
-            if plan.status != PlanStatus.PENDING or plan.approval != METHOD:
+            if plan.status != PlanStatus.PENDING or not self.decides(plan.approval):
                 return None
             engine = self.engine(state)
             engine.stamp_expiry(plan, self.ttl)
@@ -334,7 +342,7 @@ class SlackService(Deciding, ApplyJobs):
             if response is None:
                 return None
             channel, ts = str(response["channel"]), str(response["ts"])
-            state.plans.set_fields(plan.id, slack_channel=channel, slack_ts=ts)
+            remember_message(state, plan.id, channel, ts)
             state.audit_log.record(
                 "slack.posted",
                 registry=plan.registry,
@@ -376,9 +384,9 @@ class SlackService(Deciding, ApplyJobs):
         expire posted ones whose time is up, updating their message."""
         with self.open_state() as state:
             pending = [
-                (plan.id, state.plans.fields(plan.id))
+                (plan.id, slack_fields(state, plan.id))
                 for plan in state.plans.find(status=PlanStatus.PENDING, limit=200)
-                if plan.approval == METHOD
+                if self.decides(plan.approval)
             ]
         now = self.now()
         for plan_id, fields in reversed(pending):  # oldest first

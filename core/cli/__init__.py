@@ -179,7 +179,7 @@ class _StderrHandler(logging.StreamHandler):
 def _show_warnings() -> None:
     """Print regprune's logged warnings (a plugin that failed in an event hook) as
     ``warning:`` lines on stderr.  Long-running front ends that configure logging
-    themselves (the Slack bot) remove this handler: see ``quiet_cli_warnings``."""
+    themselves (a bot front end) remove this handler: see ``quiet_cli_warnings``."""
     logger = logging.getLogger("regprune")
     if any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
         return

@@ -18,8 +18,8 @@ from .render import apply_result, err_console, print_json
 APPLY_HELP = """Apply a stored plan: ask its approver, re-check every tag, delete, record each outcome.
 
 The plan's approver decides: "cli" asks at the terminal (--yes approves for
-scripts; with no terminal and no --yes it refuses), "auto" approves, "slack"
-waits for the bot. Just before deleting, every tag of the affected repositories
+scripts; with no terminal and no --yes it refuses), "auto" approves, and a
+method a front end registers waits for that front end's decision. Just before deleting, every tag of the affected repositories
 is resolved again: an image whose tags changed since the plan is skipped.
 Running apply again on an interrupted plan finishes the rest.
 

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
         Works on a plan that is pending, approved, or failed part-way (what it
         already deleted stays deleted). A plan being applied cannot be cancelled.
-        The same rule holds in Slack.
+        The same rule holds in every front end (the Slack bot included).
         """
         cli = get_context(ctx)
         # No config needed: cancelling reads and writes only the state DB.

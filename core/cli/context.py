@@ -12,6 +12,7 @@ import typer
 from ..config import STATE_ENV, Settings, find_config, find_state_path, load_settings
 from ..engine import Engine
 from ..errors import ConfigError, UsageError
+from ..frontends import collect_front_ends
 from ..plugin_manager import build_catalog
 from ..state import State
 
@@ -44,9 +45,12 @@ class CliContext:
                     )
                 self._settings = Settings()
             else:
-                # Each registry's type and its own keys are checked now, with the file's name.
+                # Each registry's type and its own keys are checked now, with the file's name;
+                # the sections of this run's front ends are valid, any other is an error.
                 backends = build_catalog(self.manager).registry_backends
-                self._settings = load_settings(Path(path), backends=backends)
+                self._settings = load_settings(
+                    Path(path), backends=backends, front_ends=collect_front_ends(self.manager)
+                )
         return self._settings
 
     def state(self) -> State:

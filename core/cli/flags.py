@@ -109,7 +109,8 @@ QuickApproval = Annotated[
     typer.Option(
         "--approval",
         metavar="METHOD",
-        help="Quick mode: who approves: cli (prompt or --yes), auto, or slack.",
+        help="Quick mode: who approves: cli (prompt or --yes), auto, or a method a front end "
+        "registers (see `regprune plugins`).",
     ),
 ]
 

@@ -6,6 +6,7 @@ import typer
 
 from ..engine import Engine
 from ..errors import ConfigError, UsageError
+from ..frontends import decided_elsewhere, waiting_text
 from ..models import Plan
 from .context import CliContext, get_context
 from .flags import QuickFlags, json_flag, policy_flag, with_quick_flags
@@ -75,7 +76,9 @@ def register(app: typer.Typer) -> None:
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)
             if p.delete:
-                if p.approval == "slack":
-                    typer.echo(f"Plan {p.id} waits for approval in Slack; the bot applies it.")
+                approver = engine.catalog.approvers.get(p.approval)
+                if decided_elsewhere(approver):
+                    # Its front end decides and applies it; `apply` here would only wait.
+                    typer.echo(f"Plan {p.id} {waiting_text(approver)}.")
                 else:
                     typer.echo(f"Apply it with: regprune apply {p.id}")

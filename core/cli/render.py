@@ -8,7 +8,6 @@ cosign artifact tags become ``sha256-2eb39a12….sig`` and long reasons are trim
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -20,19 +19,17 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import format_duration
+
+# The shared text helpers live in regprune.formatting; re-exported for existing imports.
+from ..formatting import age, human_bytes, short, short_reason, short_tag
 from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
 from ..state import AuditEvent
-from ..timing import parse_time, untrusted
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
 
-REASON_LIMIT = 80
 MAX_TAGS = 4
-_ARTIFACT_TAG = re.compile(r"\bsha256-([0-9a-f]{8})[0-9a-f]{56}(\.[a-z]+)?")
-_DIGEST = re.compile(r"\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b")
-_OTHERWISE = "would otherwise be deleted: "
 
 
 class _InRepository(Protocol):
@@ -55,34 +52,6 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
-def human_bytes(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
-
-
-def age(created: str | None, now: datetime) -> str:
-    """How old an image is; "-" when its time is missing or not trustworthy (e.g. the epoch)."""
-    moment = parse_time(created)
-    if moment is None or untrusted(moment, now):
-        return "-"
-    return format_duration(now - moment)
-
-
-def short(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
-
-
-def short_tag(tag: str) -> str:
-    """``sha256-<64 hex>.sig`` → ``sha256-2eb39a12….sig``; other tags unchanged."""
-    return _ARTIFACT_TAG.sub(lambda m: f"sha256-{m.group(1)}…{m.group(2) or ''}", tag)
-
-
 def tag_cell(tags: Sequence[str], empty: str = "-", *, extra: Sequence[str] = ()) -> str:
     """Tags one per line (indented under their repository's row), artifact tags shortened,
     at most MAX_TAGS and a count of the rest."""
@@ -95,39 +64,6 @@ def tag_cell(tags: Sequence[str], empty: str = "-", *, extra: Sequence[str] = ()
 def _tags_width(cells: Iterable[str], limit: int = 24) -> int:
     """A tags column wide enough for its longest line (up to ``limit``), so tags rarely fold."""
     return min(limit, max((len(line) for cell in cells for line in cell.splitlines()), default=4))
-
-
-def _elide_details(text: str, longer_than: int = 24) -> str:
-    """Replace long parenthesised details with ``(…)``; short ones like ``(created)`` stay."""
-    out: list[str] = []
-    depth, start = 0, 0
-    for index, char in enumerate(text):
-        if char == "(":
-            if depth == 0:
-                start = index
-            depth += 1
-        elif char == ")" and depth:
-            depth -= 1
-            if depth == 0:
-                inner = text[start + 1 : index]
-                out.append(f"({inner})" if len(inner) <= longer_than else "(…)")
-        elif depth == 0:
-            out.append(char)
-    if depth:  # unbalanced: keep the rest as it was
-        out.append(text[start:])
-    return "".join(out)
-
-
-def short_reason(reason: str, limit: int = REASON_LIMIT) -> str:
-    """A reason trimmed for a table cell: short digests and tags, long details elided."""
-    text = _DIGEST.sub(lambda m: f"sha256:{m.group(1)}", short_tag(reason))
-    text = _elide_details(text)
-    if text.startswith(_OTHERWISE):
-        names = [part.split(":", 1)[0].strip() for part in text[len(_OTHERWISE) :].split("; ")]
-        text = f"would otherwise be deleted ({', '.join(n for n in names if n)})"
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
 
 
 def reason_cell(reasons: Sequence[str]) -> str:

@@ -7,6 +7,7 @@ concern:
 - ``state.digests``    (``digests.py``): manifest facts by digest, first-seen times
 - ``state.plans``      (``plans.py``): stored plans, their status, side fields, items
 - ``state.approvals``  (``approvals.py``): decisions on plans
+- ``state.messages``   (``messages.py``): which front-end message shows which plan
 - ``state.audit_log``  (``audit.py``): the append-only event log
 - ``state.gc_runs``    (``gc_runs.py``): outcomes of garbage-collection runs
 - ``state.locks``      (``locks.py``): one apply or gc per registry at a time
@@ -44,6 +45,7 @@ from .connection import (
 from .digests import DigestCache
 from .gc_runs import GcRun, GcRuns
 from .locks import LockInfo, Locks
+from .messages import MessageRef, PlanMessages
 from .plans import PlanFields, PlanRemoved, Plans
 from .retention import FINAL_PLAN_STATUSES, UNFINISHED_PLAN_STATUSES, PruneResult, Retention
 from .schema import migrations
@@ -66,7 +68,9 @@ __all__ = [
     "GcRuns",
     "LockInfo",
     "Locks",
+    "MessageRef",
     "PlanFields",
+    "PlanMessages",
     "PlanRemoved",
     "Plans",
     "PruneResult",
@@ -94,6 +98,7 @@ class State:
     digests: DigestCache
     plans: Plans
     approvals: Approvals
+    messages: PlanMessages
     audit_log: AuditLog
     gc_runs: GcRuns
     locks: Locks
@@ -105,6 +110,7 @@ class State:
         self.digests = DigestCache(self._conn)
         self.plans = Plans(self._conn, self.audit_log)
         self.approvals = Approvals(self._conn)
+        self.messages = PlanMessages(self._conn)
         self.gc_runs = GcRuns(self._conn)
         self.locks = Locks(self._conn)
         self.retention = Retention(self._conn, self.audit_log, self.locks)

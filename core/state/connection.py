@@ -1,7 +1,7 @@
 """The state DB's connection: opening a private file in WAL mode, migrating it, and
 the write transactions every part runs its writes in.
 
-One SQLite file shared by every front end: a CLI ``apply`` and a Slack bot thread may
+One SQLite file shared by every front end: a CLI ``apply`` and a bot thread may
 open it at the same time, so it runs in WAL mode with a busy timeout, and every write
 that depends on what is already stored is a single conditional statement
 (compare-and-set) or runs inside ``BEGIN IMMEDIATE``.

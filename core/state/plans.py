@@ -18,7 +18,7 @@ from .connection import Connection
 
 _PLAN_STATUSES = frozenset(PlanStatus)
 _ITEM_STATUSES = frozenset(ItemStatus)
-_PLAN_SIDE_FIELDS = ("requested_by", "expires_at", "slack_channel", "slack_ts")
+_PLAN_SIDE_FIELDS = ("requested_by", "expires_at")
 _MIN_PREFIX = 4
 
 
@@ -43,8 +43,6 @@ class PlanFields:
 
     requested_by: str | None
     expires_at: datetime | None
-    slack_channel: str | None
-    slack_ts: str | None
 
 
 def _no_plan(plan_id: str) -> UsageError:
@@ -248,7 +246,8 @@ class Plans:
 
     def set_fields(self, plan_id: str, **fields: str | datetime | None) -> None:
         """Set side fields that are not part of the hashed content: ``requested_by``,
-        ``expires_at`` (datetime or None), ``slack_channel``, ``slack_ts``."""
+        ``expires_at`` (datetime or None).  Front ends' message references are in
+        ``state.messages``."""
         unknown = set(fields) - set(_PLAN_SIDE_FIELDS)
         if unknown:
             raise ValueError(
@@ -281,8 +280,6 @@ class Plans:
         return PlanFields(
             requested_by=row["requested_by"],
             expires_at=from_db(row["expires_at"]),
-            slack_channel=row["slack_channel"],
-            slack_ts=row["slack_ts"],
         )
 
     def item_statuses(self, plan_id: str) -> dict[int, tuple[str, str]]:

@@ -20,6 +20,7 @@ from ._codec import chunks, now, to_db
 from .audit import PRUNED_EVENT, VACUUMED_EVENT, AuditLog
 from .connection import Connection
 from .locks import Locks
+from .messages import delete_for as delete_messages
 
 FINAL_PLAN_STATUSES = FINISHED
 """Plans nothing more can happen to: removed once older than the retention."""
@@ -210,4 +211,5 @@ def _choose(
         result.approvals += conn.execute(
             f"DELETE FROM approvals WHERE plan_id IN ({marks})", chunk
         ).rowcount
+        delete_messages(conn, chunk)
         conn.execute(f"DELETE FROM plans WHERE id IN ({marks})", chunk)

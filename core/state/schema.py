@@ -139,3 +139,41 @@ def m002_lock_child(db: sqlite_utils.Database) -> None:
     child lives the lock is not stale, even if its holder was SIGKILLed."""
     db.table("locks").add_column("child_pid", int)
     db.table("locks").add_column("child_started", str)
+
+
+# The front end whose message columns m001 created on ``plans``: the schema's only
+# front-end name, kept so that DBs made before plan_messages keep their posted plans.
+_M001_FRONT_END = "slack"
+_M001_COLUMNS = ("slack_channel", "slack_ts")
+
+
+@migrations()
+def m003_plan_messages(db: sqlite_utils.Database) -> None:
+    """Message references in one generic table (front end, plan, channel, reference,
+    created) instead of a pair of columns per front end on ``plans``; the messages m001's
+    columns recorded move into it, and the columns go."""
+    db.table("plan_messages").create(
+        {
+            "front_end": str,
+            "plan_id": str,
+            "channel": str,
+            "reference": str,
+            "created": str,
+        },
+        # One message per front end, plan and channel: posting twice records nothing new.
+        pk=("front_end", "plan_id", "channel"),
+        foreign_keys=[("plan_id", "plans", "id")],
+        not_null={"reference", "created"},
+    )
+    db.table("plan_messages").create_index(["front_end", "channel", "reference"], unique=True)
+    db.table("plan_messages").create_index(["plan_id"])
+    channel, reference = _M001_COLUMNS
+    db.execute(
+        "INSERT OR IGNORE INTO plan_messages (front_end, plan_id, channel, reference, created)"
+        f" SELECT ?, id, {channel}, {reference}, COALESCE(updated_at, created_at) FROM plans"
+        f" WHERE {channel} IS NOT NULL AND {channel} != ''"
+        f" AND {reference} IS NOT NULL AND {reference} != ''",
+        [_M001_FRONT_END],
+    )
+    for column in _M001_COLUMNS:
+        db.execute(f"ALTER TABLE plans DROP COLUMN {column}")

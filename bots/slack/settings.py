@@ -1,0 +1,60 @@
+"""The ``[slack]`` section of the config: the Slack front end's settings model.
+
+Registered with core through ``register_front_ends`` (see ``plugin.py``); core
+validates the section with this model and names key paths in its errors
+(``slack.approvals_required: ...``).  Only pydantic here: the CLI imports it at
+start-up, long before slack_bolt is needed.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from regprune.config import Settings
+from regprune.durations import parse_positive_duration
+
+NAME = "slack"
+"""The front end's name: its validated section and message references are kept under it."""
+SECTION = "slack"
+"""Its top-level config section, ``[slack]``."""
+
+
+class SlackSettings(BaseModel):
+    """The Slack approval bot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(default=None, description="Channel ID plans are posted to.")
+    approvers: list[str] = Field(
+        default_factory=list, description="Slack user IDs who may approve."
+    )
+    approver_groups: list[str] = Field(
+        default_factory=list, description="Slack user-group IDs whose members may approve."
+    )
+    team_id: str | None = Field(default=None, description="Only clicks from this workspace count.")
+    approvals_required: int = Field(
+        default=1, ge=1, le=100, description="Distinct approvals needed."
+    )
+    allow_self_approval: bool = Field(
+        default=False, description="Whether the requester may approve their own plan."
+    )
+    plan_ttl: str = Field(default="24h", description="How long a posted plan can be approved.")
+    api_url: str | None = Field(
+        default=None, description="Slack Web API base URL (proxies, tests)."
+    )
+
+    @field_validator("plan_ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        parse_positive_duration(value)
+        return value
+
+
+def configured(settings: Settings) -> SlackSettings | None:
+    """The config's ``[slack]`` section as core validated it; None when there is none."""
+    return settings.front_end_settings(NAME, SlackSettings)
+
+
+def slack_settings(settings: Settings) -> SlackSettings:
+    """The ``[slack]`` section, or the defaults when the config has none."""
+    return configured(settings) or SlackSettings()
