@@ -1,0 +1,214 @@
+"""Reading the configuration: ``${ENV}`` expansion, the document checks, one-line
+errors with key paths, the front ends' sections, and where the files are found.
+
+The settings models themselves are in ``regprune.config.models``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError
+from ..frontends import FrontEnd, default_front_ends, sections_of
+from .models import CONFIG_ENV, STATE_ENV, Settings
+
+if TYPE_CHECKING:
+    from ..registry import BackendTypes
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${NAME}`` in every string of a parsed TOML document."""
+    if isinstance(data, dict):
+        return {
+            key: expand_env(value, environ, f"{path}.{key}" if path else key)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [expand_env(value, environ, f"{path}.{index}") for index, value in enumerate(data)]
+    if isinstance(data, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REF.sub(substitute, data)
+    return data
+
+
+def _format_one(error: Any, prefix: str = "") -> str:
+    parts = [str(part) for part in error["loc"]]
+    location = ".".join([prefix, *parts] if prefix else parts)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see docs/configuration.md)"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{location}: {message}" if location else message
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Every problem of one validation, ``prefix.key.path: message``, in order, once each."""
+    return list(dict.fromkeys(_format_one(error, prefix) for error in exc.errors()))
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    """Every problem, on one line separated by "; " (the first is the one named first)."""
+    return "; ".join(_problems(exc))
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_document(data: Any, path: str = "") -> None:
+    """Checks on the raw document that no model field can make: section names and NULs."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if path in ("registry", "policy") and not _NAME.match(str(key)):
+                raise ConfigError(
+                    f"{path}.{key!r}: invalid name: use letters, digits, '_', '.' and '-' "
+                    "(at most 64, starting with a letter or digit)"
+                )
+            _check_document(value, where)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _check_document(value, f"{path}.{index}")
+    elif isinstance(data, str) and "\x00" in data:
+        # A NUL cannot be part of a path, a command or a header, and would fail deep inside.
+        raise ConfigError(f"{path}: contains a NUL character (\\u0000); remove it")
+
+
+def _validate_front_ends(
+    document: dict[str, Any], front_ends: Mapping[str, FrontEnd]
+) -> tuple[dict[str, Any], dict[str, BaseModel], list[str]]:
+    """Take the sections front ends claim out of ``document`` and validate each with its
+    front end's model.  Returns the rest of the document, ``{front end name: settings}``
+    and the problems found (``chat.approvals_required: ...``)."""
+    claimed = sections_of(front_ends.values())
+    rest: dict[str, Any] = {}
+    validated: dict[str, BaseModel] = {}
+    problems: list[str] = []
+    for key, value in document.items():
+        front_end = claimed.get(key) if key not in Settings.model_fields else None
+        if front_end is None or front_end.settings is None:
+            rest[key] = value
+            continue
+        if not isinstance(value, Mapping):
+            problems.append(f"{key}: must be a table ([{key}]), not {type(value).__name__}")
+            continue
+        try:
+            validated[front_end.name] = front_end.settings.model_validate(dict(value))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, key))
+    return rest, validated, problems
+
+
+def parse_settings(
+    data: Mapping[str, Any],
+    *,
+    source: str = "config",
+    environ: Mapping[str, str] | None = None,
+    backends: BackendTypes | None = None,
+    front_ends: Mapping[str, FrontEnd] | None = None,
+) -> Settings:
+    """Validate a parsed TOML document; raise ConfigError naming the offending key.
+
+    ``backends`` (the catalog's registry types) validates each ``[registry.NAME]``'s
+    ``type`` and the keys only that type knows; without it they are validated when the
+    engine first opens the registry.
+
+    ``front_ends`` (``{name: FrontEnd}``, from ``regprune.frontends.collect_front_ends``)
+    decide which other top-level sections are valid; by default the built-in front
+    ends' (the CLI passes those of its plugin manager, installed plugins included).
+    """
+    expanded = expand_env(dict(data), os.environ if environ is None else environ)
+    try:
+        _check_document(expanded)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    if front_ends is None:
+        front_ends = default_front_ends()
+    core, sections, problems = _validate_front_ends(expanded, front_ends)
+    try:
+        settings = Settings.model_validate(core)
+    except ValidationError as exc:
+        problems = [*_problems(exc), *problems]
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}") from None
+    settings = settings.with_front_ends(sections)
+    try:
+        settings.check_references()
+        if backends is not None:
+            from ..registry import check_backend_options  # the registry package is heavier
+
+            check_backend_options(settings.registry, backends)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    return settings
+
+
+def default_config_paths() -> list[Path]:
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path("regprune.toml"), xdg / "regprune" / "config.toml"]
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """The config file to use: --config, then $REGPRUNE_CONFIG, then the defaults."""
+    chosen = explicit or os.environ.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            given_by = "--config" if explicit else f"${CONFIG_ENV}"
+            raise ConfigError(
+                f"config file {chosen} (from {given_by}) does not exist; "
+                f"point {given_by} at an existing file"
+            )
+        return path
+    for path in default_config_paths():
+        if path.is_file():
+            return path
+    return None
+
+
+def load_settings(
+    path: Path,
+    *,
+    backends: BackendTypes | None = None,
+    front_ends: Mapping[str, FrontEnd] | None = None,
+) -> Settings:
+    """Read and validate a config file (see ``parse_settings``)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is invalid); TOML files must be UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    return parse_settings(data, source=str(path), backends=backends, front_ends=front_ends)
+
+
+def default_state_path() -> Path:
+    xdg = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return xdg / "regprune" / "state.db"
+
+
+def find_state_path(explicit: str | None) -> Path:
+    chosen = explicit or os.environ.get(STATE_ENV)
+    return Path(chosen).expanduser() if chosen else default_state_path()
