@@ -41,7 +41,7 @@ from .errors import (
     RegistryUnreachable,
     RegpruneError,
 )
-from .hookcalls import PluginError, first_result, notify
+from .hookcalls import PluginError, first_result, notify_event
 from .keep_rules import keep_verdicts
 from .lifecycle import ITEM_FINISHED, ITEM_INTERRUPTED, DeleteAnswer, ItemStatus, PlanStatus
 from .manifests import facts_from_manifest
@@ -320,15 +320,7 @@ class Applier:
         # progress last, so a Ctrl-C there loses no record.
         self.state.plans.set_item_status(self.plan.id, item.seq, status, note)
         result.outcomes.append(ItemOutcome(item, status, note))
-        notify(
-            self.manager,
-            hook,
-            plan=self.plan,
-            item=item,
-            **extra,
-            state=self.state,
-            audit=self.state.audit_log,
-        )
+        notify_event(self.manager, hook, self.state, plan=self.plan, item=item, **extra)
         self.progress(item, status, note)
 
     def _group(self, item: PlanItem) -> list[PlanItem]:
