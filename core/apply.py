@@ -41,7 +41,7 @@ from .errors import (
     RegistryUnreachable,
     RegpruneError,
 )
-from .hookcalls import PluginError, first_result, notify
+from .hookcalls import PluginError, first_result, notify_event
 from .keep_rules import keep_verdicts
 from .lifecycle import ITEM_FINISHED, ITEM_INTERRUPTED, DeleteAnswer, ItemStatus, PlanStatus
 from .manifests import facts_from_manifest
@@ -236,48 +236,23 @@ class Applier:
             reason = self._skip_reason(item, prior, live[item.repository], kept, deleted)
             if reason:
                 self._skipped.add((item.repository, item.digest))
-                self._record(result, item, ItemStatus.SKIPPED, reason)
-                notify(
-                    self.manager,
-                    "item_skipped",
-                    plan=self.plan,
-                    item=item,
-                    reason=reason,
-                    state=self.state,
-                    audit=self.state.audit_log,
+                self._record(
+                    result, item, ItemStatus.SKIPPED, reason, "item_skipped", reason=reason
                 )
-                self.progress(item, ItemStatus.SKIPPED, reason)
                 continue
             self.state.plans.set_item_status(self.plan.id, item.seq, ItemStatus.DELETING)
             try:
                 outcome = self._delete(item)
             except RegpruneError as exc:
-                self._record(result, item, ItemStatus.FAILED, exc.message)
-                notify(
-                    self.manager,
-                    "item_failed",
-                    plan=self.plan,
-                    item=item,
-                    error=exc.message,
-                    state=self.state,
-                    audit=self.state.audit_log,
+                self._record(
+                    result, item, ItemStatus.FAILED, exc.message, "item_failed", error=exc.message
                 )
-                self.progress(item, ItemStatus.FAILED, exc.message)
                 if isinstance(exc, FATAL):
                     raise
                 continue
             note = "already gone" if outcome == DeleteAnswer.ABSENT else ""
             deleted.add((item.repository, item.digest))
-            self._record(result, item, ItemStatus.DELETED, note)
-            notify(
-                self.manager,
-                "item_deleted",
-                plan=self.plan,
-                item=item,
-                state=self.state,
-                audit=self.state.audit_log,
-            )
-            self.progress(item, ItemStatus.DELETED, note)
+            self._record(result, item, ItemStatus.DELETED, note, "item_deleted")
             if count % HEARTBEAT_EVERY == 0:
                 self.state.locks.heartbeat(self.lock_name)
         return result
@@ -330,11 +305,23 @@ class Applier:
             remaining = [item for item in remaining if item.seq not in placed]
         return ordered
 
-    def _record(self, result: ApplyResult, item: PlanItem, status: ItemStatus, reason: str) -> None:
+    def _record(
+        self,
+        result: ApplyResult,
+        item: PlanItem,
+        status: ItemStatus,
+        note: str,
+        hook: str,
+        **extra: str,
+    ) -> None:
+        """Settle one item: its outcome (``note`` says why), then the event hook ``hook``
+        (with ``extra``), then progress."""
         # The outcome first (what resume trusts), then the event hooks (the audit log);
-        # the caller reports progress last, so a Ctrl-C there loses no record.
-        self.state.plans.set_item_status(self.plan.id, item.seq, status, reason)
-        result.outcomes.append(ItemOutcome(item, status, reason))
+        # progress last, so a Ctrl-C there loses no record.
+        self.state.plans.set_item_status(self.plan.id, item.seq, status, note)
+        result.outcomes.append(ItemOutcome(item, status, note))
+        notify_event(self.manager, hook, self.state, plan=self.plan, item=item, **extra)
+        self.progress(item, status, note)
 
     def _group(self, item: PlanItem) -> list[PlanItem]:
         """An image and the artifacts the plan deletes with it (checked together, since

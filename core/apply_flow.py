@@ -14,7 +14,7 @@ from . import lifecycle
 from .apply import Applier, Progress
 from .config import RegistrySettings
 from .errors import ApplyStopped, Interrupted, RegpruneError, UsageError
-from .hookcalls import notify
+from .hookcalls import notify_event
 from .lifecycle import ItemStatus, PlanStatus
 from .models import ApplyResult, ItemOutcome, Plan
 
@@ -80,14 +80,7 @@ def apply_approved(
         engine.transition(plan, final, actor=actor, allowed_from=(PlanStatus.APPLYING,))
     plan = state.plans.get(plan.id)
     result = result_from_state(engine, plan)
-    notify(
-        engine.manager,
-        "apply_finished",
-        plan=plan,
-        result=result,
-        state=state,
-        audit=state.audit_log,
-    )
+    notify_event(engine.manager, "apply_finished", state, plan=plan, result=result)
     return result
 
 
@@ -95,14 +88,7 @@ def stopped(engine: Engine, plan: Plan, *, actor: str) -> None:
     """An apply that stopped part-way: failed (resumable), and apply_finished fires."""
     engine.transition(plan, PlanStatus.FAILED, actor=actor, allowed_from=(PlanStatus.APPLYING,))
     result = result_from_state(engine, engine.state.plans.get(plan.id))
-    notify(
-        engine.manager,
-        "apply_finished",
-        plan=plan,
-        result=result,
-        state=engine.state,
-        audit=engine.state.audit_log,
-    )
+    notify_event(engine.manager, "apply_finished", engine.state, plan=plan, result=result)
 
 
 def _deleted(engine: Engine, plan: Plan) -> int:

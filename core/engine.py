@@ -26,7 +26,7 @@ from . import apply_flow, gc_flow, lifecycle
 from .apply import KeepRule, Progress
 from .config import RegistrySettings, Settings
 from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
-from .hookcalls import PluginError, notify, plugin_error
+from .hookcalls import PluginError, notify_event, plugin_error
 from .keep_rules import compile_keep_rules
 from .lifecycle import Decision, PlanStatus
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
@@ -261,9 +261,7 @@ class Engine(Transitions):
             requested_by=requested_by or default_actor(),
         )
         self.state.plans.save(plan)
-        notify(
-            self.manager, "plan_created", plan=plan, state=self.state, audit=self.state.audit_log
-        )
+        notify_event(self.manager, "plan_created", self.state, plan=plan)
         self._prune_after_plan(plan)
         return plan
 

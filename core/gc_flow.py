@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .config import RegistrySettings
 from .errors import ConfigError, GcInterrupted, RegpruneError, UsageError
 from .gc_checks import delete_untagged_spelling, validate_commands
-from .hookcalls import first_result, notify
+from .hookcalls import first_result, notify_event
 from .mediatypes import is_index
 from .models import GcResult
 from .scan import Scanner
@@ -60,14 +60,7 @@ def run_gc(
             )
         result.warnings[:0] = warnings
     state.gc_runs.record(registry, result)
-    notify(
-        engine.manager,
-        "gc_finished",
-        name=registry,
-        result=result,
-        state=state,
-        audit=state.audit_log,
-    )
+    notify_event(engine.manager, "gc_finished", state, name=registry, result=result)
     return result
 
 

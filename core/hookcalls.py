@@ -32,11 +32,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from .errors import RegpruneError, UsageError
+
+if TYPE_CHECKING:
+    from .state import State
 
 __all__ = [
     "PluginError",
@@ -165,6 +168,12 @@ def notify(manager: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
             )
     if builtin_failure is not None:
         raise builtin_failure
+
+
+def notify_event(manager: pluggy.PluginManager, hook: str, state: State, **kwargs: Any) -> None:
+    """``notify`` for an event hook that takes the state DB and its audit log (``state``
+    and ``audit``), after ``kwargs``."""
+    notify(manager, hook, **kwargs, state=state, audit=state.audit_log)
 
 
 def first_result(manager: pluggy.PluginManager, hook: str, **kwargs: Any) -> tuple[str | None, Any]:

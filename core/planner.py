@@ -337,6 +337,20 @@ def _item(
     )
 
 
+def _add_children(
+    items: list[PlanItem],
+    repo: str,
+    children: Sequence[ManifestFacts],
+    parent: str,
+    created: str | None,
+    reason: str,
+) -> None:
+    """Append the child manifests of a deleted ``parent`` (an index or an artifact),
+    numbered on from ``items``."""
+    for child in children:
+        items.append(_item(len(items), repo, child, (), "child", parent, created, [reason]))
+
+
 def _created(image: Image) -> str | None:
     return image.time.isoformat() if image.time else image.facts.created
 
@@ -378,19 +392,14 @@ def build_plan(
                 )
             )
             per_repo[scan.repository] = per_repo.get(scan.repository, 0) + 1
-            for child in decision.child_items.get(image.digest, []):
-                items.append(
-                    _item(
-                        len(items),
-                        scan.repository,
-                        child,
-                        (),
-                        "child",
-                        image.digest,
-                        _created(image),
-                        [f"platform manifest of deleted index {image.digest[:19]}"],
-                    )
-                )
+            _add_children(
+                items,
+                scan.repository,
+                decision.child_items.get(image.digest, []),
+                image.digest,
+                _created(image),
+                f"platform manifest of deleted index {image.digest[:19]}",
+            )
             for artifact in image.artifacts:
                 items.append(
                     _item(
@@ -404,19 +413,14 @@ def build_plan(
                         [f"{_artifact_kind(artifact)} of deleted image {image.digest[:19]}"],
                     )
                 )
-                for child in decision.child_items.get(artifact.digest, []):
-                    items.append(
-                        _item(
-                            len(items),
-                            scan.repository,
-                            child,
-                            (),
-                            "child",
-                            artifact.digest,
-                            None,
-                            [f"manifest of deleted artifact {artifact.digest[:19]}"],
-                        )
-                    )
+                _add_children(
+                    items,
+                    scan.repository,
+                    decision.child_items.get(artifact.digest, []),
+                    artifact.digest,
+                    None,
+                    f"manifest of deleted artifact {artifact.digest[:19]}",
+                )
         for image, reasons in decision.keep:
             keep.append(
                 KeepItem(

@@ -16,7 +16,7 @@ import pluggy
 
 from . import decisions, lifecycle
 from .decisions import ApprovalRules, ResumeCheck, Vote, VoteKind, Voter
-from .hookcalls import notify
+from .hookcalls import notify, notify_event
 from .lifecycle import Decision, PlanStatus
 from .models import Approval, ApprovalContext, Plan
 from .state import State
@@ -130,14 +130,7 @@ class Transitions:
             plan, old, target, actor=approval.by, reason=approval.note, method=approval.method
         )
         # Kept for plugins written before plan_status_changed.
-        notify(
-            self.manager,
-            "plan_decided",
-            plan=plan,
-            approval=approval,
-            state=self.state,
-            audit=self.state.audit_log,
-        )
+        notify_event(self.manager, "plan_decided", self.state, plan=plan, approval=approval)
         return True
 
     def vote(

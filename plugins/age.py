@@ -16,8 +16,8 @@ from pydantic import AfterValidator
 from regprune import hookimpl
 from regprune.durations import format_duration, parse_duration
 from regprune.models import Image, SelectionContext, Verdict
-
-from ._options import Options, aware, parse_options, untimed
+from regprune.options import Options, parse_options, untimed
+from regprune.timing import aware
 
 
 def _check_duration(value: str) -> str:

@@ -64,43 +64,34 @@ def plan_status_changed(
     audit.record(event, registry=plan.registry, plan_id=plan.id, actor=actor, details=details)
 
 
-def _item_details(item: PlanItem) -> dict:
-    return {
+def _record_item(audit: AuditLog, event: str, plan: Plan, item: PlanItem, **extra: str) -> None:
+    """Record ``event`` about one plan item: which manifest, and ``extra`` (a reason, an error)."""
+    details = {
         "repository": item.repository,
         "digest": item.digest,
         "tags": list(item.tags),
         "role": item.role,
+        **extra,
     }
+    audit.record(event, registry=plan.registry, plan_id=plan.id, details=details)
 
 
 @hookimpl
 def item_deleted(plan: Plan, item: PlanItem, audit: AuditLog) -> None:
     """Record one deleted manifest."""
-    audit.record(
-        "item.deleted", registry=plan.registry, plan_id=plan.id, details=_item_details(item)
-    )
+    _record_item(audit, "item.deleted", plan, item)
 
 
 @hookimpl
 def item_skipped(plan: Plan, item: PlanItem, reason: str, audit: AuditLog) -> None:
     """Record a manifest apply left alone because the registry changed."""
-    audit.record(
-        "item.skipped",
-        registry=plan.registry,
-        plan_id=plan.id,
-        details={**_item_details(item), "reason": reason},
-    )
+    _record_item(audit, "item.skipped", plan, item, reason=reason)
 
 
 @hookimpl
 def item_failed(plan: Plan, item: PlanItem, error: str, audit: AuditLog) -> None:
     """Record a failed deletion."""
-    audit.record(
-        "item.failed",
-        registry=plan.registry,
-        plan_id=plan.id,
-        details={**_item_details(item), "error": error},
-    )
+    _record_item(audit, "item.failed", plan, item, error=error)
 
 
 @hookimpl

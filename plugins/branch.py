@@ -22,9 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext, Verdict
-from regprune.patterns import compile_pattern
-
-from ._options import (
+from regprune.options import (
     Argv,
     Options,
     Regex,
@@ -35,6 +33,7 @@ from ._options import (
     run_command,
     untimed,
 )
+from regprune.patterns import compile_pattern
 
 DEFAULT_PATTERN = r"^(?P<branch>.+)-(?P<sha>[0-9a-f]{7,40})$"
 SOURCES = ("branches", "branches_file", "branches_command")

@@ -15,9 +15,8 @@ from pydantic import Field, field_validator
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext, Verdict
+from regprune.options import Options, Regex, newest_first, parse_options, untimed
 from regprune.patterns import Pattern, compile_pattern
-
-from ._options import Options, Regex, newest_first, parse_options, untimed
 
 NO_GROUP = "(no group)"
 

@@ -19,8 +19,7 @@ from pydantic import model_validator
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext
-
-from ._options import Argv, Options, describe_command, parse_options, read_text, run_command
+from regprune.options import Argv, Options, describe_command, parse_options, read_text, run_command
 
 
 class InUseOptions(Options):

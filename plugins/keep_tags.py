@@ -11,9 +11,8 @@ from typing import Any
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext
+from regprune.options import Options, Regex, parse_options
 from regprune.patterns import compile_pattern
-
-from ._options import Options, Regex, parse_options
 
 
 class KeepTagsOptions(Options):

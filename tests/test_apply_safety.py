@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,13 @@ def old_images(pusher: ImagePusher, count: int, repository: str = "ci/app"):
     return [
         pusher.push_image(repository, [f"build-{n}"], created=days_ago(30)) for n in range(count)
     ]
+
+
+def guarded_by_in_use(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """An empty in_use listing (nothing deployed yet) and AGE with that keep rule."""
+    in_use = tmp_path / "in-use.txt"
+    in_use.write_text("")
+    return in_use, {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
 
 
 def after_first_deletion(action):
@@ -218,9 +226,7 @@ def test_an_image_deployed_while_the_plan_waited_is_kept_at_apply(
     registry_server, pusher, tmp_path
 ):
     images = old_images(pusher, 3)
-    in_use = tmp_path / "in-use.txt"
-    in_use.write_text("")
-    policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
+    in_use, policy = guarded_by_in_use(tmp_path)
     engine = make_engine(registry_server.url, policy, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     assert len(plan.delete) == 3
@@ -253,9 +259,7 @@ def test_keep_rules_stored_with_the_plan_run_at_apply_when_the_policy_is_gone(
     registry_server, pusher, tmp_path
 ):
     images = old_images(pusher, 2)
-    in_use = tmp_path / "in-use.txt"
-    in_use.write_text("")
-    policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
+    in_use, policy = guarded_by_in_use(tmp_path)
     plan = make_engine(registry_server.url, policy, name="ci", state_dir=tmp_path).plan("ci")
     assert plan.keep_rules == {
         "keep_tags": [],
@@ -289,9 +293,7 @@ def test_quick_mode_plans_store_their_keep_rules(registry_server, pusher, tmp_pa
 
 def test_a_keep_rule_failing_at_apply_deletes_nothing(registry_server, pusher, tmp_path):
     images = old_images(pusher, 2)
-    in_use = tmp_path / "in-use.txt"
-    in_use.write_text("")
-    policy = {**AGE, "protectors": [{"use": "in_use", "file": str(in_use)}]}
+    in_use, policy = guarded_by_in_use(tmp_path)
     engine = make_engine(registry_server.url, policy, name="ci", state_dir=tmp_path)
     plan = engine.plan("ci")
     in_use.unlink()  # the source of truth is gone: fail closed

@@ -37,9 +37,9 @@ from regprune.bots.slack.settings import SlackSettings
 from regprune.cli import make_app
 from regprune.config import PolicySettings, parse_settings
 from regprune.frontends import collect_front_ends
+from regprune.options import Options
 from regprune.planner import compile_policy
 from regprune.plugin_manager import BLOCK_ENV, LOAD_ENV, Catalog, build_catalog, get_plugin_manager
-from regprune.plugins._options import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -493,7 +493,8 @@ def test_toml_example_is_a_valid_config(text: str) -> None:
 
 FORBIDDEN: Mapping[str, str] = {
     # Where this checkout lives is a detail of the machine the docs were written on.
-    str(Path(__file__).resolve().parent.parent) + "/": "a path of the machine the docs were written on",
+    str(Path(__file__).resolve().parent.parent)
+    + "/": "a path of the machine the docs were written on",
     "/root/": "a path of the machine the docs were written on",
 }
 

@@ -312,10 +312,19 @@ def test_approvals_decided_by_a_front_end_are_found_by_property() -> None:
 
 
 def plan_output(
-    registry_server, pusher, tmp_path: Path, capsys, approval: str, manager
+    registry_server, pusher, tmp_path: Path, capsys, approval: str, approver: object = None
 ) -> tuple[int, str]:
+    """Exit code and output of a quick-mode plan with ``--approval approval``: the
+    installed plugins when ``approver`` is None, else the built-ins and ``approver``
+    registered under that name."""
     from regprune.testing import days_ago
 
+    if approver is None:
+        manager = get_plugin_manager()
+    else:
+        manager = get_plugin_manager(
+            load_entrypoints=False, extra_plugins=[approver_plugin(approval, approver)]
+        )
     pusher.push_image("ci/app", ["old"], created=days_ago(30))
     argv = [
         "--state",
@@ -337,10 +346,7 @@ def plan_output(
 def test_plan_says_where_a_front_end_decides(
     registry_server, pusher, tmp_path: Path, capsys, isolated_cli: None
 ) -> None:
-    manager = get_plugin_manager(
-        load_entrypoints=False, extra_plugins=[approver_plugin("room", ElsewhereApprover())]
-    )
-    code, out = plan_output(registry_server, pusher, tmp_path, capsys, "room", manager)
+    code, out = plan_output(registry_server, pusher, tmp_path, capsys, "room", ElsewhereApprover())
     assert code == 0
     assert "waits for approval in the chat room; the chat bot applies it." in out
     assert "Apply it with" not in out
@@ -355,10 +361,7 @@ def test_an_approver_named_slack_is_not_decided_elsewhere_by_its_name(
     isolated_cli: None,
 ) -> None:
     monkeypatch.setenv(BLOCK_ENV, "slack")
-    manager = get_plugin_manager(
-        load_entrypoints=False, extra_plugins=[approver_plugin("slack", AutoNamedSlack())]
-    )
-    code, out = plan_output(registry_server, pusher, tmp_path, capsys, "slack", manager)
+    code, out = plan_output(registry_server, pusher, tmp_path, capsys, "slack", AutoNamedSlack())
     assert code == 0
     assert "Apply it with: regprune apply" in out
     assert "waits for approval" not in out
@@ -367,9 +370,7 @@ def test_an_approver_named_slack_is_not_decided_elsewhere_by_its_name(
 def test_the_slack_approver_still_waits_for_slack(
     registry_server, pusher, tmp_path: Path, capsys, isolated_cli: None
 ) -> None:
-    code, out = plan_output(
-        registry_server, pusher, tmp_path, capsys, "slack", get_plugin_manager()
-    )
+    code, out = plan_output(registry_server, pusher, tmp_path, capsys, "slack")
     assert code == 0
     assert "waits for approval in Slack; the bot applies it." in out
 

@@ -20,9 +20,17 @@ from hypothesis import strategies as st
 
 from regprune.cli import run
 from regprune.config import GcSettings
+from regprune.engine import Engine
 from regprune.errors import ConfigError, UsageError
 from regprune.gc_checks import delete_untagged_spelling, validate_commands
-from regprune.testing import APPROVE_ALL, DEFAULT_REGISTRY, assert_all_pull, days_ago, make_engine
+from regprune.testing import (
+    APPROVE_ALL,
+    DEFAULT_REGISTRY,
+    RegistryServer,
+    assert_all_pull,
+    days_ago,
+    make_engine,
+)
 
 AGE = {"repositories": ["ci/*"], "selectors": [{"use": "age", "older_than": "7d"}]}
 # Every way the registry's pflag parser reads as --delete-untagged=true.
@@ -49,6 +57,11 @@ NOT_THE_FLAG = [
 def touch_command(path: Path, text: str = "") -> list[str]:
     """A command appending ``text`` and a newline to ``path`` (proves it ran, and when)."""
     return [sys.executable, "-c", f"open({str(path)!r}, 'a').write({text!r} + '\\n')"]
+
+
+def gc_engine(server: RegistryServer, state_dir: Path, **gc: object) -> Engine:
+    """An engine planning AGE as ``ci`` on ``server``, with ``gc`` as its ``[registry.test.gc]``."""
+    return make_engine(server.url, AGE, name="ci", state_dir=state_dir, registry_options={"gc": gc})
 
 
 def write_config(
@@ -226,13 +239,7 @@ def test_run_gc_and_the_engine_refuse_the_same_way_before_applying(
     assert pusher.resolve("ci/old", "build-1") == old.digest  # nothing applied either
     assert not marker.exists()
     # The Slack bot calls the same Engine.gc, which refuses with the same UsageError.
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path / "e",
-        registry_options={"gc": {"command": registry_server.gc_command("-m")}},
-    )
+    engine = gc_engine(registry_server, tmp_path / "e", command=registry_server.gc_command("-m"))
     with pytest.raises(UsageError, match="multi-arch"):
         engine.gc(DEFAULT_REGISTRY)
 
@@ -334,13 +341,7 @@ def registry_major(server) -> int:
 
 
 def test_a_dry_run_only_warns(registry_server, multi_arch, tmp_path):
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options={"gc": {"command": registry_server.gc_command("-m")}},
-    )
+    engine = gc_engine(registry_server, tmp_path, command=registry_server.gc_command("-m"))
     result = engine.gc(DEFAULT_REGISTRY, dry_run=True)
     assert result.ok
     assert any("multi-arch" in w and "a real run is refused" in w for w in result.warnings)
@@ -427,14 +428,12 @@ def test_after_runs_when_the_gc_command_cannot_start(registry_server, tmp_path, 
     before = [touch_command(log, "before")]
     if sabotage:
         before.append(["/bin/sh", "-c", sabotage.format(gc=gc)])
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options={
-            "gc": {"command": [str(gc)], "before": before, "after": [touch_command(log, "after")]}
-        },
+    engine = gc_engine(
+        registry_server,
+        tmp_path,
+        command=[str(gc)],
+        before=before,
+        after=[touch_command(log, "after")],
     )
 
     result = engine.gc(DEFAULT_REGISTRY)
@@ -449,14 +448,12 @@ def test_after_runs_when_gc_times_out_and_the_group_is_stopped(registry_server, 
     log = tmp_path / "steps.log"
     pids = tmp_path / "pids"
     gc = gc_script(tmp_path, f"sleep 60 & echo $! >> {pids}\necho $$ >> {pids}\nwait\n")
-    engine = make_engine(
-        registry_server.url,
-        AGE,
-        name="ci",
-        state_dir=tmp_path,
-        registry_options={
-            "gc": {"command": [str(gc)], "timeout": "1s", "after": [touch_command(log, "after")]}
-        },
+    engine = gc_engine(
+        registry_server,
+        tmp_path,
+        command=[str(gc)],
+        timeout="1s",
+        after=[touch_command(log, "after")],
     )
 
     result = engine.gc(DEFAULT_REGISTRY)

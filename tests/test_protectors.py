@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,50 +9,10 @@ import pluggy
 import pytest
 
 import regprune.hookspecs
-from regprune.mediatypes import OCI_INDEX, OCI_MANIFEST
-from regprune.models import Image, ManifestFacts, Protector, SelectionContext
+from regprune.models import Protector
 from regprune.plugins import in_use, keep_tags
 
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-CONTEXT = SelectionContext(now=NOW, registry="local", repository="ci/app", policy="ci")
-
-
-def digest(seed: str) -> str:
-    return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
-
-
-def make_image(
-    seed: str,
-    tags: Sequence[str] = (),
-    *,
-    repository: str = "ci/app",
-    children: Sequence[str] = (),
-) -> Image:
-    """An image (an index when ``children`` seeds are given) in ``repository``."""
-    child_facts = [
-        ManifestFacts(digest=digest(c), media_type=OCI_MANIFEST, size=10) for c in children
-    ]
-    facts = ManifestFacts(
-        digest=digest(seed),
-        media_type=OCI_INDEX if children else OCI_MANIFEST,
-        size=100,
-        children=tuple(child.digest for child in child_facts),
-    )
-    return Image(
-        repository=repository,
-        digest=facts.digest,
-        tags=list(tags),
-        facts=facts,
-        children=child_facts,
-    )
-
-
-def error_of(factory: Any, options: dict[str, Any]) -> str:
-    with pytest.raises(ValueError) as info:
-        factory(options)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+from .plugin_units import CONTEXT, digest, error_of, make_image
 
 
 def test_modules_register_their_protectors() -> None:

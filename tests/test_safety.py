@@ -18,6 +18,8 @@ from regprune.models import Approval, ApprovalContext
 from regprune.testing import (
     APPROVE_ALL,
     DEFAULT_REGISTRY,
+    ImagePusher,
+    PushedImage,
     days_ago,
     deleted_digests,
     kept_reasons,
@@ -129,12 +131,21 @@ def test_child_shared_with_a_kept_index_is_not_deleted(registry_server, pusher, 
     assert not pusher.manifest_exists("ci/multi", old.children[1].digest)
 
 
+def old_index_with_a_tagged_child(
+    pusher: ImagePusher, index_tag: str, child: int, child_tag: str
+) -> tuple[PushedImage, PushedImage]:
+    """A 30-day-old two-platform index in ci/multi, and its child number ``child``,
+    which carries a tag of its own."""
+    index = pusher.push_index("ci/multi", [index_tag], created=days_ago(30))
+    tagged = index.children[child]
+    pusher.tag("ci/multi", tagged.digest, child_tag)
+    return index, tagged
+
+
 def test_tagged_child_of_a_deleted_index_is_kept_when_not_selected(
     registry_server, pusher, tmp_path
 ):
-    index = pusher.push_index("ci/multi", ["build-1"], created=days_ago(30))
-    amd64 = index.children[0]
-    pusher.tag("ci/multi", amd64.digest, "keep-amd64")
+    index, amd64 = old_index_with_a_tagged_child(pusher, "build-1", 0, "keep-amd64")
     engine = make_engine(
         registry_server.url, {**AGE, "keep_tags": ["^keep-"]}, name="ci", state_dir=tmp_path
     )
@@ -148,9 +159,7 @@ def test_tagged_child_of_a_deleted_index_is_kept_when_not_selected(
 
 
 def test_platform_manifest_of_a_kept_index_is_never_deleted(registry_server, pusher, tmp_path):
-    index = pusher.push_index("ci/multi", ["latest"], created=days_ago(30))
-    arm = index.children[1]
-    pusher.tag("ci/multi", arm.digest, "arm-only")
+    _, arm = old_index_with_a_tagged_child(pusher, "latest", 1, "arm-only")
     engine = make_engine(
         registry_server.url, {**AGE, "keep_tags": ["^latest$"]}, name="ci", state_dir=tmp_path
     )

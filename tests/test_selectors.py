@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,54 +12,17 @@ import pytest
 
 import regprune.hookspecs
 from regprune import options as options_module  # where run_command reads its timeout
-from regprune.mediatypes import OCI_MANIFEST
-from regprune.models import Image, ManifestFacts, SelectionContext, Selector
+from regprune.models import Image, Selector
 from regprune.plugin_manager import DEFAULT_PLUGINS, build_catalog, get_plugin_manager
 from regprune.plugins import age, branch, count, in_use, keep_tags, time_sources
 
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-CONTEXT = SelectionContext(now=NOW, registry="local", repository="ci/app", policy="ci")
+from .plugin_units import CONTEXT, NOW, error_of, make_image
+
 SHA = "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a"
-
-
-def digest(seed: str) -> str:
-    return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
-
-
-def make_image(
-    seed: str,
-    tags: Sequence[str] = (),
-    *,
-    days: float | None = None,
-    time: datetime | None = None,
-    note: str | None = None,
-    repository: str = "ci/app",
-) -> Image:
-    """An image built ``days`` before NOW (or at ``time``); neither: no trustworthy time."""
-    if days is not None:
-        time = NOW - timedelta(days=days)
-    facts = ManifestFacts(digest=digest(seed), media_type=OCI_MANIFEST, size=100)
-    return Image(
-        repository=repository,
-        digest=facts.digest,
-        tags=list(tags),
-        facts=facts,
-        time=time,
-        time_source="created" if time else None,
-        time_note=None if time else note,
-    )
 
 
 def selected(verdicts: Any, *images: Image) -> list[bool]:
     return [verdicts[image.digest][0] for image in images]
-
-
-def error_of(factory: Any, options: dict[str, Any]) -> str:
-    with pytest.raises(ValueError) as info:
-        factory(options)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 # --- registration -------------------------------------------------------------------

@@ -739,14 +739,21 @@ def test_slack_failures_while_posting_progress_never_stop_or_repeat_deletions(
     assert sum(f"Plan {plan_id} done" in t for t in bot.thread(plan_id)) == 1
 
 
-def test_a_failed_apply_is_reported_and_not_retried_by_the_bot(
+def plan_on_a_registry_that_refuses_deletes(
     make_bot: Callable[..., Bot], registry_factory: Callable[..., RegistryServer]
-) -> None:
+) -> tuple[Bot, str]:
+    """A bot on a registry with deletes disabled, one old image, and a plan for it."""
     readonly = registry_factory(delete_enabled=False)
     bot = make_bot(push=False, registry_extra={"url": readonly.url})
     with ImagePusher(readonly.url) as pusher:
         pusher.push_image(bot.repo, ["build-1"], created=days_ago(30))
-    plan_id = bot.request_plan()
+    return bot, bot.request_plan()
+
+
+def test_a_failed_apply_is_reported_and_not_retried_by_the_bot(
+    make_bot: Callable[..., Bot], registry_factory: Callable[..., RegistryServer]
+) -> None:
+    bot, plan_id = plan_on_a_registry_that_refuses_deletes(make_bot, registry_factory)
 
     bot.approve(plan_id, APPROVER)
 
@@ -790,9 +797,7 @@ def test_tokens_and_secrets_never_appear_in_logs_or_messages(make_bot: Callable[
         except RuntimeError:
             log.exception("failure")
         fields = bot.fields(plan_id)
-        bot.service.say_in_thread(
-            fields.slack_channel, fields.slack_ts, f"oops {TOKEN} {SECRET}"
-        )
+        bot.service.say_in_thread(fields.slack_channel, fields.slack_ts, f"oops {TOKEN} {SECRET}")
     finally:
         for h in root.handlers:
             h.removeFilter(filt)

@@ -28,10 +28,17 @@ from regprune.bots.slack.service import SlackService
 from regprune.engine import lock_name
 from regprune.models import Approval
 from regprune.plugin_manager import get_plugin_manager
-from regprune.testing import ImagePusher, RegistryServer, days_ago
+from regprune.testing import RegistryServer
 
 from . import test_slack_bot
-from .test_slack_bot import APPROVER, OLD, TOKEN, UNTOUCHED, Bot
+from .test_slack_bot import (
+    APPROVER,
+    OLD,
+    TOKEN,
+    UNTOUCHED,
+    Bot,
+    plan_on_a_registry_that_refuses_deletes,
+)
 
 # The bot fixtures of test_slack_bot.py, shared rather than copied.
 registry = test_slack_bot.registry
@@ -278,11 +285,7 @@ def test_failed_rejected_expired_cancelled_and_unapproved_plans_are_not_resumed(
 def test_a_plan_whose_apply_stopped_with_an_error_waits_for_a_person(
     make_bot: Callable[..., Bot], registry_factory: Callable[..., RegistryServer]
 ) -> None:
-    readonly = registry_factory(delete_enabled=False)
-    bot = make_bot(push=False, registry_extra={"url": readonly.url})
-    with ImagePusher(readonly.url) as pusher:
-        pusher.push_image(bot.repo, ["build-1"], created=days_ago(30))
-    plan_id = bot.request_plan()
+    bot, plan_id = plan_on_a_registry_that_refuses_deletes(make_bot, registry_factory)
     bot.approve(plan_id, APPROVER)  # refused by the registry: pending again, reported
     assert bot.plan(plan_id).status == "pending"
     replies = len(bot.thread(plan_id))
@@ -303,7 +306,9 @@ def test_a_plan_resumed_too_often_is_left_to_a_person_and_said_once(
     approve_but_crash_before_apply(bot, plan_id, monkeypatch)
     with bot.state() as state:  # two earlier starts resumed it and died while applying
         for _ in range(service_module.MAX_RESUMES):
-            state.audit_log.record("slack.resumed", plan_id=plan_id, registry="local", actor="regprune-bot")
+            state.audit_log.record(
+                "slack.resumed", plan_id=plan_id, registry="local", actor="regprune-bot"
+            )
 
     assert restart(bot) == []
     assert restart(bot) == []

@@ -1,13 +1,7 @@
-"""The TOML configuration: registries, policies, the state DB, and the sections of
-front ends (``[NAME]``, one per front end that claims it), validated with pydantic.
+"""The settings models: ``[registry.NAME]``, ``[policy.NAME]``, ``[state]`` and the
+whole ``Settings``, validated with pydantic (the package docstring tells the rules).
 
-Core owns ``[registry.NAME]``, ``[policy.NAME]`` and ``[state]``; any other
-top-level section is valid only when a registered front end claims it
-(``regprune.frontends``), and is then validated with that front end's model.
-
-Every string may use ``${ENV_VAR}`` (``$$`` for a literal ``$``); a variable that is
-not set is an error naming the key.  Errors name the offending key, e.g.
-``policy.ci.keep_tags.0: invalid regular expression '(': missing ), ...``.
+Reading and ``${ENV_VAR}`` expansion live in ``loading``; these models only check.
 """
 
 from __future__ import annotations
@@ -248,7 +242,7 @@ class PolicySettings(_Model):
                 extra = sorted(str(key) for key in entry if key != "use")
                 if not isinstance(entry.get("use"), str) or extra:
                     raise ValueError(
-                        f"entry {index}: a table names a time source with use = \"NAME\" "
+                        f'entry {index}: a table names a time source with use = "NAME" '
                         "and nothing else (time sources take no options; a plugin's "
                         "settings go in [plugins.NAME])"
                     )

@@ -124,14 +124,18 @@ class RegistryClient(HttpSession):
             names = self._paginate(url, "tags", scope, page_size=None, missing_ok=True)
         return names or []
 
-    def get_manifest(self, repository: str, reference: str) -> Manifest:
-        """Fetch a manifest by tag or digest, verifying its digest against the body."""
-        response = self._request(
-            "GET",
+    def _manifest_request(self, method: str, repository: str, reference: str) -> httpx.Response:
+        """A GET or HEAD of a manifest by tag or digest, unchecked (404 is the caller's)."""
+        return self._request(
+            method,
             f"{self._v2}{repository}/manifests/{reference}",
             f"repository:{repository}:pull",
             {"Accept": MANIFEST_ACCEPT},
         )
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """Fetch a manifest by tag or digest, verifying its digest against the body."""
+        response = self._manifest_request("GET", repository, reference)
         if response.status_code == 404:
             raise self._not_found(response, repository, reference)
         self._check(response, f"repository:{repository}:pull")
@@ -151,12 +155,7 @@ class RegistryClient(HttpSession):
 
     def head_manifest(self, repository: str, reference: str) -> str | None:
         """The digest a tag or digest resolves to, or None if it does not exist."""
-        response = self._request(
-            "HEAD",
-            f"{self._v2}{repository}/manifests/{reference}",
-            f"repository:{repository}:pull",
-            {"Accept": MANIFEST_ACCEPT},
-        )
+        response = self._manifest_request("HEAD", repository, reference)
         if response.status_code == 404:
             return None
         self._check(response, f"repository:{repository}:pull")

@@ -218,13 +218,8 @@ class Plans:
         allowed = [*expected]
         if not allowed:
             return False
-        marks = ",".join("?" * len(allowed))
         with self._conn.write() as conn:
-            cursor = conn.execute(
-                f"UPDATE plans SET status = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
-                [status, to_db(now()), plan_id, *allowed],
-            )
-            return cursor.rowcount == 1
+            return _move(conn, plan_id, status, allowed)
 
     def reopen(self, plan_id: str, *, expected: Iterable[str]) -> bool:
         """Move a plan back to ``pending`` and void its approvals, in one transaction, if
@@ -233,13 +228,8 @@ class Plans:
         allowed = [*expected]
         if not allowed:
             return False
-        marks = ",".join("?" * len(allowed))
         with self._conn.write() as conn:
-            cursor = conn.execute(
-                f"UPDATE plans SET status = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
-                [PlanStatus.PENDING, to_db(now()), plan_id, *allowed],
-            )
-            if cursor.rowcount != 1:
+            if not _move(conn, plan_id, PlanStatus.PENDING, allowed):
                 return False
             conn.execute("DELETE FROM approvals WHERE plan_id = ?", (plan_id,))
             return True
@@ -302,6 +292,17 @@ class Plans:
             )
             if cursor.rowcount != 1:
                 raise RegpruneError(f"plan {plan_id} has no item {seq}")
+
+
+def _move(conn: sqlite3.Connection, plan_id: str, status: str, allowed: Sequence[str]) -> bool:
+    """Inside an open write transaction: set the plan's status only if it is one of
+    ``allowed`` (never empty), in one conditional UPDATE; whether it changed."""
+    marks = ",".join("?" * len(allowed))
+    cursor = conn.execute(
+        f"UPDATE plans SET status = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
+        [status, to_db(now()), plan_id, *allowed],
+    )
+    return cursor.rowcount == 1
 
 
 def _ambiguous(plan_id: str, ids: Sequence[str]) -> NoReturn:

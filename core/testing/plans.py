@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from ..models import ApprovalContext
 
@@ -161,35 +161,33 @@ def make_engine(
     return Engine(settings, State(directory / "state.db"), manager=manager, now=_clock(now))
 
 
+class _EngineOptions(TypedDict, total=False):
+    """The keyword arguments :func:`run_policy` hands on to :func:`make_engine`."""
+
+    now: Now
+    extra_plugins: Iterable[object]
+    other_policies: Mapping[str, Mapping[str, Any]] | None
+    name: str
+    registry_options: Mapping[str, Any] | None
+    load_entrypoints: bool
+
+
 def run_policy(
     url: str,
     policy: Mapping[str, Any],
     *,
     state_dir: str | Path,
-    now: Now = None,
-    extra_plugins: Iterable[object] = (),
-    other_policies: Mapping[str, Mapping[str, Any]] | None = None,
-    name: str = DEFAULT_POLICY,
-    registry_options: Mapping[str, Any] | None = None,
-    load_entrypoints: bool = True,
+    **options: Unpack[_EngineOptions],
 ) -> Plan:
     """Plan ``policy`` against the registry at ``url`` and return the stored ``Plan``.
 
     Nothing is deleted.  Bad options raise ``regprune.errors.ConfigError`` with the
     message a user would see (``policy.test.selectors.0: ...``).  Arguments are
-    those of :func:`make_engine`.
+    those of :func:`make_engine` (``now``, ``extra_plugins``, ``other_policies``,
+    ``name``, ``registry_options``, ``load_entrypoints``).
     """
-    engine = make_engine(
-        url,
-        policy,
-        state_dir=state_dir,
-        now=now,
-        extra_plugins=extra_plugins,
-        other_policies=other_policies,
-        name=name,
-        registry_options=registry_options,
-        load_entrypoints=load_entrypoints,
-    )
+    engine = make_engine(url, policy, state_dir=state_dir, **options)
+    name = options.get("name", DEFAULT_POLICY)
     try:
         return engine.plan(name, requested_by="regprune.testing")
     finally:

@@ -10,6 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # cryptography is imported only where a certificate is made
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 __all__ = [
     "BINARY_ENV",
@@ -86,6 +93,38 @@ def hash_htpasswd(password: str) -> str:
     return hashed
 
 
+def self_signed_certificate(
+    key: CertificateIssuerPrivateKeyTypes,
+    name: x509.Name,
+    before: dt.timedelta,
+    after: dt.timedelta,
+    *,
+    alt: x509.GeneralName | None = None,
+) -> x509.Certificate:
+    """A CA certificate for ``key`` naming ``name``, issued by itself, valid from
+    ``before`` ago to ``after`` from now (with ``alt`` as its subject alternative name)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - before)
+        .not_valid_after(now + after)
+    )
+    if alt is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+    return builder.add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True
+    ).sign(key, hashes.SHA256())
+
+
 def make_self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
     """Write a self-signed certificate and key for ``host`` into ``directory``.
 
@@ -98,7 +137,7 @@ def make_self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Pat
     import ipaddress
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -108,18 +147,8 @@ def make_self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Pat
         alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         alt = x509.DNSName(host)
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    cert = self_signed_certificate(
+        key, name, dt.timedelta(minutes=5), dt.timedelta(days=2), alt=alt
     )
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "registry.crt", directory / "registry.key"
