@@ -277,15 +277,12 @@ def test_facts_bulk_2000_digests_in_few_queries(file_state: State) -> None:
     file_state.digests.put_facts(all_facts)
     statements: list[str] = []
     file_state.db.conn.set_trace_callback(statements.append)
-    started = time.perf_counter()
     got = file_state.digests.get_facts(f.digest for f in all_facts)
-    elapsed = time.perf_counter() - started
     file_state.db.conn.set_trace_callback(None)
     assert len(got) == 2000
     assert got[sha(1999)] == facts(1999)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 4  # chunks of 500, not one per digest
-    assert elapsed < 2.0
+    assert len(selects) == 4  # chunks of 500, not one per digest (speed: bench/, not here)
 
 
 def test_put_facts_is_one_transaction(file_state: State) -> None:
