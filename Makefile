@@ -26,6 +26,8 @@ skopeo:
 
 test: venv registry skopeo lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	# The registry-facing tests again, against Distribution 3.x (scripts/test-registry3.sh).
+	PYTEST_ARGS='$(PYTEST_ARGS)' bash scripts/test-registry3.sh
 
 # ruff, then mypy on the installed layout (settings: [tool.mypy] in pyproject.toml).
 lint: venv

@@ -7,3 +7,11 @@ import pytest
 @pytest.fixture(autouse=True)
 def _no_proxies(clear_proxy_env: None) -> None:
     """No test talks to loopback through a proxy from the environment."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a real registry, so `make test` can run that subset
+    again against Distribution 3.x (``-m registry``)."""
+    for item in items:
+        if "registry_binary" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.registry)
