@@ -27,11 +27,11 @@ from regprune.state import State
 from . import blocks
 from .clicks import Click, Outcome, voter
 from .messages import slack_fields
+from .plugin import METHOD  # the one spelling of the Slack approval method
 from .settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
-METHOD = "slack"
 
 
 class Deciding:
