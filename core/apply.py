@@ -48,6 +48,7 @@ from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
     ApplyResult,
+    Image,
     ItemOutcome,
     ManifestFacts,
     Plan,
@@ -58,6 +59,7 @@ from .models import (
 from .registry import RegistryBackend
 from .scan import RepositoryScan, Scanner
 from .state import State
+from .untag import Untagger
 
 # Errors that would fail every remaining item the same way: stop and let a re-run resume.
 FATAL = (DeletesDisabled, MissingScope, AuthenticationFailed, RegistryUnreachable, PluginError)
@@ -172,6 +174,15 @@ class Applier:
         self._now = now
         self._skipped: set[tuple[str, str]] = set()
         self._prepared: tuple[dict[str, LiveRepository], dict] | None = None
+        # The fresh scan's images by (repository, digest): untag re-checks against them.
+        self._images: dict[tuple[str, str], Image] = {}
+        self.untagger = Untagger(
+            plan,
+            state=state,
+            client=client,
+            keep_rules_for=self.keep_rules_for,
+            now=self._now() if self._now else datetime.now(UTC),
+        )
 
     def preflight(self, repositories: Iterable[str]) -> None:
         """Refuse before deleting anything when deletes are disabled or the scope is
@@ -182,10 +193,18 @@ class Applier:
         statuses = self.state.plans.item_statuses(self.plan.id)
         return [item for item in self.plan.delete if statuses[item.seq][0] not in FINAL_STATUSES]
 
+    def pending_repositories(self) -> list[str]:
+        """Every repository where a delete or an untag is left to do."""
+        return sorted(
+            {item.repository for item in self.pending_items()}
+            | {item.repository for item in self.untagger.pending()}
+        )
+
     def prepare(self) -> None:
         """Take the snapshot the next ``run`` uses (see ``snapshot``); it may raise, and
-        then nothing has been deleted."""
-        self._prepared = self.snapshot(sorted({item.repository for item in self.pending_items()}))
+        then nothing has been deleted.  A back end that cannot untag is refused here."""
+        self.untagger.check_backend()
+        self._prepared = self.snapshot(self.pending_repositories())
 
     def snapshot(self, repositories: Sequence[str]) -> tuple[dict[str, LiveRepository], dict]:
         """Scan the repositories again and run every keep rule on what they hold now.
@@ -198,6 +217,9 @@ class Applier:
         scans = scanner.scan(list(repositories))
         live = {
             scan.repository: LiveRepository(self.client, scan.repository, scan) for scan in scans
+        }
+        self._images = {
+            (scan.repository, image.digest): image for scan in scans for image in scan.images
         }
         kept: dict[tuple[str, str], str] = {}
         for scan in scans:
@@ -224,13 +246,28 @@ class Applier:
             if statuses[item.seq][0] == ItemStatus.DELETED
         }
         result = ApplyResult(plan_id=self.plan.id, status=PlanStatus.APPLYING)
-        if not todo:
+        if not todo and not self.untagger.pending():
             return result
         if self._prepared is None:
             self.prepare()
         assert self._prepared is not None
         live, kept = self._prepared
         self._prepared = None  # a snapshot serves one run
+        self._delete_items(todo, statuses, live, kept, deleted, result)
+        # Untags last: they touch only digests the plan keeps, so the deletions' re-checks
+        # never see a tag mid-removal, and the space-freeing part is done first.
+        self.untagger.run(self._images, result)
+        return result
+
+    def _delete_items(
+        self,
+        todo: list[PlanItem],
+        statuses: dict[int, tuple[str, str]],
+        live: dict[str, LiveRepository],
+        kept: dict,
+        deleted: set[tuple[str, str]],
+        result: ApplyResult,
+    ) -> None:
         for count, item in enumerate(self._ordered(todo), start=1):
             prior = statuses[item.seq][0]
             reason = self._skip_reason(item, prior, live[item.repository], kept, deleted)
@@ -255,7 +292,6 @@ class Applier:
             self._record(result, item, ItemStatus.DELETED, note, "item_deleted")
             if count % HEARTBEAT_EVERY == 0:
                 self.state.locks.heartbeat(self.lock_name)
-        return result
 
     def _delete(self, item: PlanItem) -> str:
         """Ask the deleter plugins; an answer other than "deleted"/"absent" is a plugin error."""

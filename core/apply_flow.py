@@ -16,7 +16,7 @@ from .config import RegistrySettings
 from .errors import ApplyStopped, Interrupted, RegpruneError, UsageError
 from .hookcalls import notify_event
 from .lifecycle import ItemStatus, PlanStatus
-from .models import ApplyResult, ItemOutcome, Plan
+from .models import ApplyResult, ItemOutcome, Plan, UntagOutcome
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -49,7 +49,7 @@ def apply_approved(
             now=engine.now,
         )
         try:
-            applier.preflight(item.repository for item in applier.pending_items())
+            applier.preflight(applier.pending_repositories())
             applier.prepare()
         except RegpruneError as exc:
             refused(engine, plan, exc, actor=actor)
@@ -98,7 +98,8 @@ def _deleted(engine: Engine, plan: Plan) -> int:
 
 def stopped_line(engine: Engine, plan: Plan, why: str) -> str:
     return (
-        f"{why}: stopped after {_deleted(engine, plan)} of {len(plan.delete)} deletions of "
+        f"{why}: stopped after {_deleted(engine, plan)} of {len(plan.delete) + len(plan.untag)} "
+        f"deletions{' and tag removals' if plan.untag else ''} of "
         f"plan {plan.id}; `regprune apply {plan.id}` finishes the rest"
     )
 
@@ -143,6 +144,13 @@ def result_from_state(engine: Engine, plan: Plan) -> ApplyResult:
         ItemOutcome(item, ItemStatus(statuses[item.seq][0]), statuses[item.seq][1])
         for item in plan.delete
     ]
+    untags = [
+        UntagOutcome(item, ItemStatus(statuses[item.seq][0]), statuses[item.seq][1])
+        for item in plan.untag
+    ]
     return ApplyResult(
-        plan_id=plan.id, status=lifecycle.plan_status(plan.status), outcomes=outcomes
+        plan_id=plan.id,
+        status=lifecycle.plan_status(plan.status),
+        outcomes=outcomes,
+        untag_outcomes=untags,
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 import pluggy
 
-from . import apply_flow, gc_flow, lifecycle
+from . import apply_flow, gc_flow, lifecycle, untag
 from .apply import KeepRule, Progress
 from .config import RegistrySettings, Settings
 from .errors import ApprovalPending, ConfigError, RegpruneError, UsageError
@@ -237,6 +237,9 @@ class Engine(Transitions):
         that reads a file or runs a command (in_use, branch) does it once per run.
         """
         check_backend_options(self.settings.registry, self.catalog.registry_backends)
+        for name, policy in self.settings.policy.items():
+            # A registry configured as 2.x refuses untag without the opt-in, before any request.
+            untag.check_configured(name, policy, self.registry_settings(policy.registry).version)
         if self._compiled is None or set(self._compiled) != set(self.settings.policy):
             self._compiled = {name: self.compile(name) for name in self.settings.policy}
         return list(self._compiled.values())
@@ -253,6 +256,9 @@ class Engine(Transitions):
             compiled.settings.repositories, compiled.settings.exclude
         )
         scans = scanner.scan(repositories)
+        # After the scan: its answers usually tell the version, so this costs no request.
+        version = self.registry_version(registry)
+        method = untag.untag_method(policy, compiled.settings, version, client)
         others = [
             c for c in compiled_all.values() if c.name != policy and c.settings.registry == registry
         ]
@@ -277,8 +283,8 @@ class Engine(Transitions):
             now=now,
             requested_by=requested_by or default_actor(),
         )
-        # After the scan: its answers usually tell the version, so this costs no request.
-        plan.registry_version = self.registry_version(registry).to_dict()
+        plan.registry_version = version.to_dict()
+        plan.untag_method = method if plan.untag else None
         self.state.plans.save(plan)
         notify_event(self.manager, "plan_created", self.state, plan=plan)
         self._prune_after_plan(plan)

@@ -2,13 +2,15 @@
 again by apply, so a tag or image a rule keeps is never deleted.
 
 ``keep_rules_spec`` is what a plan stores of its policy's keep rules,
-``compile_keep_rules`` builds them back into protectors, and ``keep_verdicts`` asks
-them about images and their artifacts (an artifact kept keeps its image).
+``compile_keep_rules`` builds them back into protectors, ``keep_verdicts`` asks
+them about images and their artifacts (an artifact kept keeps its image), and
+``tag_verdicts`` about each tag alone (what ``untag`` may remove).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -120,3 +122,33 @@ def ask_plugin(
             owner, where, f"returned {type(answer).__name__}, not a mapping of digest to answer"
         )
     return answer
+
+
+def tag_verdicts(
+    images: Sequence[Image],
+    rules: Sequence[tuple[str, str, Protector]],
+    context: SelectionContext,
+    policy: str,
+) -> dict[tuple[str, str], list[str]]:
+    """Ask keep rules about each tag of each image on its own: ``{(digest, tag): reasons}``
+    for every tag some rule keeps.
+
+    A keep rule answers per digest, so each tag is shown as the image carrying only that
+    tag (without its artifacts: an artifact keeps its image, not one of its tags).  A
+    rule that keeps the digest whatever its tags (an image in use by digest) keeps every
+    tag.  One call per rule per tag position: ``max(len(image.tags))`` calls, not one
+    per tag.
+    """
+    rounds = max((len(image.tags) for image in images), default=0)
+    kept: dict[tuple[str, str], list[str]] = {}
+    for position in range(rounds):
+        views = [
+            replace(image, tags=[image.tags[position]], artifacts=[])
+            for image in images
+            if position < len(image.tags)
+        ]
+        tag_of = {view.digest: view.tags[0] for view in views}
+        for digest, reasons in keep_verdicts(views, rules, context, policy).items():
+            if digest in tag_of:
+                kept[(digest, tag_of[digest])] = reasons
+    return kept

@@ -178,6 +178,48 @@ class PlanItem:
 
 
 @dataclass(frozen=True)
+class UntagItem:
+    """One tag a plan removes while its image stays (policy option ``untag``).
+
+    The tag shares its digest with a tag a keep rule keeps; no keep rule keeps this
+    one.  ``seq`` numbers it after the plan's delete items (its outcome row in the
+    state DB); it is not part of the JSON shape, which is exactly
+    ``{"repository", "tag", "digest", "reasons"}``.
+    """
+
+    seq: int
+    repository: str
+    tag: str
+    digest: str
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+            "reasons": list(self.reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, seq: int, data: Mapping[str, Any]) -> UntagItem:
+        return cls(
+            seq=seq,
+            repository=data["repository"],
+            tag=data["tag"],
+            digest=data["digest"],
+            reasons=tuple(data["reasons"]),
+        )
+
+
+UNTAG_ROLE = "untag"
+"""The ``role`` of an untag item's outcome row in ``plan_items``."""
+
+UntagMethod = Literal["tag_delete", "overwrite"]
+"""How a plan removes its tags: 3.x's tag DELETE, or 2.x's throwaway manifest."""
+
+
+@dataclass(frozen=True)
 class KeepItem:
     """An image the plan keeps, with every reason it is kept."""
 
@@ -215,6 +257,8 @@ class PlanSummary:
     bytes: int
     kept_images: int
     repositories: Mapping[str, int]
+    # Tags removed from images that stay (policy option ``untag``).
+    untags: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +268,7 @@ class PlanSummary:
             "bytes": self.bytes,
             "kept_images": self.kept_images,
             "repositories": dict(self.repositories),
+            "untags": self.untags,
         }
 
 
@@ -253,12 +298,23 @@ class Plan:
     # None, "source": "configured" | "detected" | "unknown", "evidence": ...}``.  None
     # for plans stored before regprune recorded it.
     registry_version: dict[str, Any] | None = None
+    # Tags removed from images that stay, and how (see ``UntagMethod``).
+    untag: list[UntagItem] = field(default_factory=list)
+    untag_method: UntagMethod | None = None
+
+    @property
+    def has_work(self) -> bool:
+        """Whether applying it would change anything: a deletion or a tag removal."""
+        return bool(self.delete or self.untag)
 
     def content(self) -> dict[str, Any]:
         """The part of the plan its hash covers: everything that decides what is deleted."""
         extra: dict[str, Any] = {} if self.keep_rules is None else {"keep_rules": self.keep_rules}
         if self.registry_version is not None:
             extra["registry_version"] = self.registry_version
+        if self.untag:  # absent when empty: plans without untags hash as they always did
+            extra["untag"] = [item.to_dict() for item in self.untag]
+            extra["untag_method"] = self.untag_method
         return {
             **extra,
             "registry": self.registry,
@@ -286,6 +342,8 @@ class Plan:
             "registry_version": self.registry_version,
             "delete": [item.to_dict() for item in self.delete],
             "keep": [item.to_dict() for item in self.keep],
+            "untag": [item.to_dict() for item in self.untag],
+            "untag_method": self.untag_method,
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
         }
@@ -335,11 +393,19 @@ class ItemOutcome:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class UntagOutcome:
+    item: UntagItem
+    status: ItemStatus
+    reason: str = ""
+
+
 @dataclass
 class ApplyResult:
     plan_id: str
     status: PlanStatus
     outcomes: list[ItemOutcome] = field(default_factory=list)
+    untag_outcomes: list[UntagOutcome] = field(default_factory=list)
 
     def of(self, status: ItemStatus) -> list[ItemOutcome]:
         return [outcome for outcome in self.outcomes if outcome.status == status]
@@ -359,6 +425,11 @@ class ApplyResult:
             "status": self.status,
             # The JSON keys are the item statuses they list.
             **{status: rows(status) for status in ITEM_REPORTED},
+            # Tags removed from images that stay: each with its ``status`` and ``reason``.
+            "untag": [
+                {**outcome.item.to_dict(), "status": outcome.status, "reason": outcome.reason}
+                for outcome in self.untag_outcomes
+            ],
         }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import PolicySettings
 from .errors import ConfigError, UsageError
-from .keep_rules import ask_plugin, keep_rules_spec, keep_verdicts
+from .keep_rules import ask_plugin, keep_rules_spec, keep_verdicts, tag_verdicts
 
 # Still importable from the planner, where it lived before core/keep_rules.py.
 from .keep_rules import compile_keep_rules as compile_keep_rules
@@ -38,6 +38,7 @@ from .models import (
     Role,
     SelectionContext,
     Selector,
+    UntagItem,
 )
 from .patterns import Pattern, compile_pattern
 from .plugin_manager import Catalog
@@ -116,6 +117,8 @@ class RepositoryDecision:
     delete: list[tuple[Image, list[str]]] = field(default_factory=list)
     keep: list[tuple[Image, list[str]]] = field(default_factory=list)
     child_items: dict[str, list[ManifestFacts]] = field(default_factory=dict)
+    # (image, tag, reasons): tags removed while the image stays (policy option ``untag``).
+    untag: list[tuple[Image, str, list[str]]] = field(default_factory=list)
 
 
 def assign_times(
@@ -190,6 +193,13 @@ def decide_repository(
         and all(selected for _, selected, _ in verdicts[image.digest])
     }
     _protect_index_children(scan, candidates, protected)
+    if policy.settings.untag:
+        decision.untag = _untags(
+            considered, policy, protected, verdicts, [*own_rules, *keepers], context
+        )
+    untagged: dict[str, list[str]] = {}
+    for image, tag, _ in decision.untag:
+        untagged.setdefault(image.digest, []).append(tag)
 
     for image in sorted(considered, key=_oldest_first):
         selection = [reason for _, selected, reason in verdicts[image.digest] if selected]
@@ -203,6 +213,9 @@ def decide_repository(
                 reasons += [
                     reason for _, selected, reason in verdicts[image.digest] if not selected
                 ]
+            if image.digest in untagged:
+                tags = ", ".join(untagged[image.digest])
+                reasons.append(f"untag: removes tag(s) {tags}, which no keep rule keeps")
             decision.keep.append((image, reasons))
     for artifact in scan.orphan_artifacts:
         decision.keep.append(
@@ -215,6 +228,53 @@ def decide_repository(
         )
     decision.child_items = _children_to_delete(scan, candidates)
     return decision
+
+
+def _untags(
+    considered: Sequence[Image],
+    policy: CompiledPolicy,
+    protected: dict[str, list[str]],
+    verdicts: dict[str, list[tuple[str, bool, str]]],
+    rules: Sequence[tuple[str, str, Protector]],
+    context: SelectionContext,
+) -> list[tuple[Image, str, list[str]]]:
+    """The tags ``untag = true`` removes: those of an image every selector selects but
+    that is kept, where some tag of it is kept (by a keep rule, or by being outside the
+    policy's ``tags`` filter) and no keep rule keeps the tag itself.  The image stays."""
+    selected_kept = [
+        image
+        for image in considered
+        if image.digest in protected
+        and len(image.tags) > 1
+        and all(selected for _, selected, _ in verdicts[image.digest])
+    ]
+    by_tag = tag_verdicts(selected_kept, rules, context, policy.name)
+    found: list[tuple[Image, str, list[str]]] = []
+    for image in selected_kept:
+        outside = {
+            tag
+            for tag in image.tags
+            if policy.tag_filter is not None and not policy.tag_filter.search(tag)
+        }
+        kept = [tag for tag in image.tags if tag in outside or (image.digest, tag) in by_tag]
+        if not kept:
+            continue  # kept for a reason that is no tag's (an index, a referrer): leave it whole
+        selection = [reason for _, selected, reason in verdicts[image.digest] if selected]
+        for tag in image.tags:
+            if tag in kept:
+                continue
+            found.append(
+                (
+                    image,
+                    tag,
+                    [
+                        *selection,
+                        f"shares digest with kept tag '{kept[0]}'; no keep rule keeps "
+                        f"'{tag}', so only the tag is removed and the image stays",
+                    ],
+                )
+            )
+    return found
 
 
 def _verdict(answer: Any, name: str, policy: str) -> tuple[bool, str]:
@@ -370,6 +430,7 @@ def build_plan(
     """Turn scans into a plan.  ``keepers_for(repo)`` gives other policies' keep rules."""
     items: list[PlanItem] = []
     keep: list[KeepItem] = []
+    untags: list[tuple[str, str, str, list[str]]] = []
     per_repo: dict[str, int] = {}
     warnings: list[str] = []
     for scan in scans:
@@ -421,6 +482,9 @@ def build_plan(
                     None,
                     f"manifest of deleted artifact {artifact.digest[:19]}",
                 )
+        untags += [
+            (scan.repository, tag, image.digest, reasons) for image, tag, reasons in decision.untag
+        ]
         for image, reasons in decision.keep:
             keep.append(
                 KeepItem(
@@ -445,6 +509,7 @@ def build_plan(
         bytes=estimate_bytes(scans, deleted),
         kept_images=len(keep),
         repositories=per_repo,
+        untags=len(untags),
     )
     policy = compiled.settings
     return Plan(
@@ -461,6 +526,11 @@ def build_plan(
         requested_by=requested_by,
         warnings=warnings,
         keep_rules=keep_rules_spec(policy),
+        # Numbered on after the delete items: each has its own outcome row.
+        untag=[
+            UntagItem(len(items) + index, repository, tag, digest, tuple(reasons))
+            for index, (repository, tag, digest, reasons) in enumerate(untags)
+        ],
     )
 
 

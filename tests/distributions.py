@@ -78,6 +78,6 @@ def registry_starter(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
-def pusher_for(server: RegistryServer) -> ImagePusher:
-    """An ImagePusher for ``server`` (close it, or use it as a context manager)."""
-    return ImagePusher(server.url)
+def pusher_for(server: RegistryServer | str) -> ImagePusher:
+    """An ImagePusher for ``server`` or a URL (close it, or use it as a context manager)."""
+    return ImagePusher(server if isinstance(server, str) else server.url)

@@ -16,7 +16,7 @@ from typing import Any
 
 from regprune.formatting import human_bytes, short
 from regprune.lifecycle import ITEM_REPORTED, ITEM_UNFINISHED, PlanStatus
-from regprune.models import ApplyResult, GcResult, Plan, PlanItem
+from regprune.models import ApplyResult, GcResult, Plan, PlanItem, UntagItem
 
 APPROVE_ACTION = "regprune_approve"
 REJECT_ACTION = "regprune_reject"
@@ -108,6 +108,7 @@ def summary_text(plan: Plan) -> str:
     return (
         f"*{s.images}* image(s) = {s.manifests} manifest(s), *{s.tags}* tag(s); "
         f"about *{human_bytes(s.bytes)}* to free after gc; {s.kept_images} image(s) kept"
+        + (f"; *{s.untags}* tag(s) removed from kept images (untag)" if s.untags else "")
     )
 
 
@@ -181,7 +182,7 @@ def plan_message(view: PlanView) -> Message:
     if view.note:
         lines.append(view.note)
     blocks.append(_section("\n".join(lines)))
-    if view.status == PlanStatus.PENDING and plan.delete:
+    if view.status == PlanStatus.PENDING and plan.has_work:
         blocks.append(decision_buttons(plan))
     text = f"regprune plan {plan.id} ({plan.policy} on {plan.registry}): {view.status}"
     return {"text": text, "blocks": blocks}
@@ -232,16 +233,33 @@ def item_line(item: PlanItem) -> str:
     )
 
 
+def untag_line(item: UntagItem) -> str:
+    """One tag removed while its image stays: repository, tag, digest and reasons."""
+    return (
+        f"• `{escape(item.repository)}` {escape(item.tag)} `{short(item.digest)}`: "
+        f"{escape('; '.join(item.reasons))}"
+    )
+
+
 def list_messages(plan: Plan, per_message: int = LIST_PER_MESSAGE) -> list[str]:
-    """The full delete list as thread replies of ``per_message`` items each."""
+    """The full delete list as thread replies of ``per_message`` items each, then the
+    tags removed from kept images (untag), apart from the deletions."""
     items = plan.delete
-    if not items:
+    if not items and not plan.untag:
         return ["Nothing to delete."]
     chunks = []
     for start in range(0, len(items), per_message):
         part = items[start : start + per_message]
         head = f"*Delete list {start + 1} to {start + len(part)} of {len(items)}*\n"
         chunks.append(truncate(head + "\n".join(item_line(item) for item in part), 3900))
+    untags = plan.untag
+    for start in range(0, len(untags), per_message):
+        tags = untags[start : start + per_message]
+        head = (
+            f"*Untag (tags removed, images stay) {start + 1} to {start + len(tags)} "
+            f"of {len(untags)}*\n"
+        )
+        chunks.append(truncate(head + "\n".join(untag_line(item) for item in tags), 3900))
     return chunks
 
 

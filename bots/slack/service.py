@@ -298,7 +298,7 @@ class SlackService(Deciding, ApplyJobs):
             log.warning("planning policy %s failed: %s", policy, exc.message)
             say(f"Planning policy `{policy}` failed: {exc.message}")
             return None
-        if not plan.delete:
+        if not plan.has_work:
             self.post_plan(plan.id)  # records it as cancelled: there is nothing to approve
             say(f"Policy `{policy}` has nothing to delete (plan {plan.id}).")
             return plan.id
@@ -332,7 +332,7 @@ class SlackService(Deciding, ApplyJobs):
                 plan, actor=BOT_ACTOR, reason="expired before it could be posted"
             ):
                 return None
-            if not plan.delete:
+            if not plan.has_work:
                 engine.cancel(plan, actor=BOT_ACTOR, method=METHOD, reason="nothing to delete")
                 return None
             view, _ = self.view(state, plan.id)

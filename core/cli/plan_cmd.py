@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
             return
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)
-            if p.delete:
+            if p.has_work:
                 approver = engine.catalog.approvers.get(p.approval)
                 if decided_elsewhere(approver):
                     # Its front end decides and applies it; `apply` here would only wait.

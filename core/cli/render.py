@@ -23,7 +23,7 @@ from ..durations import format_duration
 # The shared text helpers live in regprune.formatting; re-exported for existing imports.
 from ..formatting import age, human_bytes, short, short_reason, short_tag
 from ..lifecycle import ITEM_UNFINISHED, ItemStatus
-from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
+from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem, UntagItem
 from ..registry import RegistryVersion
 from ..state import AuditEvent
 
@@ -129,6 +129,8 @@ def plan_tables(
         console.print(table)
     else:
         console.print(f"Plan {plan.id}: nothing to delete.")
+    if plan.untag:
+        _untag_table(plan, statuses)
     if show_keep and plan.keep:
         kept = _table(f"Plan {plan.id}: keep")
         width = _tags_width(tag_cell(item.tags) for item in plan.keep)
@@ -155,11 +157,36 @@ def plan_tables(
         console.print(f"Registry {plan.registry}: {version.label}.", markup=False)
 
 
+def _untag_table(plan: Plan, statuses: Mapping[int, tuple[str, str]] | None) -> None:
+    """The tags a plan removes while their images stay: a table of its own, apart
+    from the deletions."""
+    method = "tag DELETE" if plan.untag_method == "tag_delete" else "throwaway manifest (2.x)"
+    table = _table(f"Plan {plan.id}: untag (tags removed, images stay; by {method})")
+    width = _tags_width(tag_cell([item.tag]) for item in plan.untag)
+    table.add_column("tag", overflow="fold", ratio=2, min_width=width)
+    table.add_column("digest", no_wrap=True)
+    if statuses is not None:
+        table.add_column("status", overflow="fold", ratio=1)
+    table.add_column("why", overflow="fold", ratio=5)
+
+    def untag_row(item: UntagItem) -> list[str]:
+        row = [tag_cell([item.tag]), short(item.digest)]
+        if statuses is not None:
+            status, outcome = statuses.get(item.seq, ("?", ""))
+            row.append(f"{status}: {short_reason(outcome, 60)}" if outcome else status)
+        row.append(reason_cell(item.reasons))
+        return row
+
+    _by_repository(plan.untag, table, untag_row)
+    console.print(table)
+
+
 def summary_line(plan: Plan) -> str:
     s = plan.summary
+    untag = f"; untag {s.untags} tag(s) of kept images" if s.untags else ""
     return (
         f"Plan {plan.id} ({plan.policy} on {plan.registry}): delete {s.images} image(s) "
-        f"= {s.manifests} manifest(s), {s.tags} tag(s); keep {s.kept_images}; "
+        f"= {s.manifests} manifest(s), {s.tags} tag(s); keep {s.kept_images}{untag}; "
         f"about {human_bytes(s.bytes)} to free after gc. Status: {plan.status}."
     )
 
@@ -172,6 +199,15 @@ def apply_result(result: ApplyResult) -> None:
             console.print(
                 f"{status}: {item.repository}@{short(item.digest)} ({what}): {outcome.reason}"
             )
+    for untag in result.untag_outcomes:
+        if untag.status in (ItemStatus.SKIPPED, ItemStatus.FAILED):
+            where = f"{untag.item.repository}:{short_tag(untag.item.tag)}"
+            console.print(f"untag {untag.status}: {where}: {untag.reason}", markup=False)
+    if result.untag_outcomes:
+        removed = sum(1 for u in result.untag_outcomes if u.status == ItemStatus.DELETED)
+        console.print(
+            f"Untag: removed {removed} of {len(result.untag_outcomes)} tag(s); their images stay."
+        )
     console.print(
         f"Plan {result.plan_id}: {result.status}; deleted {len(result.of(ItemStatus.DELETED))}, "
         f"skipped {len(result.of(ItemStatus.SKIPPED))}, failed {len(result.of(ItemStatus.FAILED))}, "

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         engine, plans = make_plans(cli, policy=policy, quick=quick)
         # What gc would refuse (a bad command, --delete-untagged on 2.x next to multi-arch
         # images) is refused before anything is applied: exit 2 with nothing changed.
-        for name in dict.fromkeys(p.registry for p in plans if p.delete and (gc or p.gc)):
+        for name in dict.fromkeys(p.registry for p in plans if p.has_work and (gc or p.gc)):
             engine.gc_preflight(name, scan=True)
         report: dict = {"plans": [], "gc": []}
         failed = False
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             entry = plan.to_json_dict()
             if not as_json:
                 typer.echo(summary_line(plan))
-            if not plan.delete:
+            if not plan.has_work:
                 entry["apply"] = None
                 report["plans"].append(entry)
                 continue

@@ -217,6 +217,17 @@ class PolicySettings(_Model):
         'registers; or a table with options for the approver: { use = "cli", ... }.',
     )
     gc: bool = Field(default=False, description="Run garbage collection after apply (run, bot).")
+    untag: bool = Field(
+        default=False,
+        description="Remove the tags of a selected image that is kept only because it shares "
+        "its digest with a kept tag, when no keep rule keeps them; the image stays. Needs "
+        "Distribution 3.x, or untag_2x on 2.x.",
+    )
+    untag_2x: Literal["overwrite"] | None = Field(
+        default=None,
+        description='On Distribution 2.x, "overwrite": untag by pointing the tag at a '
+        "throwaway manifest and deleting that (needs push permission; see docs/safety.md).",
+    )
     time_source: list[str] = Field(
         default_factory=lambda: list(DEFAULT_TIME_SOURCES),
         min_length=1,
@@ -228,6 +239,15 @@ class PolicySettings(_Model):
     )
 
     _schedule = field_validator("schedule")(_check_schedule)
+
+    @model_validator(mode="after")
+    def _untag_2x_needs_untag(self) -> PolicySettings:
+        if self.untag_2x is not None and not self.untag:
+            raise ValueError(
+                "untag_2x: it only says how to untag on Distribution 2.x; set untag = true "
+                "as well, or remove it"
+            )
+        return self
 
     @field_validator("time_source", mode="before")
     @classmethod

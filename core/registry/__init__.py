@@ -33,6 +33,7 @@ from ._credentials import Credentials, credentials_for
 from ._digests import is_digest
 from ._parallel import parallel_map
 from ._session import HttpSession
+from ._tag_removal import is_throwaway
 from ._version import RegistryVersion, version_of
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "check_backend_options",
     "credentials_for",
     "is_digest",
+    "is_throwaway",
     "parallel_map",
     "version_of",
 ]

@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..lifecycle import DeleteAnswer
 from ..mediatypes import MANIFEST_ACCEPT, ZERO_DIGEST
+from . import _tag_removal
 from ._answers import MEDIA_TYPE_PATTERN, parse_catalog, parse_manifest, parse_tag_list
 from ._credentials import credentials_for
 from ._digests import check_manifest_digest, hexdigest, is_digest
@@ -232,6 +233,18 @@ class RegistryClient(HttpSession):
         self._check(response, f"repository:{repository}:delete")
         # Any other 2xx: Distribution always says 202, but a 200/204 also means done.
         return DeleteAnswer.DELETED
+
+    def delete_tag(self, repository: str, tag: str) -> str:
+        """Remove one tag, its manifest staying (Distribution 3.x only; see
+        ``_tag_removal``): ``"deleted"`` or ``"absent"``."""
+        return _tag_removal.delete_tag(self, repository, tag)
+
+    def untag_by_overwrite(
+        self, repository: str, tag: str, *, started: Callable[[str], None] | None = None
+    ) -> str:
+        """Remove one tag on Distribution 2.x through a throwaway manifest (see
+        ``_tag_removal``); ``started(digest)`` is told the throwaway's digest first."""
+        return _tag_removal.untag_by_overwrite(self, repository, tag, started=started)
 
     def check_delete_allowed(self, repository: str) -> None:
         """Raise DeletesDisabled or MissingScope if deleting would fail; deletes nothing.

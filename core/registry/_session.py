@@ -183,14 +183,16 @@ class HttpSession:
         headers: dict[str, str] | None = None,
         *,
         follow_redirects: bool = False,
+        content: bytes | None = None,
     ) -> httpx.Response:
-        """Send a registry request, authenticating (once) when challenged."""
+        """Send a registry request, authenticating (once) when challenged.  ``content`` is
+        a body (only untag's throwaway manifest on 2.x sends one: PUT and POST)."""
         sent = self._auth.header(scope)
-        response = self._send(method, url, headers, sent, follow_redirects)
+        response = self._send(method, url, headers, sent, follow_redirects, content=content)
         if response.status_code != 401:
             return response
         retry_with = self._auth.answer(response, scope, sent)
-        response = self._send(method, url, headers, retry_with, follow_redirects)
+        response = self._send(method, url, headers, retry_with, follow_redirects, content=content)
         if response.status_code == 401:
             raise self._auth.failure(response, scope)
         return response
@@ -205,6 +207,7 @@ class HttpSession:
         *,
         params: list[tuple[str, str]] | None = None,
         what: str = "registry",
+        content: bytes | None = None,
     ) -> httpx.Response:
         """One request with retries on connection errors, 429 and 5xx (but not 501)."""
         if authorization is not None and origin(url) != self._origin:
@@ -223,7 +226,9 @@ class HttpSession:
         while True:
             try:
                 with self._deadline.deadline(self.timeout):
-                    response = self._read(method, url, headers, params, follow_redirects)
+                    response = self._read(
+                        method, url, headers, params, follow_redirects, content
+                    )
             except _TooLarge:
                 raise RegistryError(
                     f"{what} {self.url if what == 'registry' else redact(url)} sent more than "
@@ -253,11 +258,14 @@ class HttpSession:
         headers: dict[str, str] | None,
         params: list[tuple[str, str]] | None,
         follow_redirects: bool,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """Send a request and read its body, refusing one over MAX_ANSWER_BYTES."""
         # A tuple: httpx types the list form invariantly, and list[tuple[str, str]] fails it.
         query = tuple(params) if params is not None else None
-        request = self._http.build_request(method, url, headers=headers, params=query)
+        request = self._http.build_request(
+            method, url, headers=headers, params=query, content=content
+        )
         response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
         try:
             length = response.headers.get("content-length", "")

@@ -115,7 +115,9 @@ def resolve_version(
     """The configured version of ``[registry.NAME]`` when set, else the detected one,
     else unknown."""
     if configured is not None:
-        return RegistryVersion(configured, "configured", f"[registry.{name}] version = {configured}")
+        return RegistryVersion(
+            configured, "configured", f"[registry.{name}] version = {configured}"
+        )
     if detected is None:
         return RegistryVersion(None, "unknown", "the registry's back end does not tell")
     number, evidence = detected

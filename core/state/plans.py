@@ -11,7 +11,16 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from ..errors import RegpruneError, UsageError
-from ..models import ItemStatus, KeepItem, Plan, PlanItem, PlanStatus, PlanSummary
+from ..models import (
+    UNTAG_ROLE,
+    ItemStatus,
+    KeepItem,
+    Plan,
+    PlanItem,
+    PlanStatus,
+    PlanSummary,
+    UntagItem,
+)
 from ._codec import canonical, content_hash, from_db, now, to_db
 from .audit import AuditLog
 from .connection import Connection
@@ -110,6 +119,18 @@ class Plans:
                             stamp,
                         )
                         for item in plan.delete
+                    ]
+                    + [
+                        (
+                            plan.id,
+                            item.seq,
+                            item.repository,
+                            item.digest,
+                            UNTAG_ROLE,
+                            ItemStatus.PENDING,
+                            stamp,
+                        )
+                        for item in plan.untag
                     ],
                 )
         except sqlite3.IntegrityError as exc:
@@ -181,7 +202,11 @@ class Plans:
                 (row["id"],),
             )
         }
-        if stored != {(i.seq, i.repository, i.digest, i.role) for i in plan.delete}:
+        planned: set[tuple[int, str, str, str]] = {
+            (i.seq, i.repository, i.digest, i.role) for i in plan.delete
+        }
+        planned |= {(i.seq, i.repository, i.digest, UNTAG_ROLE) for i in plan.untag}
+        if stored != planned:
             raise tampered
         return plan
 
@@ -330,4 +355,10 @@ def _plan_from_row(row: dict[str, Any]) -> Plan:
         warnings=list(content.get("warnings", [])),
         keep_rules=content.get("keep_rules"),
         registry_version=content.get("registry_version"),
+        # Untag items are numbered on after the delete items (their outcome rows).
+        untag=[
+            UntagItem.from_dict(len(content["delete"]) + index, item)
+            for index, item in enumerate(content.get("untag", []))
+        ],
+        untag_method=content.get("untag_method"),
     )
