@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regprune.errors import UsageError
 from regprune.registry import RegistryClient, version_of
 from regprune.registry._version import version_from_content_type
 from regprune.testing import make_engine
@@ -114,3 +115,29 @@ def test_content_type_to_version(value: str | None, major: int | None) -> None:
 @given(st.text(max_size=60))
 def test_any_content_type_gives_2_3_or_none(value: str) -> None:
     assert version_from_content_type(value) in (2, 3, None)
+
+
+@pytest.mark.parametrize("configured", [None, 3])
+def test_only_a_configured_3_lifts_gcs_delete_untagged_refusal(
+    configured: int | None, start_registry: Any, tmp_path: Path
+) -> None:
+    """A detected 3 can be a proxy's doing; on a real 2.x, --delete-untagged would delete
+    the platform manifests of every multi-arch image.  So detection never lifts it."""
+    server = start_registry(3)
+    with pusher_for(server) as pusher:
+        pusher.push_index("app", ["multi"])
+    options: dict[str, Any] = {"gc": {"command": ["true", "garbage-collect", "--delete-untagged"]}}
+    if configured:
+        options["version"] = configured
+    engine = make_engine(server.url, POLICY, state_dir=tmp_path, registry_options=options)
+    try:
+        engine.plan("test")
+        assert engine.registry_version("test").number == 3
+        if configured:
+            engine.gc_preflight("test", scan=True)  # lifted
+        else:
+            with pytest.raises(UsageError, match="--delete-untagged"):
+                engine.gc_preflight("test", scan=True)
+    finally:
+        engine.close()
+        engine.state.close()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -415,7 +417,10 @@ def test_untag_never_lists_a_kept_tag_and_only_tags_of_kept_images(
         fresh = [tag for tag in tags if tag not in seen]  # a tag names one digest
         seen.update(fresh)
         if fresh:
-            images.append(make_image(f"d{index}", fresh, repository="app", days=OLD if old else 1))
+            image = make_image(f"d{index}", fresh, repository="app")
+            built = NOW - timedelta(days=OLD if old else 1)
+            image.facts = replace(image.facts, created=built.isoformat())  # the age source
+            images.append(image)
     scan = RepositoryScan(
         "app",
         {tag: image.digest for image in images for tag in image.tags},
@@ -462,6 +467,15 @@ def test_untag_never_lists_a_kept_tag_and_only_tags_of_kept_images(
             any(p.search(t) for p in patterns) or (inside is not None and not inside.search(t))
             for t in others
         )
+    # And the other way round: every tag that should go is listed.
+    for image in images:
+        old = NOW - datetime.fromisoformat(image.facts.created or "") > timedelta(days=7)
+        mine = [t for t in image.tags if inside is None or inside.search(t)]
+        kept_tags = [t for t in image.tags if any(p.search(t) for p in patterns) or t not in mine]
+        if not mine:
+            continue  # not this policy's business
+        expected = {t for t in mine if t not in kept_tags} if old and kept_tags else set()
+        assert untagged_tags(plan, image.digest) == expected, image.tags
     assert [item.seq for item in plan.untag] == list(
         range(len(plan.delete), len(plan.delete) + len(plan.untag))
     )
