@@ -133,6 +133,27 @@ def test_messages_stay_within_block_kit_limits_for_huge_plans() -> None:
     assert all(len(b["text"]["text"]) <= 3000 for b in result["blocks"] if b["type"] == "section")
 
 
+def test_a_plan_that_only_untags_is_shown_apart_and_can_be_approved() -> None:
+    from dataclasses import replace
+
+    from regprune.models import UntagItem
+
+    p = plan([])
+    p.untag = [
+        UntagItem(0, "ci/app", "pr-1", f"sha256:{7:064x}", ("shares digest with kept tag 'main'",))
+    ]
+    p.untag_method = "tag_delete"
+    p.summary = replace(p.summary, untags=1)
+    message = blocks.plan_message(view(p))
+    assert "*1* tag(s) removed from kept images (untag)" in str(message["blocks"])
+    assert any(b["type"] == "actions" for b in message["blocks"])  # approvable
+    chunks = blocks.list_messages(p)
+    assert len(chunks) == 1 and chunks[0].startswith(
+        "*Untag (tags removed, images stay) 1 to 1 of 1*"
+    )
+    assert "pr-1" in chunks[0] and "Delete list" not in chunks[0]
+
+
 def test_user_text_is_escaped_and_mentions_only_for_ids() -> None:
     assert blocks.escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
     assert blocks.mention("slack:U0ABC123") == "<@U0ABC123>"

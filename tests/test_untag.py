@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,7 @@ from regprune.lifecycle import ItemStatus
 from regprune.plugin_manager import get_plugin_manager
 from regprune.registry import RegistryClient
 from regprune.state import State
-from regprune.testing import APPROVE_ALL, assert_all_pull, days_ago, make_settings
+from regprune.testing import APPROVE_ALL, ImagePusher, assert_all_pull, days_ago, make_settings
 from tests.distributions import pusher_for
 
 OLD = 30
@@ -507,3 +508,51 @@ def test_a_stored_plan_binds_its_untag_list(start_registry: Any, tmp_path: Path)
             engine.state.plans.get(plan.id)
     finally:
         close(engine)
+
+
+@pytest.mark.parametrize(
+    ("user", "actions"),
+    [
+        ("cleaner", ["pull", "delete", "catalog"]),
+        ("untagger", ["pull", "push", "delete", "catalog"]),
+    ],
+)
+def test_2x_untag_asks_for_push_and_says_so_when_it_is_missing(
+    user: str, actions: list[str], start_registry: Any, tmp_path: Path
+) -> None:
+    """With token auth, the throwaway's PUT needs ``pull,push``: a token without push is a
+    one-line MissingScope naming it, and nothing was changed; with push it untags."""
+    from regprune.errors import MissingScope
+    from regprune.testing.token_issuer import TokenIssuer
+
+    issuer = TokenIssuer({user: ("pw", actions)}).start()
+    try:
+        server = start_registry(2, token_auth=issuer.registry_auth_config())
+        token = issuer.make_token(
+            "seeder", [{"type": "repository", "name": "app", "actions": ["pull", "push"]}]
+        )
+        client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+        with ImagePusher(server.url, client=client) as pusher:
+            shared = pusher.push_image("app", ["main-abc", "pr-1"], created=days_ago(OLD))
+            engine = engine_for(
+                server.url,
+                tmp_path / "s",
+                POLICY_2X,
+                registry_options={"username": user, "password": "pw"},
+            )
+            try:
+                plan = engine.plan("test")
+                assert untagged(plan) == {"app:pr-1"}
+                if "push" not in actions:
+                    with pytest.raises(MissingScope, match=r"repository:app:pull,push"):
+                        engine.apply(plan.id, context=APPROVE_ALL)
+                    assert pusher.resolve("app", "pr-1") == shared.digest
+                else:
+                    result = engine.apply(plan.id, context=APPROVE_ALL)
+                    assert [u.status for u in result.untag_outcomes] == [ItemStatus.DELETED]
+                    assert pusher.resolve("app", "pr-1") is None
+                assert pusher.resolve("app", "main-abc") == shared.digest
+            finally:
+                close(engine)
+    finally:
+        issuer.stop()

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
             data = plan.to_json_dict()
             for item in data["delete"]:
                 item["status"], item["outcome"] = statuses[item["seq"]]
+            for entry, untag in zip(data["untag"], plan.untag, strict=True):
+                entry["status"], entry["outcome"] = statuses[untag.seq]
             data["approvals"] = [approval.to_json_dict() for approval in approvals]
             print_json(data)
             return
