@@ -54,6 +54,11 @@ class RegistryBackend(Protocol):
     once before anything is deleted and ``delete_manifest`` once per item (through
     the ``delete_manifest`` hook, whose built-in calls it).  Errors are
     ``regprune.errors.RegpruneError`` subclasses with a one-line message.
+
+    Optional, and so not part of the protocol (back ends written before them still
+    meet it): ``detect_version()``, ``delete_tag(repository, tag)`` and
+    ``untag_by_overwrite(repository, tag, *, started=None)``; see ``_version.py`` and
+    ``_tag_removal.py``.  Without them the version is unknown and untag is refused.
     """
 
     @property
