@@ -186,8 +186,10 @@ class Applier:
 
     def preflight(self, repositories: Iterable[str]) -> None:
         """Refuse before deleting anything when deletes are disabled or the scope is
-        missing: the back end proves it its own way (Distribution: a zero-digest DELETE)."""
+        missing: the back end proves it its own way (Distribution: a zero-digest DELETE,
+        and for a 2.x untag a cancelled blob upload)."""
         self.client.preflight(sorted(set(repositories)))
+        self.untagger.preflight()  # the 2.x untag pushes: prove it may, changing nothing
 
     def pending_items(self) -> list[PlanItem]:
         statuses = self.state.plans.item_statuses(self.plan.id)

@@ -136,6 +136,18 @@ class Untagger:
                 f"(`regprune cancel {self.plan.id}`) and plan again without untag"
             )
 
+    def preflight(self) -> None:
+        """Before anything is changed: the 2.x method pushes, so prove a push would be
+        accepted in every repository with a tag left to remove (a back end without
+        ``check_push_allowed`` is not asked)."""
+        if self.plan.untag_method != "overwrite":
+            return
+        check = getattr(self.client, "check_push_allowed", None)
+        if not callable(check):
+            return
+        for repository in sorted({item.repository for item in self.pending()}):
+            check(repository)
+
     def run(self, images: dict[tuple[str, str], Image], result: ApplyResult) -> None:
         """Remove each pending tag; ``images`` is the apply's fresh scan by
         ``(repository, digest)``.  A ``RegpruneError`` that would fail every tag the

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from regprune.config import RegistrySettings
 from regprune.engine import Engine
 from regprune.errors import ApplyStopped, RegistryUnreachable, RegpruneError, UsageError
-from regprune.lifecycle import ItemStatus
+from regprune.lifecycle import ItemStatus, PlanStatus
 from regprune.plugin_manager import get_plugin_manager
 from regprune.registry import RegistryClient
 from regprune.state import State
@@ -547,6 +547,8 @@ def test_2x_untag_asks_for_push_and_says_so_when_it_is_missing(
                     with pytest.raises(MissingScope, match=r"repository:app:pull,push"):
                         engine.apply(plan.id, context=APPROVE_ALL)
                     assert pusher.resolve("app", "pr-1") == shared.digest
+                    # Refused before anything changed: the plan waits for a new approval.
+                    assert engine.state.plans.get(plan.id).status == PlanStatus.PENDING
                 else:
                     result = engine.apply(plan.id, context=APPROVE_ALL)
                     assert [u.status for u in result.untag_outcomes] == [ItemStatus.DELETED]

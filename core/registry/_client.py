@@ -246,6 +246,11 @@ class RegistryClient(HttpSession):
         ``_tag_removal``); ``started(digest)`` is told the throwaway's digest first."""
         return _tag_removal.untag_by_overwrite(self, repository, tag, started=started)
 
+    def check_push_allowed(self, repository: str) -> None:
+        """Raise ``MissingScope`` if a push to ``repository`` would be refused (untag on
+        2.x needs it); starts a blob upload and cancels it, changing nothing."""
+        _tag_removal.check_push_allowed(self, repository)
+
     def check_delete_allowed(self, repository: str) -> None:
         """Raise DeletesDisabled or MissingScope if deleting would fail; deletes nothing.
 

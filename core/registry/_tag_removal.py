@@ -128,6 +128,18 @@ def untag_by_overwrite(
     return DeleteAnswer.DELETED
 
 
+def check_push_allowed(client: RegistryClient, repository: str) -> None:
+    """Raise ``MissingScope`` (or another refusal) if a push to ``repository`` would be
+    refused; changes nothing: it starts a blob upload and cancels it."""
+    push = f"repository:{repository}:pull,push"
+    start = client._request("POST", f"{client._v2}{repository}/blobs/uploads/", push)
+    client._check(start, push)
+    location = start.headers.get("location", "")
+    target = parse_http_url(urljoin(str(start.url), location.strip())) if location else None
+    if target is not None and origin(target) == client._origin:
+        client._request("DELETE", str(target), push)  # cancel; whatever it answers
+
+
 def _ensure_empty_blob(client: RegistryClient, repository: str, push: str) -> None:
     """The throwaway's config blob (``{}``), uploaded once per repository."""
     blob = f"{client._v2}{repository}/blobs/{EMPTY_DIGEST}"
