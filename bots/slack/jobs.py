@@ -173,7 +173,7 @@ class ApplyJobs:
         done = sum(status in ITEM_FINISHED for status, _ in statuses.values())
         self._record(engine, self.rules.resumed_event, plan, status=plan.status, done=done)
         self.say_in_thread(
-            channel, ts, blocks.resume_text(plan.id, plan.status, done, len(plan.delete))
+            channel, ts, blocks.resume_text(plan.id, plan.status, done, len(statuses))
         )
         return True
 
