@@ -55,7 +55,7 @@ from .models import (
     Protector,
     SelectionContext,
 )
-from .registry import RegistryBackend
+from .registry import RegistryBackend, referrers_of
 from .scan import RepositoryScan, Scanner
 from .state import State
 
@@ -379,4 +379,28 @@ class Applier:
             if (item.repository, owner) in deleted or owner in going:
                 continue
             return f"referenced by manifest {owner[:19]}, which is not deleted"
+        return self._unplanned_referrer(item, group)
+
+    def _unplanned_referrer(self, item: PlanItem, group: Sequence[PlanItem]) -> str | None:
+        """Ask the referrers API again about the item and the artifacts going with it:
+        a referrer the plan does not delete (pushed since the plan, or skipped) keeps it.
+        Free where the API is not served (asked once per run, then never)."""
+        planned = {
+            other.digest
+            for other in self.plan.delete
+            if other.repository == item.repository
+            and (other.repository, other.digest) not in self._skipped
+        }
+        subjects = [member.digest for member in group]
+        answers = self.client.map(
+            lambda digest: referrers_of(self.client, item.repository, digest), subjects
+        )
+        for subject, answer in zip(subjects, answers, strict=True):
+            for descriptor in answer or ():
+                if descriptor.digest not in planned:
+                    whose = "its" if subject == item.digest else f"its artifact {subject[:19]}'s"
+                    return (
+                        f"{whose} referrer {descriptor.digest[:19]} is not in the plan (pushed "
+                        "since?); it would be left without its subject"
+                    )
         return None

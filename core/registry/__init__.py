@@ -25,8 +25,10 @@ from ._backend import (
     BackendTypes,
     NoOptions,
     RegistryBackend,
+    SupportsReferrers,
     backend_options,
     check_backend_options,
+    referrers_of,
 )
 from ._client import Manifest, RegistryClient
 from ._credentials import Credentials, credentials_for
@@ -44,9 +46,11 @@ __all__ = [
     "NoOptions",
     "RegistryBackend",
     "RegistryClient",
+    "SupportsReferrers",
     "backend_options",
     "check_backend_options",
     "credentials_for",
     "is_digest",
     "parallel_map",
+    "referrers_of",
 ]

@@ -1,0 +1,240 @@
+"""Untagged referrers (OCI 1.1 ``subject``, no tag): found through the referrers API,
+deleted with their subject, kept with it, re-checked at apply; the tag schema where
+the API is not served.
+
+The API is served by ``tests/referrers_proxy.py`` (a real HTTP server answering from
+the real registry's storage, as Distribution's main branch does), since neither
+2.8.2 nor 3.1.1 serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from regprune.lifecycle import ItemStatus
+from regprune.registry import RegistryClient
+from regprune.testing import PolicyRunner, days_ago, deleted_digests, kept_reasons
+from tests.referrers_proxy import OCI_INDEX, ReferrersProxy
+
+pytestmark = pytest.mark.registry
+
+SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+SBOM = "application/spdx+json"
+POLICY = {"repositories": ["app"], "selectors": [{"use": "count", "keep": 1}]}
+
+
+@pytest.fixture
+def proxy(registry_server) -> Iterator[ReferrersProxy]:
+    with ReferrersProxy(registry_server) as served:
+        yield served
+
+
+@pytest.fixture
+def signed(pusher):
+    """``app``: an old image (deleted by POLICY) and a new one (kept), each with an
+    untagged signature and SBOM; the old signature has an untagged signature too."""
+    old = pusher.push_image("app", ["old"], created=days_ago(10))
+    new = pusher.push_image("app", ["new"], created=days_ago(1))
+    found = {"old": old, "new": new}
+    for name, image in (("old", old), ("new", new)):
+        found[f"{name}.sig"] = pusher.push_image(
+            "app", [], subject=image.digest, artifact_type=SIGNATURE
+        )
+        found[f"{name}.sbom"] = pusher.push_image(
+            "app", [], subject=image.digest, artifact_type=SBOM
+        )
+    found["old.sig.sig"] = pusher.push_image(
+        "app", [], subject=found["old.sig"].digest, artifact_type=SIGNATURE
+    )
+    return found
+
+
+def present(pusher, repository: str, digest: str) -> bool:
+    return pusher.resolve(repository, digest) is not None
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+def test_the_client_lists_referrers_across_pages_and_filters(registry_server, pusher, signed):
+    subject = signed["new"].digest
+    with ReferrersProxy(registry_server, page_size=1) as paged, RegistryClient(paged.url) as client:
+        listed = client.referrers("app", subject)
+        assert listed is not None
+        assert {d.digest for d in listed} == {
+            signed["new.sig"].digest,
+            signed["new.sbom"].digest,
+        }
+        assert {d.artifactType for d in listed} == {SIGNATURE, SBOM}
+        assert len(paged.referrer_requests) == 2  # one page each
+        only = client.referrers("app", subject, artifact_type=SBOM)
+        assert [d.digest for d in only or []] == [signed["new.sbom"].digest]
+    # A registry that ignores the filter (no OCI-Filters-Applied): filtered here.
+    with (
+        ReferrersProxy(registry_server, apply_filter=False) as unfiltered,
+        RegistryClient(unfiltered.url) as client,
+    ):
+        only = client.referrers("app", subject, artifact_type=SIGNATURE)
+        assert [d.digest for d in only or []] == [signed["new.sig"].digest]
+
+
+def test_an_unknown_repository_is_served_and_empty(proxy):
+    with RegistryClient(proxy.url) as client:
+        assert client.referrers("nothing/here", "sha256:" + "a" * 64) == []
+        assert client.referrers_api is True
+
+
+def test_a_registry_without_the_api_is_asked_once(registry_server, pusher):
+    # Distribution 2.8.2 and 3.1.1 answer a plain-text 404 (no route): "not served".
+    image = pusher.push_image("app", ["v1"])
+    with RegistryClient(registry_server.url, concurrency=8) as client:
+        barrier = threading.Barrier(8)
+
+        def ask(_: int) -> object:
+            barrier.wait()
+            return client.referrers("app", image.digest)
+
+        answers = client.map(ask, range(8))
+        assert answers == [None] * 8
+        assert client.request_count == 1  # threads racing to ask first still ask once
+        assert client.referrers("app", image.digest) is None
+        assert client.request_count == 1
+
+
+def test_a_configured_version_2_never_asks(registry_server, pusher):
+    from regprune.testing import make_settings
+
+    settings = make_settings(registry_server.url, registry_options={"version": 2})
+    with RegistryClient.from_settings(settings.registry["test"]) as client:
+        assert client.referrers("app", "sha256:" + "b" * 64) is None
+        assert client.request_count == 0
+
+
+# -- plan and apply ----------------------------------------------------------------------
+
+
+def test_untagged_referrers_go_with_a_deleted_image_and_stay_with_a_kept_one(
+    proxy, pusher, signed, tmp_path
+):
+    runner = PolicyRunner(proxy.url, tmp_path)
+    plan = runner(POLICY)
+
+    old = signed["old"].digest
+    going = {signed[k].digest for k in ("old.sig", "old.sbom", "old.sig.sig")}
+    assert deleted_digests(plan) == {old, *going}
+    artifacts = [item for item in plan.delete if item.role == "artifact"]
+    assert {item.digest for item in artifacts} == going
+    assert all(item.parent == old and item.tags == () for item in artifacts)
+    reasons = {item.digest: item.reasons for item in artifacts}
+    assert reasons[signed["old.sbom"].digest] == (f"SBOM of deleted image {old[:19]}",)
+    assert reasons[signed["old.sig"].digest] == (f"signature of deleted image {old[:19]}",)
+    # The kept image's referrers were not even asked about: they stay with it.
+    assert signed["new"].digest not in proxy.referrer_requests
+
+    result = runner.apply(plan)
+    assert len(result.of(ItemStatus.DELETED)) == 4
+    for digest in [old, *going]:
+        assert not present(pusher, "app", digest)
+    for name in ("new", "new.sig", "new.sbom"):
+        assert present(pusher, "app", signed[name].digest)
+
+
+def test_a_referrer_pushed_after_planning_keeps_its_subject(proxy, pusher, signed, tmp_path):
+    runner = PolicyRunner(proxy.url, tmp_path)
+    plan = runner(POLICY)
+    old = signed["old"].digest
+    late = pusher.push_image("app", [], subject=old, artifact_type=SBOM, seed="late")
+
+    result = runner.apply(plan)
+
+    assert not result.of(ItemStatus.DELETED)
+    skipped = {o.item.digest: o.reason for o in result.of(ItemStatus.SKIPPED)}
+    assert late.digest[:19] in skipped[old]
+    for digest in (old, late.digest, signed["old.sig"].digest, signed["old.sbom"].digest):
+        assert present(pusher, "app", digest)
+
+
+def test_a_late_referrer_of_an_artifact_keeps_the_image_too(proxy, pusher, signed, tmp_path):
+    runner = PolicyRunner(proxy.url, tmp_path)
+    plan = runner(POLICY)
+    sbom = signed["old.sbom"].digest
+    pusher.push_image("app", [], subject=sbom, artifact_type=SIGNATURE, seed="late")
+
+    result = runner.apply(plan)
+
+    assert not result.of(ItemStatus.DELETED)
+    assert present(pusher, "app", signed["old"].digest)
+
+
+def test_a_listed_manifest_that_does_not_name_the_subject_is_not_taken(
+    proxy, pusher, signed, tmp_path
+):
+    # A registry (or proxy) that lists the kept image as a referrer of the old one:
+    # the manifest is read, its subject is not the old image, so it stays out.
+    kept = signed["new"]
+    proxy.extra[signed["old"].digest] = [
+        {"mediaType": kept.media_type, "digest": kept.digest, "size": len(kept.manifest)}
+    ]
+    plan = PolicyRunner(proxy.url, tmp_path)(POLICY)
+    assert kept.digest not in deleted_digests(plan)
+    assert signed["old"].digest in deleted_digests(plan)
+
+
+def test_a_referrer_a_keep_rule_keeps_keeps_its_image(proxy, pusher, signed, tmp_path):
+    sbom = signed["old.sbom"].digest
+    in_use = tmp_path / "in-use.txt"
+    in_use.write_text(f"app@{sbom}\n")
+    policy = {**POLICY, "protectors": [{"use": "in_use", "file": str(in_use)}]}
+    plan = PolicyRunner(proxy.url, tmp_path)(policy)
+    assert deleted_digests(plan) == set()
+    assert any(sbom[:19] in reason for reason in kept_reasons(plan, signed["old"].digest))
+
+
+# -- without the API: the tag schema -----------------------------------------------------
+
+
+def referrers_index(pusher, subject: str, referrers: list) -> str:
+    """Push the OCI 1.1 referrers tag schema: an index tagged ``sha256-<hex>``."""
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": r.media_type,
+                    "digest": r.digest,
+                    "size": len(r.manifest),
+                    "artifactType": SBOM,
+                }
+                for r in referrers
+            ],
+        }
+    ).encode()
+    return pusher.push_manifest("app", body, OCI_INDEX, [subject.replace(":", "-")])
+
+
+@pytest.mark.parametrize("deleted", [True, False], ids=["subject deleted", "subject kept"])
+def test_the_referrers_tag_schema_goes_and_stays_with_its_subject(
+    registry_server, pusher, tmp_path, deleted
+):
+    old = pusher.push_image("app", ["old"], created=days_ago(10))
+    pusher.push_image("app", ["new"], created=days_ago(1))
+    subject = old.digest if deleted else pusher.resolve("app", "new")
+    assert subject is not None
+    sbom = pusher.push_image("app", [], subject=subject, artifact_type=SBOM)
+    index = referrers_index(pusher, subject, [sbom])
+    runner = PolicyRunner(registry_server.url, tmp_path)
+
+    plan = runner(POLICY)
+    planned = deleted_digests(plan)
+    if deleted:
+        assert planned == {old.digest, index, sbom.digest}
+    else:
+        assert planned == {old.digest}  # the index is not an image of its own
+    runner.apply(plan)
+    assert present(pusher, "app", index) is not deleted
+    assert present(pusher, "app", sbom.digest) is not deleted
