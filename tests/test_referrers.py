@@ -173,15 +173,19 @@ def test_a_late_referrer_of_an_artifact_keeps_the_image_too(proxy, pusher, signe
 def test_a_listed_manifest_that_does_not_name_the_subject_is_not_taken(
     proxy, pusher, signed, tmp_path
 ):
-    # A registry (or proxy) that lists the kept image as a referrer of the old one:
-    # the manifest is read, its subject is not the old image, so it stays out.
-    kept = signed["new"]
+    # A registry (or proxy) that lists as referrers of the old image an untagged
+    # manifest with no subject and one with another subject: each manifest is read,
+    # neither names the old image, so both stay out of the plan.
+    loose = pusher.push_image("app", [], seed="loose")
+    other = signed["new.sig"]
     proxy.extra[signed["old"].digest] = [
-        {"mediaType": kept.media_type, "digest": kept.digest, "size": len(kept.manifest)}
+        {"mediaType": m.media_type, "digest": m.digest, "size": len(m.manifest)}
+        for m in (loose, other)
     ]
     plan = PolicyRunner(proxy.url, tmp_path)(POLICY)
-    assert kept.digest not in deleted_digests(plan)
     assert signed["old"].digest in deleted_digests(plan)
+    assert loose.digest not in deleted_digests(plan)
+    assert other.digest not in deleted_digests(plan)
 
 
 def test_a_referrer_a_keep_rule_keeps_keeps_its_image(proxy, pusher, signed, tmp_path):
