@@ -1,18 +1,14 @@
 """What ``garbage-collect --delete-untagged`` deletes on Distribution 2.8.2 and 3.1.1,
 measured on the real binaries, and regprune's judgement for each version.
 
-Each test starts both binaries itself (2.8.2 from PATH, 3.x from
-``$REGPRUNE_REGISTRY3_BIN`` or ``../shared/bin/registry-3.1.1``), so it holds for
-both in one pass; a missing binary is a failure, never a skip.
+Each test starts both binaries itself (``start_registry``, tests/distributions.py),
+so it holds for both in one pass; a missing binary is a failure, never a skip.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +17,7 @@ from regprune.cli import run
 from regprune.testing import ImagePusher, RegistryServer
 from tests.referrers_proxy import ReferrersProxy
 
-ROOT = Path(__file__).resolve().parents[1]
 SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
-
-
-def binary_for(major: int) -> str:
-    if major == 2:
-        found = shutil.which("docker-registry") or shutil.which("registry")
-        assert found, "Distribution 2.8.2 is needed: apt-get install docker-registry"
-        return found
-    configured = os.environ.get("REGPRUNE_REGISTRY3_BIN") or str(
-        ROOT / ".." / "shared" / "bin" / "registry-3.1.1"
-    )
-    assert os.access(configured, os.X_OK), (
-        f"a Distribution 3.x binary is needed: set REGPRUNE_REGISTRY3_BIN (not at {configured})"
-    )
-    return os.path.abspath(configured)
 
 
 @pytest.fixture(params=[2, 3], ids=["2.8.2", "3.1.1"])
@@ -45,9 +26,8 @@ def major(request) -> int:
 
 
 @pytest.fixture
-def server(major, tmp_path) -> Iterator[RegistryServer]:
-    with RegistryServer(tmp_path / "registry", binary=binary_for(major)) as started:
-        yield started
+def server(major, start_registry) -> RegistryServer:
+    return start_registry(major)
 
 
 @pytest.fixture

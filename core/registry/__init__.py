@@ -35,6 +35,7 @@ from ._credentials import Credentials, credentials_for
 from ._digests import is_digest
 from ._parallel import parallel_map
 from ._session import HttpSession
+from ._version import RegistryVersion, version_of
 
 __all__ = [
     "DEFAULT_TYPE",
@@ -46,6 +47,7 @@ __all__ = [
     "NoOptions",
     "RegistryBackend",
     "RegistryClient",
+    "RegistryVersion",
     "SupportsReferrers",
     "backend_options",
     "check_backend_options",
@@ -53,4 +55,5 @@ __all__ = [
     "is_digest",
     "parallel_map",
     "referrers_of",
+    "version_of",
 ]
