@@ -18,6 +18,8 @@ from regprune.testing import ImagePusher, RegistryServer
 from tests.referrers_proxy import ReferrersProxy
 
 SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+SBOM = "application/spdx+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @pytest.fixture(params=[2, 3], ids=["2.8.2", "3.1.1"])
@@ -42,7 +44,29 @@ def held(server) -> dict[str, str]:
         "r/app", [], subject=signature.digest, artifact_type=SIGNATURE
     )
     loose = pusher.push_image("r/app", [], seed="loose")
+    # The referrers tag schema: an SBOM listed in an index tagged sha256-<hex>.
+    sbom = pusher.push_image("r/app", [], subject=image.digest, artifact_type=SBOM)
+    schema = pusher.push_manifest(
+        "r/app",
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": sbom.media_type,
+                        "digest": sbom.digest,
+                        "size": len(sbom.manifest),
+                    }
+                ],
+            }
+        ).encode(),
+        OCI_INDEX,
+        [image.digest.replace(":", "-")],
+    )
     return {
+        "schema index": schema,
+        "schema referrer": sbom.digest,
         "index": index.digest,
         "platform": index.children[0].digest,
         "image": image.digest,
@@ -67,7 +91,10 @@ def test_what_delete_untagged_deletes(server, major, held):
     kept = survivors(server, held)
     # (c) untagged manifests go on both; (b) so do untagged referrers of a tagged image,
     # and theirs; (a) platform manifests of a tagged index go on 2.x only (fixed in 3.0).
-    expected = {"index", "image"} | ({"platform"} if major == 3 else set())
+    # The tag schema's index is tagged: its listed referrer fares as a platform does.
+    expected = {"index", "image", "schema index"}
+    if major == 3:
+        expected |= {"platform", "schema referrer"}
     assert kept == expected
 
 
