@@ -35,8 +35,15 @@ class ReferrersProxy:
     counts the referrers GETs it answered."""
 
     def __init__(
-        self, registry: RegistryServer, *, page_size: int | None = None, apply_filter: bool = True
+        self,
+        registry: RegistryServer,
+        *,
+        page_size: int | None = None,
+        apply_filter: bool = True,
+        upstream: str | None = None,
     ) -> None:
+        """``upstream``: where to forward (default the registry; e.g. a FaultProxy in
+        front of it), while referrers are still read from the registry's storage."""
         self.registry = registry
         self.page_size = page_size
         self.apply_filter = apply_filter
@@ -44,7 +51,7 @@ class ReferrersProxy:
         # digest -> extra descriptors listed for it (a registry that lies, for tests).
         self.extra: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._upstream = httpx.Client(base_url=registry.url, timeout=30.0)
+        self._upstream = httpx.Client(base_url=upstream or registry.url, timeout=30.0)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -12,15 +12,20 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from regprune.cli.render import plan_tables
+from regprune.errors import RegistryError
 from regprune.lifecycle import ItemStatus
+from regprune.mediatypes import ZERO_DIGEST
 from regprune.registry import RegistryClient
 from regprune.testing import PolicyRunner, days_ago, deleted_digests, kept_reasons
 from tests.referrers_proxy import OCI_INDEX, ReferrersProxy
-
-pytestmark = pytest.mark.registry
 
 SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 SBOM = "application/spdx+json"
@@ -114,11 +119,51 @@ def test_a_configured_version_2_never_asks(registry_server, pusher):
         assert client.request_count == 0
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=80),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+DESCRIPTOR = st.fixed_dictionaries(
+    {"digest": st.sampled_from(["sha256:" + "c" * 64, "sha256:xyz", 7])},
+    optional={"mediaType": st.text(max_size=30), "size": st.integers(), "artifactType": JSON},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=JSON
+    | st.fixed_dictionaries({"manifests": st.lists(DESCRIPTOR, max_size=3) | JSON})
+    | st.binary(max_size=40),
+    link=st.none()
+    | st.sampled_from(
+        ["</v2/app/referrers/x?n=1>; rel=next", "<http://elsewhere/>; rel=next", "garbage"]
+    ),
+)
+def test_any_referrers_answer_is_a_list_or_one_registry_error(body, link):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": OCI_INDEX, **({"Link": link} if link else {})}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=headers, content=content)
+
+    with RegistryClient("http://registry.test", transport=httpx.MockTransport(answer)) as client:
+        try:
+            listed = client.referrers("app", "sha256:" + "d" * 64)
+        except RegistryError as exc:
+            assert "\n" not in exc.message
+        else:
+            assert listed is not None
+            assert all(d.digest.startswith("sha256:") for d in listed)
+
+
 # -- plan and apply ----------------------------------------------------------------------
 
 
 def test_untagged_referrers_go_with_a_deleted_image_and_stay_with_a_kept_one(
-    proxy, pusher, signed, tmp_path
+    proxy, pusher, signed, tmp_path, capsys
 ):
     runner = PolicyRunner(proxy.url, tmp_path)
     plan = runner(POLICY)
@@ -134,6 +179,11 @@ def test_untagged_referrers_go_with_a_deleted_image_and_stay_with_a_kept_one(
     assert reasons[signed["old.sig"].digest] == (f"signature of deleted image {old[:19]}",)
     # The kept image's referrers were not even asked about: they stay with it.
     assert signed["new"].digest not in proxy.referrer_requests
+
+    # The table shows an untagged referrer as such, under its image.
+    plan_tables(plan, datetime.now(UTC), show_keep=False)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.count("(referrer)") == 3
 
     result = runner.apply(plan)
     assert len(result.of(ItemStatus.DELETED)) == 4
@@ -196,6 +246,43 @@ def test_a_referrer_a_keep_rule_keeps_keeps_its_image(proxy, pusher, signed, tmp
     plan = PolicyRunner(proxy.url, tmp_path)(policy)
     assert deleted_digests(plan) == set()
     assert any(sbom[:19] in reason for reason in kept_reasons(plan, signed["old"].digest))
+
+
+def test_an_interrupted_apply_resumes_with_the_referrers_and_repeats_nothing(
+    registry_server, fault_proxy, pusher, signed, tmp_path
+):
+    sbom = signed["old.sbom"].digest
+    fault_proxy.respond(500, method="DELETE", path=f".*/manifests/{sbom}$", times=None)
+    with ReferrersProxy(registry_server, upstream=fault_proxy.url) as proxy:
+        runner = PolicyRunner(proxy.url, tmp_path)
+        plan = runner(POLICY)
+        first = runner.apply(plan)
+        assert [o.item.digest for o in first.of(ItemStatus.FAILED)] == [sbom]
+        assert not present(pusher, "app", signed["old"].digest)  # the subject went first
+        fault_proxy.clear()
+        fault_proxy.clear_requests()
+
+        second = runner.apply(plan)
+
+    assert len(second.of(ItemStatus.DELETED)) == len(plan.delete) == 4
+    deletes = [r.path for r in fault_proxy.requests if r.method == "DELETE"]
+    # Besides the preflight's zero-digest DELETE, only the one left: nothing twice.
+    assert [p for p in deletes if ZERO_DIGEST not in p] == [f"/v2/app/manifests/{sbom}"]
+    assert not present(pusher, "app", sbom)
+
+
+def test_a_referrer_of_a_platform_manifest_goes_with_its_index(proxy, pusher, tmp_path):
+    index = pusher.push_index("app", ["old"], created=days_ago(10))
+    pusher.push_image("app", ["new"], created=days_ago(1))
+    platform = index.children[1].digest
+    signature = pusher.push_image("app", [], subject=platform, artifact_type=SIGNATURE)
+
+    plan = PolicyRunner(proxy.url, tmp_path)(POLICY)
+
+    items = {item.digest: item for item in plan.delete}
+    assert items[signature.digest].role == "artifact"
+    assert items[signature.digest].parent == index.digest
+    assert {index.digest, platform, signature.digest} <= set(items)
 
 
 # -- without the API: the tag schema -----------------------------------------------------
