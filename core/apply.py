@@ -48,6 +48,7 @@ from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
     ApplyResult,
+    Image,
     ItemOutcome,
     ManifestFacts,
     Plan,
@@ -210,10 +211,25 @@ class Applier:
                 repository=scan.repository,
                 policy=self.plan.policy,
             )
-            images = [*scan.images, *scan.orphan_artifacts]
+            images = [*scan.images, *scan.orphan_artifacts, *self._untagged(scan.repository)]
             for digest, reasons in keep_verdicts(images, rules, context, self.plan.policy).items():
                 kept[(scan.repository, digest)] = "; ".join(reasons)
         return live, kept
+
+    def _untagged(self, repository: str) -> list[Image]:
+        """The plan's untagged referrers in ``repository`` (no scan reaches them), as
+        images for the keep rules, from their cached facts."""
+        items = [
+            item
+            for item in self.plan.delete
+            if item.repository == repository and item.role == "artifact" and not item.tags
+        ]
+        facts = self.state.digests.get_facts(item.digest for item in items)
+        return [
+            Image(repository=repository, digest=item.digest, tags=[], facts=facts[item.digest])
+            for item in items
+            if item.digest in facts
+        ]
 
     def run(self) -> ApplyResult:
         statuses = self.state.plans.item_statuses(self.plan.id)

@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import cast
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from regprune.cli.render import plan_tables
 from regprune.errors import RegistryError
 from regprune.lifecycle import ItemStatus
 from regprune.mediatypes import ZERO_DIGEST
-from regprune.registry import RegistryClient
+from regprune.registry import RegistryBackend, RegistryClient, referrers_of
 from regprune.testing import PolicyRunner, days_ago, deleted_digests, kept_reasons
 from tests.referrers_proxy import OCI_INDEX, ReferrersProxy
 
@@ -119,13 +120,10 @@ def test_a_configured_version_2_never_asks(registry_server, pusher):
         assert client.request_count == 0
 
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=80),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
+SCALAR = st.none() | st.booleans() | st.integers() | st.text(max_size=80)
+# Two levels of lists and objects: deep enough for a referrers index's shape.
+NESTED = SCALAR | st.lists(SCALAR, max_size=4) | st.dictionaries(st.text(max_size=12), SCALAR)
+JSON = NESTED | st.lists(NESTED, max_size=3) | st.dictionaries(st.text(max_size=12), NESTED)
 DESCRIPTOR = st.fixed_dictionaries(
     {"digest": st.sampled_from(["sha256:" + "c" * 64, "sha256:xyz", 7])},
     optional={"mediaType": st.text(max_size=30), "size": st.integers(), "artifactType": JSON},
@@ -285,6 +283,24 @@ def test_a_referrer_of_a_platform_manifest_goes_with_its_index(proxy, pusher, tm
     assert {index.digest, platform, signature.digest} <= set(items)
 
 
+def test_a_referrer_a_keep_rule_keeps_at_apply_time_keeps_its_image(
+    proxy, pusher, signed, tmp_path
+):
+    in_use = tmp_path / "in-use.txt"
+    in_use.write_text("")
+    policy = {**POLICY, "protectors": [{"use": "in_use", "file": str(in_use)}]}
+    runner = PolicyRunner(proxy.url, tmp_path)
+    plan = runner(policy)
+    sbom = signed["old.sbom"].digest
+    assert sbom in deleted_digests(plan)
+    in_use.write_text(f"app@{sbom}\n")  # deployed while the plan waited
+
+    result = runner.apply(plan)
+
+    assert not result.of(ItemStatus.DELETED)
+    assert present(pusher, "app", signed["old"].digest) and present(pusher, "app", sbom)
+
+
 # -- without the API: the tag schema -----------------------------------------------------
 
 
@@ -329,3 +345,11 @@ def test_the_referrers_tag_schema_goes_and_stays_with_its_subject(
     runner.apply(plan)
     assert present(pusher, "app", index) is not deleted
     assert present(pusher, "app", sbom.digest) is not deleted
+
+
+def test_a_back_end_without_referrers_is_treated_as_not_serving_them():
+    class Minimal:
+        """A third-party back end from before the referrers API: no ``referrers``."""
+
+    backend = cast(RegistryBackend, Minimal())
+    assert referrers_of(backend, "app", "sha256:" + "e" * 64) is None
