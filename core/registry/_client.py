@@ -34,7 +34,7 @@ from ._answers import (
     parse_referrers,
     parse_tag_list,
 )
-from ._credentials import credentials_for
+from ._credentials import Credentials, credentials_for
 from ._digests import check_manifest_digest, hexdigest, is_digest
 from ._digests import reference as _ref
 from ._errors import error_code, error_summary
@@ -75,8 +75,29 @@ class RegistryClient(HttpSession):
     None (ask the registry the first time), False (never ask: Distribution 2.x).
     """
 
-    def __init__(self, url: str, *, referrers_api: bool | None = None, **options: Any) -> None:
-        super().__init__(url, **options)
+    def __init__(
+        self,
+        url: str,
+        *,
+        credentials: Credentials | None = None,
+        ca_file: str | None = None,
+        timeout: float = 30.0,
+        concurrency: int = 8,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        backoff: float = 0.2,
+        referrers_api: bool | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            credentials=credentials,
+            ca_file=ca_file,
+            timeout=timeout,
+            concurrency=concurrency,
+            retries=retries,
+            transport=transport,
+            backoff=backoff,
+        )
         # What the registry said of the referrers API: None until it answered once.
         self.referrers_api = referrers_api
         self._referrers_probe = threading.Lock()
