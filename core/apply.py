@@ -13,6 +13,8 @@ the manifests they name are read.  An item is skipped, with the reason, when:
   referrer pushed after the plan) now references it;
 - a keep rule keeps it now (an image that became deployed while the plan waited
   for approval), or keeps one of its artifacts;
+- where the registry serves the referrers API, a referrer of it (or of an
+  artifact going with it) that the plan does not delete is listed now;
 - it is a platform child or an artifact whose index or subject was not deleted.
 Each outcome is written to the state DB as it happens, so a second apply of the
 same plan finishes the rest and repeats nothing.

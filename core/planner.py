@@ -8,7 +8,9 @@ Rules enforced here (each has a test in tests/test_safety.py):
 - a platform manifest is deleted only with its index and only when no remaining
   index references it; a candidate that a kept index references is kept;
 - signature/attestation artifacts go with their subject and never count toward
-  ``keep``; artifacts whose subject is gone are left alone.
+  ``keep``; artifacts whose subject is gone are left alone;
+- untagged referrers of a candidate (the referrers API, tests/test_referrers.py) go
+  with it, and one a keep rule keeps keeps it.
 """
 
 from __future__ import annotations
