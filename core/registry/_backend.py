@@ -54,6 +54,12 @@ class RegistryBackend(Protocol):
     once before anything is deleted and ``delete_manifest`` once per item (through
     the ``delete_manifest`` hook, whose built-in calls it).  Errors are
     ``regprune.errors.RegpruneError`` subclasses with a one-line message.
+
+    Optional, not part of the protocol: ``get_manifests(references)`` and
+    ``get_blobs(references)`` (lists of ``(repository, reference)``; results in order,
+    ``None`` for one that does not exist).  A back end that has them gets the scan's
+    tags and config blobs in one call each (``RegistryClient`` pipelines them);
+    without them the scan calls ``get_manifest`` / ``get_blob`` through ``map``.
     """
 
     @property
