@@ -38,9 +38,12 @@ MAX_RETRY_AFTER = 60.0
 # No registry answer regprune reads comes near this (Distribution caps manifests at
 # 4 MiB; a config blob is kilobytes): a bigger one is refused before it fills memory.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
-# Pipelined GETs (``get_many``): at most this many connections; requests in flight in
-# all stay at ``concurrency``.  2 to 4 connections keep a registry on 2 cores busy.
+# Pipelined GETs (``get_many``): min(concurrency, this) connections.  A registry serves
+# the requests of one connection one after the other, so the connections are what it
+# works on at once; the queued ones only hide the round trips (docs/performance.md).
 PIPELINE_CONNECTIONS = 4
+PIPELINE_DEPTH = 16  # requests queued on each connection
+PIPELINE_CHUNK = 1000  # requests per round of connections
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -304,14 +307,30 @@ class HttpSession:
         Counted like any request.  All ``None`` when the fast path is off (an injected
         transport or a proxy) or a request cannot be pipelined as it is.
         """
+        answers: list[Answer | None] = []
+        # In chunks: each one's heads carry a token fetched for it (a scan can outlast a
+        # token), and 100,000 request heads are not held at once.
+        for start in range(0, len(requests), PIPELINE_CHUNK):
+            answers.extend(self._get_chunk(requests[start : start + PIPELINE_CHUNK]))
+            if any(a is None for a in answers[start:]):
+                # Trouble: the rest goes the careful way too, without trying the pipeline.
+                answers.extend([None] * (len(requests) - len(answers)))
+                break
+        return answers
+
+    def _get_chunk(self, requests: list[tuple[str, str, dict[str, str]]]) -> list[Answer | None]:
         endpoint = self._endpoint
         answers: list[Answer | None] = [None] * len(requests)
         if endpoint is None or not requests:
             return answers
         heads: list[bytes] = []
         indexes: list[int] = []
+        fields: dict[tuple[str, tuple[tuple[str, str], ...]], str | None] = {}
         for index, (url, scope, headers) in enumerate(requests):
-            head = self._request_head(endpoint, url, scope, headers)
+            key = (scope, tuple(headers.items()))
+            if key not in fields:  # the same few for a whole scan: built once each
+                fields[key] = self._header_lines(endpoint, scope, headers)
+            head = self._request_head(url, fields[key])
             if head is not None:  # else that one goes the careful way
                 heads.append(head)
                 indexes.append(index)
@@ -320,7 +339,7 @@ class HttpSession:
             endpoint,
             heads,
             connections=connections,
-            depth=-(-self.concurrency // connections),
+            depth=PIPELINE_DEPTH,
             timeout=self.timeout,
             max_bytes=MAX_ANSWER_BYTES,
             on_send=self._count_gets,
@@ -335,16 +354,9 @@ class HttpSession:
             self._sleep(min(after if after is not None else self.backoff, MAX_RETRY_AFTER))
         return answers
 
-    def _request_head(
-        self, endpoint: Endpoint, url: str, scope: str, headers: dict[str, str]
-    ) -> bytes | None:
-        """A GET request head for a url of this registry; None when it cannot be sent as
-        it is (another origin, a target that needs escaping, a value with a line break)."""
-        if not url.startswith(self.url + "/"):
-            return None  # also keeps the credentials at their own origin
-        target = self._base_path + url[len(self.url) :]
-        if not safe_target(target):
-            return None
+    def _header_lines(self, endpoint: Endpoint, scope: str, headers: dict[str, str]) -> str | None:
+        """The header lines of a pipelined GET needing ``scope``; None when a value
+        holds a line break (it would add a header of its own)."""
         fields = {
             "Host": endpoint.host_header,
             "User-Agent": USER_AGENT,
@@ -356,7 +368,16 @@ class HttpSession:
             fields["Authorization"] = authorization
         if any("\r" in v or "\n" in v for v in fields.values()):
             return None
-        lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        return "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+
+    def _request_head(self, url: str, lines: str | None) -> bytes | None:
+        """A GET request head for a url of this registry; None when it cannot be sent as
+        it is (another origin, a target that needs escaping, unsafe header lines)."""
+        if lines is None or not url.startswith(self.url + "/"):
+            return None  # also keeps the credentials at their own origin
+        target = self._base_path + url[len(self.url) :]
+        if not safe_target(target):
+            return None
         return f"GET {target} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
 
     def _count_gets(self, count: int) -> None:
