@@ -2,8 +2,10 @@
 
 The yardstick for regprune's own rate: a client as cheap as Python allows, in separate
 processes so it does not share a GIL with anything, each process keeping one
-keep-alive connection with one request in flight (like ``wrk -c<connections>``).
-``wrk`` is used instead when it is installed and asked for.
+keep-alive connection with one request in flight (like ``wrk -c<connections>``), or
+with ``depth`` requests in flight (HTTP/1.1 pipelining: the probe that reaches wrk's
+rate, as its own CPU per request is a few microseconds).  ``wrk`` is used as well when
+it is installed.
 
 Both compete for the same CPUs as the registry, as regprune does; on a 2-core machine
 that is part of the answer, not an error in it.
@@ -46,6 +48,24 @@ def _request_bytes(method: str, host: str, path: str) -> bytes:
     ).encode()
 
 
+def _read_answer(sock: socket.socket, buffer: bytes, head_only: bool) -> bytes:
+    """Read one 200 answer from ``buffer`` + the socket; return what is left after it."""
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            head = buffer[:end]
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            match = _CONTENT_LENGTH.search(head)
+            body = 0 if head_only or match is None else int(match.group(1))
+            if len(buffer) >= end + 4 + body:
+                return buffer[end + 4 + body :]
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed by the registry")
+        buffer += chunk
+
+
 def _worker(
     host: str,
     port: int,
@@ -54,9 +74,10 @@ def _worker(
     offset: int,
     start_at: float,
     seconds: float,
+    depth: int,
     results: multiprocessing.Queue,
 ) -> None:
-    """Send requests back to back on one connection until the time is up."""
+    """Send requests on one connection until the time is up, ``depth`` in flight."""
     requests = [_request_bytes(method, f"{host}:{port}", path) for path in paths]
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -69,28 +90,14 @@ def _worker(
     begin = time.perf_counter()
     deadline = begin + seconds
     try:
-        while True:
-            now = time.perf_counter()
-            if now >= deadline:
-                break
+        # Fill the pipeline, then send one request for each answer read.
+        sock.sendall(b"".join(requests[(index + i) % len(requests)] for i in range(depth)))
+        index += depth
+        while time.perf_counter() < deadline:
+            buffer = _read_answer(sock, buffer, head_only)
+            count += 1
             sock.sendall(requests[index % len(requests)])
             index += 1
-            while True:
-                end = buffer.find(b"\r\n\r\n")
-                if end >= 0:
-                    head = buffer[:end]
-                    if not head.startswith(b"HTTP/1.1 200"):
-                        raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
-                    match = _CONTENT_LENGTH.search(head)
-                    body = 0 if head_only or match is None else int(match.group(1))
-                    if len(buffer) >= end + 4 + body:
-                        buffer = buffer[end + 4 + body :]
-                        break
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise RuntimeError("connection closed by the registry")
-                buffer += chunk
-            count += 1
         results.put((count, time.perf_counter() - begin, None))
     except Exception as exc:  # reported to the parent, which raises
         results.put((count, time.perf_counter() - begin, f"{type(exc).__name__}: {exc}"))
@@ -99,9 +106,17 @@ def _worker(
 
 
 def measure_python(
-    host: str, port: int, paths: list[str], *, method: str, seconds: float, connections: int
+    host: str,
+    port: int,
+    paths: list[str],
+    *,
+    method: str,
+    seconds: float,
+    connections: int,
+    depth: int = 1,
 ) -> Capacity:
-    """Run ``connections`` probe processes at once; the sum of their rates."""
+    """Run ``connections`` probe processes at once, ``depth`` requests in flight on each
+    (1: one at a time, like wrk; more: pipelined); the sum of their rates."""
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     start_at = time.time() + 1.0 + 0.2 * connections  # after every process has started
@@ -109,7 +124,7 @@ def measure_python(
     processes = [
         context.Process(
             target=_worker,
-            args=(host, port, method, paths, i * step, start_at, seconds, results),
+            args=(host, port, method, paths, i * step, start_at, seconds, depth, results),
             daemon=True,
         )
         for i in range(connections)
@@ -125,7 +140,8 @@ def measure_python(
     rate = sum(count / elapsed for count, elapsed, _ in outcomes if elapsed)
     total = sum(count for count, _, _ in outcomes)
     # Report as requests over a common duration so that rate == requests / seconds.
-    return Capacity(method, total, total / rate if rate else 0.0, connections, "python")
+    tool = "python" if depth == 1 else f"python, pipelined x{depth}"
+    return Capacity(method, total, total / rate if rate else 0.0, connections, tool)
 
 
 def wrk_path() -> str | None:

@@ -176,3 +176,8 @@ def seed_http(url: str, builds: list[Build], *, workers: int = 8) -> int:
 def manifest_paths(builds: list[Build]) -> list[str]:
     """``/v2/<repo>/manifests/<tag>`` for every seeded tag (the capacity probe's targets)."""
     return [f"/v2/{b.repository}/manifests/{tag}" for b in builds for tag in b.tags]
+
+
+def config_paths(builds: list[Build]) -> list[str]:
+    """``/v2/<repo>/blobs/<config digest>`` for every seeded image (a cold plan's 2nd GET)."""
+    return [f"/v2/{b.repository}/blobs/{_digest(image_blobs(b)[1])}" for b in builds]

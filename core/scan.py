@@ -18,7 +18,7 @@ from .errors import ManifestNotFound, RegistryError
 from .manifests import facts_from_manifest, needs_config, with_config
 from .mediatypes import artifact_subject, is_index
 from .models import Image, ManifestFacts
-from .registry import RegistryBackend
+from .registry import Manifest, RegistryBackend
 from .state import State
 
 
@@ -76,9 +76,11 @@ class Scanner:
         pairs = [
             (repo, tag) for repo, tags in zip(repositories, tag_lists, strict=True) for tag in tags
         ]
-        resolved = self.client.map(self._resolve_tag, pairs)
+        resolved = self._resolve_tags(pairs)
 
-        known = self.state.digests.get_facts({digest for _, digest, _ in (r for r in resolved if r)})
+        known = self.state.digests.get_facts(
+            {digest for _, digest, _ in (r for r in resolved if r)}
+        )
         fresh: dict[tuple[str, str], ManifestFacts] = {}
         tag_maps: dict[str, dict[str, str]] = {repo: {} for repo in repositories}
         for (repo, tag), result in zip(pairs, resolved, strict=True):
@@ -101,16 +103,31 @@ class Scanner:
             scans.append(self._assemble(repo, tag_maps[repo], manifests))
         return scans
 
+    def _resolve_tags(
+        self, pairs: list[tuple[str, str]]
+    ) -> list[tuple[str, str, ManifestFacts] | None]:
+        """(tag, digest, facts) for each (repository, tag); None for a tag that vanished.
+
+        A back end with the optional batch method ``get_manifests`` (the distribution
+        one: pipelined GETs) gets them all at once; any other, one ``get_manifest`` per
+        tag through its ``map``.
+        """
+        batch = getattr(self.client, "get_manifests", None)
+        if batch is None:
+            return self.client.map(self._resolve_tag, pairs)
+        manifests: list[Manifest | None] = batch(pairs)
+        return [
+            None if manifest is None else (tag, manifest.digest, _facts(manifest))
+            for (_, tag), manifest in zip(pairs, manifests, strict=True)
+        ]
+
     def _resolve_tag(self, pair: tuple[str, str]) -> tuple[str, str, ManifestFacts] | None:
         repo, tag = pair
         try:
             manifest = self.client.get_manifest(repo, tag)
         except ManifestNotFound:
             return None
-        facts = facts_from_manifest(
-            manifest.digest, manifest.media_type, manifest.content, manifest.data
-        )
-        return tag, manifest.digest, facts
+        return tag, manifest.digest, _facts(manifest)
 
     def _complete(
         self,
@@ -149,7 +166,7 @@ class Scanner:
         # Config blobs give the build time and labels of image manifests.
         config_jobs = [(repo, facts) for repo, facts in pending.values() if needs_config(facts)]
         new_facts = {digest: facts for digest, (_, facts) in pending.items()}
-        for facts in self.client.map(self._with_config, config_jobs):
+        for facts in self._with_configs(config_jobs):
             new_facts[facts.digest] = facts
         manifests.update(new_facts)
         self.state.digests.put_facts(new_facts.values())
@@ -180,6 +197,21 @@ class Scanner:
         return facts_from_manifest(
             manifest.digest, manifest.media_type, manifest.content, manifest.data
         )
+
+    def _with_configs(self, jobs: list[tuple[str, ManifestFacts]]) -> list[ManifestFacts]:
+        """The facts of new image manifests completed from their config blobs, batched
+        (``get_blobs``) when the back end offers it."""
+        batch = getattr(self.client, "get_blobs", None)
+        if batch is None:
+            return self.client.map(self._with_config, jobs)
+        blobs: list[bytes | None] = batch(
+            [(repo, facts.config_digest) for repo, facts in jobs if facts.config_digest]
+        )
+        # A missing config blob (None) leaves the image without a build time.
+        return [
+            facts if body is None else with_config(facts, body)
+            for (_, facts), body in zip(jobs, blobs, strict=True)
+        ]
 
     def _with_config(self, pair: tuple[str, ManifestFacts]) -> ManifestFacts:
         repo, facts = pair
@@ -230,6 +262,12 @@ class Scanner:
                 images[root].artifacts.append(artifact)
         scan.images = sorted(images.values(), key=lambda image: image.digest)
         return scan
+
+
+def _facts(manifest: Manifest) -> ManifestFacts:
+    return facts_from_manifest(
+        manifest.digest, manifest.media_type, manifest.content, manifest.data
+    )
 
 
 def _tag_subject(tags: Sequence[str]) -> str | None:

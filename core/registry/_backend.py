@@ -64,6 +64,12 @@ class RegistryBackend(Protocol):
     meet it): ``detect_version()``, ``delete_tag(repository, tag)`` and
     ``untag_by_overwrite(repository, tag, *, started=None)``; see ``_version.py`` and
     ``_tag_removal.py``.  Without them the version is unknown and untag is refused.
+
+    Optional, not part of the protocol: ``get_manifests(references)`` and
+    ``get_blobs(references)`` (lists of ``(repository, reference)``; results in order,
+    ``None`` for one that does not exist).  A back end that has them gets the scan's
+    tags and config blobs in one call each (``RegistryClient`` pipelines them);
+    without them the scan calls ``get_manifest`` / ``get_blob`` through ``map``.
     """
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote, urljoin
@@ -41,6 +41,7 @@ from ._digests import reference as _ref
 from ._errors import error_code, error_summary
 from ._origin import origin, parse_http_url, redact
 from ._parallel import parallel_map
+from ._pipeline import Answer
 from ._session import HttpSession
 from ._text import load_json, one_line
 from ._version import VersionSniffer
@@ -196,18 +197,78 @@ class RegistryClient(HttpSession):
         if response.status_code == 404:
             raise self._not_found(response, repository, reference)
         self._check(response, f"repository:{repository}:pull")
-        content = response.content
+        return self._manifest(repository, reference, response.content, response.headers)
+
+    def get_manifests(self, references: Sequence[tuple[str, str]]) -> list[Manifest | None]:
+        """``get_manifest`` for many ``(repository, tag or digest)``, in order; None for
+        each that does not exist.  The scan's hot path: the GETs are pipelined on a few
+        keep-alive connections, and whatever does not go well there goes through
+        ``get_manifest`` (so errors, retries and checks are the same).  The first
+        error is raised, as ``map`` does.
+        """
+        answers = self.get_many(
+            [
+                (
+                    f"{self._v2}{repository}/manifests/{reference}",
+                    f"repository:{repository}:pull",
+                    {"Accept": MANIFEST_ACCEPT},
+                )
+                for repository, reference in references
+            ]
+        )
+        return self._gather(
+            references,
+            answers,
+            lambda ref, answer: self._manifest(*ref, answer.body, answer.headers),
+            self._manifest_or_none,
+        )
+
+    def _gather(
+        self,
+        references: Sequence[tuple[str, str]],
+        answers: Sequence[Answer | None],
+        parse: Callable[[tuple[str, str], Answer], R],
+        careful: Callable[[tuple[str, str]], R | None],
+    ) -> list[R | None]:
+        """Results of a pipelined batch: ``parse`` each 200, None for each 404, and
+        ``careful`` (the one-request method, on ``concurrency`` threads) for the rest."""
+        results: list[R | None] = []
+        again: list[int] = []
+        for index, (reference, answer) in enumerate(zip(references, answers, strict=True)):
+            if answer is not None and answer.status == 200:
+                results.append(parse(reference, answer))
+            else:
+                results.append(None)
+                if answer is None or answer.status != 404:
+                    again.append(index)
+        redone = self.map(careful, [references[i] for i in again])
+        for index, result in zip(again, redone, strict=True):
+            results[index] = result
+        return results
+
+    def _manifest_or_none(self, reference: tuple[str, str]) -> Manifest | None:
+        try:
+            return self.get_manifest(*reference)
+        except ManifestNotFound:
+            return None
+
+    def _manifest(
+        self, repository: str, reference: str, content: bytes, headers: Mapping[str, str]
+    ) -> Manifest:
+        """A manifest from a 200 answer: JSON, its media type, and its verified digest."""
         what = f"registry {self.url} sent a manifest for {_ref(repository, reference)} that"
         try:
             data = load_json(content)
         except ValueError:
             raise RegistryError(f"{what} is not JSON", code="MANIFEST_INVALID") from None
         document = parse_manifest(data, what)
-        content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        content_type = headers.get("content-type", "").split(";")[0].strip()
         if content_type in _GENERIC_TYPES or not _MEDIA_TYPE.match(content_type):
             content_type = ""  # a proxy's generic or garbled type says nothing
         media_type = content_type or document.mediaType or ""
-        digest = self._manifest_digest(response, repository, reference, content, media_type)
+        digest = self._manifest_digest(
+            headers.get("docker-content-digest"), repository, reference, content, media_type
+        )
         return Manifest(digest=digest, media_type=media_type, content=content, data=data)
 
     def head_manifest(self, repository: str, reference: str) -> str | None:
@@ -238,16 +299,48 @@ class RegistryClient(HttpSession):
 
     def get_blob(self, repository: str, digest: str) -> bytes:
         """Fetch a blob (following redirects to storage) and verify its digest."""
-        if not is_digest(digest):
-            raise UsageError(f"invalid blob digest {digest!r}")
         response = self._request(
             "GET",
-            f"{self._v2}{repository}/blobs/{digest}",
+            self._blob_url(repository, digest),
             f"repository:{repository}:pull",
             follow_redirects=True,
         )
         self._check(response, f"repository:{repository}:pull")
-        content = response.content
+        return self._verified_blob(repository, digest, response.content)
+
+    def get_blobs(self, references: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """``get_blob`` for many ``(repository, digest)``, in order; None for each the
+        registry does not have (404).  Pipelined like ``get_manifests``; a redirect to
+        storage, and anything else that does not go well, goes through ``get_blob``.
+        """
+        urls = [self._blob_url(repository, digest) for repository, digest in references]
+        answers = self.get_many(
+            [
+                (url, f"repository:{repository}:pull", {})
+                for url, (repository, _) in zip(urls, references, strict=True)
+            ]
+        )
+        return self._gather(
+            references,
+            answers,
+            lambda ref, answer: self._verified_blob(*ref, answer.body),
+            self._blob_or_none,
+        )
+
+    def _blob_or_none(self, reference: tuple[str, str]) -> bytes | None:
+        try:
+            return self.get_blob(*reference)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            return None
+
+    def _blob_url(self, repository: str, digest: str) -> str:
+        if not is_digest(digest):
+            raise UsageError(f"invalid blob digest {digest!r}")
+        return f"{self._v2}{repository}/blobs/{digest}"
+
+    def _verified_blob(self, repository: str, digest: str, content: bytes) -> bytes:
         algorithm = digest.partition(":")[0]
         if hexdigest(algorithm, content) != digest:
             raise RegistryError(
@@ -461,13 +554,12 @@ class RegistryClient(HttpSession):
 
     def _manifest_digest(
         self,
-        response: httpx.Response,
+        header: str | None,
         repository: str,
         reference: str,
         content: bytes,
         media_type: str,
     ) -> str:
-        header = response.headers.get("docker-content-digest")
         try:
             return check_manifest_digest(
                 self.url, header, repository, reference, content, media_type

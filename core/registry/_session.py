@@ -29,6 +29,7 @@ from ._credentials import Credentials
 from ._deadline import DeadlineBackend, install
 from ._errors import is_retryable, unreachable
 from ._origin import origin, redact
+from ._pipeline import Answer, Endpoint, fetch_pipelined, safe_target
 
 __all__ = ["MAX_ANSWER_BYTES", "HttpSession"]
 
@@ -37,6 +38,12 @@ MAX_RETRY_AFTER = 60.0
 # No registry answer regprune reads comes near this (Distribution caps manifests at
 # 4 MiB; a config blob is kilobytes): a bigger one is refused before it fills memory.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# Pipelined GETs (``get_many``): min(concurrency, this) connections.  A registry serves
+# the requests of one connection one after the other, so the connections are what it
+# works on at once; the queued ones only hide the round trips (docs/performance.md).
+PIPELINE_CONNECTIONS = 4
+PIPELINE_DEPTH = 16  # requests queued on each connection
+PIPELINE_CHUNK = 1000  # requests per round of connections
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -153,6 +160,22 @@ class HttpSession:
         if transport is None:
             install(self._http, self._deadline)
         self._auth = Authenticator(self.url, credentials, self._send_token)
+        self._base_path = httpx.URL(self.url).raw_path.decode("ascii").rstrip("/")
+        self._endpoint = self._direct_endpoint(ca_file) if transport is None else None
+
+    def _direct_endpoint(self, ca_file: str | None) -> Endpoint | None:
+        """Where pipelined GETs may go, or None when httpx must carry every request
+        (an injected transport, or a proxy from the environment for this url)."""
+        url = httpx.URL(self.url)
+        if self._http._transport_for_url(url) is not self._http._transport:
+            return None  # HTTP(S)_PROXY / ALL_PROXY applies: do not bypass it
+        https = url.scheme == "https"
+        return Endpoint(
+            host=url.host,
+            port=url.port or (443 if https else 80),
+            host_header=url.netloc.decode("ascii"),
+            tls=_ssl_context(ca_file) if https else None,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -283,6 +306,92 @@ class HttpSession:
         finally:
             response.close()
         return response
+
+    def get_many(self, requests: list[tuple[str, str, dict[str, str]]]) -> list[Answer | None]:
+        """GET many ``(url, scope, headers)`` of this registry, pipelined; the answers in
+        order, ``None`` for each request to send again through ``_request`` (which
+        retries, follows challenges and maps errors).  Only GETs: never a DELETE or PUT.
+
+        Counted like any request.  All ``None`` when the fast path is off (an injected
+        transport or a proxy) or a request cannot be pipelined as it is.
+        """
+        answers: list[Answer | None] = []
+        # In chunks: each one's heads carry a token fetched for it (a scan can outlast a
+        # token), and 100,000 request heads are not held at once.
+        for start in range(0, len(requests), PIPELINE_CHUNK):
+            answers.extend(self._get_chunk(requests[start : start + PIPELINE_CHUNK]))
+            if any(a is None for a in answers[start:]):
+                # Trouble: the rest goes the careful way too, without trying the pipeline.
+                answers.extend([None] * (len(requests) - len(answers)))
+                break
+        return answers
+
+    def _get_chunk(self, requests: list[tuple[str, str, dict[str, str]]]) -> list[Answer | None]:
+        endpoint = self._endpoint
+        answers: list[Answer | None] = [None] * len(requests)
+        if endpoint is None or not requests:
+            return answers
+        heads: list[bytes] = []
+        indexes: list[int] = []
+        fields: dict[tuple[str, tuple[tuple[str, str], ...]], str | None] = {}
+        for index, (url, scope, headers) in enumerate(requests):
+            key = (scope, tuple(headers.items()))
+            if key not in fields:  # the same few for a whole scan: built once each
+                fields[key] = self._header_lines(endpoint, scope, headers)
+            head = self._request_head(url, fields[key])
+            if head is not None:  # else that one goes the careful way
+                heads.append(head)
+                indexes.append(index)
+        connections = min(PIPELINE_CONNECTIONS, self.concurrency)
+        fetched = fetch_pipelined(
+            endpoint,
+            heads,
+            connections=connections,
+            depth=PIPELINE_DEPTH,
+            timeout=self.timeout,
+            max_bytes=MAX_ANSWER_BYTES,
+            on_send=self._count_gets,
+        )
+        for index, answer in zip(indexes, fetched, strict=True):
+            answers[index] = answer
+        busy = next((a for a in fetched if a and (a.status == 429 or a.status >= 500)), None)
+        if busy is not None:
+            # The registry asked us to slow down: wait as told before the careful path
+            # sends those requests again.
+            after = _retry_after(busy.headers.get("retry-after"))
+            self._sleep(min(after if after is not None else self.backoff, MAX_RETRY_AFTER))
+        return answers
+
+    def _header_lines(self, endpoint: Endpoint, scope: str, headers: dict[str, str]) -> str | None:
+        """The header lines of a pipelined GET needing ``scope``; None when a value
+        holds a line break (it would add a header of its own)."""
+        fields = {
+            "Host": endpoint.host_header,
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",
+            **headers,
+        }
+        authorization = self._auth.header(scope)
+        if authorization is not None:
+            fields["Authorization"] = authorization
+        if any("\r" in v or "\n" in v for v in fields.values()):
+            return None
+        return "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+
+    def _request_head(self, url: str, lines: str | None) -> bytes | None:
+        """A GET request head for a url of this registry; None when it cannot be sent as
+        it is (another origin, a target that needs escaping, unsafe header lines)."""
+        if lines is None or not url.startswith(self.url + "/"):
+            return None  # also keeps the credentials at their own origin
+        target = self._base_path + url[len(self.url) :]
+        if not safe_target(target):
+            return None
+        return f"GET {target} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
+
+    def _count_gets(self, count: int) -> None:
+        with self._count_lock:
+            self.request_count += count
+            self.requests_by_method["GET"] = self.requests_by_method.get("GET", 0) + count
 
     def _send_token(
         self, realm: str, params: list[tuple[str, str]], headers: dict[str, str]
