@@ -34,7 +34,7 @@ from .options import Options
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .plugin_settings import approver_options, configure_plugins
-from .registry import RegistryBackend, check_backend_options
+from .registry import RegistryBackend, RegistryVersion, check_backend_options, version_of
 from .scan import RepositoryScan, Scanner
 from .state import PruneResult, State
 from .timing import check_time_sources
@@ -94,6 +94,7 @@ class Engine(Transitions):
         self._catalog: Catalog | None = None
         self.plugin_settings: dict[str, Options] = {}
         self._clients: dict[str, RegistryBackend] = {}
+        self._versions: dict[str, RegistryVersion] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
 
     # -- plumbing -----------------------------------------------------------
@@ -123,6 +124,21 @@ class Engine(Transitions):
                 )
             self._clients[registry] = self._client_factory(registry, settings)
         return self._clients[registry]
+
+    def registry_version(self, registry: str) -> RegistryVersion:
+        """The Distribution major version of a registry: ``version`` in its config section
+        when set, else what its answers tell (see ``registry/_version.py``), else unknown.
+
+        Worked out at most once per client, with GET requests only (usually none: the
+        scan's own answers tell).  Where a wrong answer would be unsafe, a caller must
+        also look at ``source`` (gc trusts only a configured 3).
+        """
+        if registry not in self._versions:
+            settings = self.registry_settings(registry)
+            self._versions[registry] = version_of(
+                registry, settings.version, self.client(registry)
+            )
+        return self._versions[registry]
 
     def lock_name(self, registry: str, url: str | None = None) -> str:
         """The lock of a registry given by config name; ``url`` for one the config does
@@ -203,6 +219,7 @@ class Engine(Transitions):
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        self._versions.clear()
 
     @property
     def request_count(self) -> int:
@@ -260,6 +277,8 @@ class Engine(Transitions):
             now=now,
             requested_by=requested_by or default_actor(),
         )
+        # After the scan: its answers usually tell the version, so this costs no request.
+        plan.registry_version = self.registry_version(registry).to_dict()
         self.state.plans.save(plan)
         notify_event(self.manager, "plan_created", self.state, plan=plan)
         self._prune_after_plan(plan)

@@ -249,10 +249,16 @@ class Plan:
     # The policy's keep rules (keep_tags, protectors) when the plan was made: apply runs
     # them again.  None for plans stored before regprune recorded them.
     keep_rules: dict[str, Any] | None = None
+    # The registry's Distribution version when the plan was made: ``{"version": 2 | 3 |
+    # None, "source": "configured" | "detected" | "unknown", "evidence": ...}``.  None
+    # for plans stored before regprune recorded it.
+    registry_version: dict[str, Any] | None = None
 
     def content(self) -> dict[str, Any]:
         """The part of the plan its hash covers: everything that decides what is deleted."""
-        extra = {} if self.keep_rules is None else {"keep_rules": self.keep_rules}
+        extra: dict[str, Any] = {} if self.keep_rules is None else {"keep_rules": self.keep_rules}
+        if self.registry_version is not None:
+            extra["registry_version"] = self.registry_version
         return {
             **extra,
             "registry": self.registry,
@@ -277,6 +283,7 @@ class Plan:
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "content_hash": self.content_hash,
+            "registry_version": self.registry_version,
             "delete": [item.to_dict() for item in self.delete],
             "keep": [item.to_dict() for item in self.keep],
             "summary": self.summary.to_dict(),

@@ -1,7 +1,13 @@
 """Suite-wide fixtures; the others (registries, pusher, isolated_cli, ...) come from
 regprune.testing.pytest_plugin."""
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from tests.distributions import registry_starter
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +21,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "registry_binary" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.registry)
+
+
+@pytest.fixture
+def start_registry(tmp_path: Path) -> Iterator[Any]:
+    """``start_registry(2 | 3, **RegistryServer_kwargs)``: that Distribution version,
+    whatever pass of the suite runs (see tests/distributions.py)."""
+    yield from registry_starter(tmp_path)

@@ -24,6 +24,7 @@ from ..durations import format_duration
 from ..formatting import age, human_bytes, short, short_reason, short_tag
 from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem
+from ..registry import RegistryVersion
 from ..state import AuditEvent
 
 console = Console(highlight=False, soft_wrap=False)
@@ -149,6 +150,9 @@ def plan_tables(
     for warning in plan.warnings:
         err_console.print(f"warning: {warning}")
     console.print(summary_line(plan))
+    if plan.registry_version is not None:
+        version = RegistryVersion.from_dict(plan.registry_version)
+        console.print(f"Registry {plan.registry}: {version.label}.", markup=False)
 
 
 def summary_line(plan: Plan) -> str:

@@ -33,6 +33,7 @@ from ._credentials import Credentials, credentials_for
 from ._digests import is_digest
 from ._parallel import parallel_map
 from ._session import HttpSession
+from ._version import RegistryVersion, version_of
 
 __all__ = [
     "DEFAULT_TYPE",
@@ -44,9 +45,11 @@ __all__ = [
     "NoOptions",
     "RegistryBackend",
     "RegistryClient",
+    "RegistryVersion",
     "backend_options",
     "check_backend_options",
     "credentials_for",
     "is_digest",
     "parallel_map",
+    "version_of",
 ]

@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urljoin
 
 import httpx
@@ -34,6 +34,7 @@ from ._origin import origin, parse_http_url, redact
 from ._parallel import parallel_map
 from ._session import HttpSession
 from ._text import load_json, one_line
+from ._version import VersionSniffer
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
@@ -69,6 +70,10 @@ class RegistryClient(HttpSession):
     def _v2(self) -> str:
         return self.url + "/v2/"
 
+    @functools.cached_property
+    def _version_sniffer(self) -> VersionSniffer:
+        return VersionSniffer()
+
     @classmethod
     def from_settings(cls, settings: RegistrySettings) -> RegistryClient:
         """A client configured from a ``[registry.NAME]`` section."""
@@ -94,6 +99,19 @@ class RegistryClient(HttpSession):
                 f"{self.url} has no registry API at /v2/; check the url", status=404
             )
         self._check(response, "")
+        self._version_sniffer.observe(response.headers.get("content-type"), "GET /v2/")
+
+    def detect_version(self) -> tuple[Literal[2, 3] | None, str]:
+        """What the registry's answers say of its major version: ``(2 | 3 | None, evidence)``.
+
+        The Content-Type of the first catalog, tag list or ``/v2/`` answer already read
+        (see ``_version.py``); ``GET /v2/`` when none was read yet.  Sends no DELETE.
+        """
+        seen = self._version_sniffer.seen
+        if seen is None:
+            self.ping()
+            seen = self._version_sniffer.seen
+        return seen if seen is not None else (None, "GET /v2/ told nothing")
 
     def catalog(self) -> list[str]:
         """Every repository name (needs the ``registry:catalog:*`` scope with token auth)."""
@@ -279,6 +297,10 @@ class RegistryClient(HttpSession):
             except ValueError:
                 raise RegistryError(f"{what} is not JSON") from None
             page = parse_tag_list(data, what) if key == "tags" else parse_catalog(data, what)
+            self._version_sniffer.observe(
+                response.headers.get("content-type"),
+                "GET /v2/<name>/tags/list" if key == "tags" else "GET /v2/_catalog",
+            )
             names.extend(page)
             if len(seen) >= MAX_PAGES or len(names) > MAX_LIST_LENGTH:
                 raise RegistryError(

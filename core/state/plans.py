@@ -329,4 +329,5 @@ def _plan_from_row(row: dict[str, Any]) -> Plan:
         expires_at=from_db(row["expires_at"]),
         warnings=list(content.get("warnings", [])),
         keep_rules=content.get("keep_rules"),
+        registry_version=content.get("registry_version"),
     )
