@@ -143,9 +143,7 @@ def child(config: Path, state_path: Path, trace: int) -> int:
         for stat in stats[:trace]:
             frame = stat.traceback[0]
             where = f"{Path(frame.filename).name}:{frame.lineno}"
-            print(
-                f"{stat.size / 2**20:8.2f} MB {stat.count:>9,} blocks  {where}", file=sys.stderr
-            )
+            print(f"{stat.size / 2**20:8.2f} MB {stat.count:>9,} blocks  {where}", file=sys.stderr)
     return 0
 
 
@@ -192,10 +190,13 @@ def measure_size(
                     shutil.copy(db, cold_db)
             return []
 
-        runs: list[tuple[str, list[str], Path | None]] = []
-        for kind in ("cold", "warm"):
+        # The cold engine plan first (it leaves the warm DB), then the warm runs (the
+        # usual case of a scheduled job), the cold CLI runs last.
+        runs: list[tuple[str, list[str], Path | None]] = [("cold", ["engine"], workdir / "c.db")]
+        for kind in ("warm", "cold"):
             db = workdir / f"{kind}.db"
-            runs.append((kind, ["engine"], db))
+            if kind == "warm":
+                runs.append((kind, ["engine"], db))
             runs.append((kind, ["cli json", "--json"], db))
             if table:
                 runs.append((kind, ["cli table"], db))

@@ -279,6 +279,8 @@ class Engine(Transitions):
         )
         # After the scan: its answers usually tell the version, so this costs no request.
         plan.registry_version = self.registry_version(registry).to_dict()
+        # The plan holds what it needs: the scans go before it is encoded and stored.
+        del scans, keepers_for
         self.state.plans.save(plan)
         notify_event(self.manager, "plan_created", self.state, plan=plan)
         self._prune_after_plan(plan)
