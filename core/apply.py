@@ -13,6 +13,8 @@ the manifests they name are read.  An item is skipped, with the reason, when:
   referrer pushed after the plan) now references it;
 - a keep rule keeps it now (an image that became deployed while the plan waited
   for approval), or keeps one of its artifacts;
+- where the registry serves the referrers API, a referrer of it (or of an
+  artifact going with it) that the plan does not delete is listed now;
 - it is a platform child or an artifact whose index or subject was not deleted.
 Each outcome is written to the state DB as it happens, so a second apply of the
 same plan finishes the rest and repeats nothing.
@@ -48,6 +50,7 @@ from .manifests import facts_from_manifest
 from .mediatypes import artifact_subject
 from .models import (
     ApplyResult,
+    Image,
     ItemOutcome,
     ManifestFacts,
     Plan,
@@ -55,7 +58,7 @@ from .models import (
     Protector,
     SelectionContext,
 )
-from .registry import RegistryBackend
+from .registry import RegistryBackend, referrers_of
 from .scan import RepositoryScan, Scanner
 from .state import State
 
@@ -210,10 +213,25 @@ class Applier:
                 repository=scan.repository,
                 policy=self.plan.policy,
             )
-            images = [*scan.images, *scan.orphan_artifacts]
+            images = [*scan.images, *scan.orphan_artifacts, *self._untagged(scan.repository)]
             for digest, reasons in keep_verdicts(images, rules, context, self.plan.policy).items():
                 kept[(scan.repository, digest)] = "; ".join(reasons)
         return live, kept
+
+    def _untagged(self, repository: str) -> list[Image]:
+        """The plan's untagged referrers in ``repository`` (no scan reaches them), as
+        images for the keep rules, from their cached facts."""
+        items = [
+            item
+            for item in self.plan.delete
+            if item.repository == repository and item.role == "artifact" and not item.tags
+        ]
+        facts = self.state.digests.get_facts(item.digest for item in items)
+        return [
+            Image(repository=repository, digest=item.digest, tags=[], facts=facts[item.digest])
+            for item in items
+            if item.digest in facts
+        ]
 
     def run(self) -> ApplyResult:
         statuses = self.state.plans.item_statuses(self.plan.id)
@@ -379,4 +397,28 @@ class Applier:
             if (item.repository, owner) in deleted or owner in going:
                 continue
             return f"referenced by manifest {owner[:19]}, which is not deleted"
+        return self._unplanned_referrer(item, group)
+
+    def _unplanned_referrer(self, item: PlanItem, group: Sequence[PlanItem]) -> str | None:
+        """Ask the referrers API again about the item and the artifacts going with it:
+        a referrer the plan does not delete (pushed since the plan, or skipped) keeps it.
+        Free where the API is not served (asked once per run, then never)."""
+        planned = {
+            other.digest
+            for other in self.plan.delete
+            if other.repository == item.repository
+            and (other.repository, other.digest) not in self._skipped
+        }
+        subjects = [member.digest for member in group]
+        answers = self.client.map(
+            lambda digest: referrers_of(self.client, item.repository, digest), subjects
+        )
+        for subject, answer in zip(subjects, answers, strict=True):
+            for descriptor in answer or ():
+                if descriptor.digest not in planned:
+                    whose = "its" if subject == item.digest else f"its artifact {subject[:19]}'s"
+                    return (
+                        f"{whose} referrer {descriptor.digest[:19]} is not in the plan (pushed "
+                        "since?); it would be left without its subject"
+                    )
         return None

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pluggy
@@ -34,6 +35,7 @@ from .options import Options
 from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .plugin_settings import approver_options, configure_plugins
+from .referrers import attach_referrers
 from .registry import RegistryBackend, RegistryVersion, check_backend_options, version_of
 from .scan import RepositoryScan, Scanner
 from .state import PruneResult, State
@@ -276,6 +278,7 @@ class Engine(Transitions):
             catalog=self.catalog,
             now=now,
             requested_by=requested_by or default_actor(),
+            find_referrers=partial(attach_referrers, scanner),
         )
         # After the scan: its answers usually tell the version, so this costs no request.
         plan.registry_version = self.registry_version(registry).to_dict()

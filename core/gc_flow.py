@@ -1,5 +1,6 @@
 """Garbage collection through the engine: the checks before a run, the run under the
-registry's lock, and the ``--delete-untagged`` judgement on Distribution 2.x.
+registry's lock, and the ``--delete-untagged`` judgement (multi-arch images on
+Distribution 2.x, untagged referrers of kept images on 2.x and 3.x).
 
 Split out of ``engine.py`` (one concern per module); ``Engine.gc`` and
 ``Engine.gc_preflight`` call these.
@@ -7,6 +8,7 @@ Split out of ``engine.py`` (one concern per module); ``Engine.gc`` and
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .config import RegistrySettings
@@ -15,6 +17,7 @@ from .gc_checks import delete_untagged_spelling, validate_commands
 from .hookcalls import first_result, notify_event
 from .mediatypes import is_index
 from .models import GcResult
+from .registry import referrers_of
 from .scan import Scanner
 
 if TYPE_CHECKING:
@@ -26,9 +29,9 @@ def run_gc(
 ) -> GcResult:
     """Run the registry's garbage collector through the configured command, under the lock.
 
-    Refuses (`UsageError`, before any command runs) a command that cannot run and,
-    on Distribution 2.x, ``--delete-untagged`` while the registry holds a multi-arch
-    image, unless ``allow_delete_untagged``.  The GC child's pid is kept in the
+    Refuses (`UsageError`, before any command runs) a command that cannot run and
+    ``--delete-untagged`` while it would delete what stays (see `gc_warnings`), unless
+    ``allow_delete_untagged``.  The GC child's pid is kept in the
     lock, so the lock is not stale while it lives.  An interrupted run is recorded
     before `GcInterrupted` goes on.
     """
@@ -88,56 +91,103 @@ def gc_warnings(
 ) -> list[str]:
     """Warnings for a GC run; raise `UsageError` when it must not run at all.
 
-    ``--delete-untagged`` (in any spelling the registry's flag parser accepts) on
-    Distribution 2.x deletes the platform manifests of every multi-arch image: refused
-    while a scan of the registry finds an index or manifest list, or when the
-    registry cannot be scanned.  A dry run deletes nothing, so it only warns.
+    ``--delete-untagged`` (in any spelling the registry's flag parser accepts) deletes
+    every manifest no tag reaches.  Measured on 2.8.2 and 3.1.1 (tests/test_gc_untagged.py):
+    both delete the untagged referrers (signatures, SBOMs, attestations pushed with a
+    ``subject`` and no tag) of images that stay, and 2.x also deletes the platform
+    manifests of every multi-arch image (3.x keeps them).  So it is refused while a scan
+    of the registry finds what the registry's version would wrongly delete (an index on
+    2.x unless ``version = 3`` is configured; an untagged referrer of a tagged image on
+    either), or when the registry cannot be scanned.  A dry run deletes nothing, so it
+    only warns.
     """
     spelling = delete_untagged_spelling(settings.gc.command, f"registry.{registry}.gc.command")
-    if spelling is None or settings.version == 3:
+    if spelling is None:
         return []
     flag = "--delete-untagged" + (f" (as {spelling!r})" if spelling != "--delete-untagged" else "")
-    risk = (
-        f"registry.{registry}.gc.command has {flag}, which on Distribution 2.x deletes the"
-        " platform manifests of multi-arch images (fixed in 3.0)"
+    # Only a configured version relaxes the multi-arch judgement: unknown counts as 2.x.
+    indexes_at_risk = settings.version != 3
+    key = f"registry.{registry}.gc.command has {flag}"
+    index_risk = (
+        f"{key}, which on Distribution 2.x deletes the platform manifests of multi-arch"
+        " images (fixed in 3.0)"
     )
-    fix = (
-        "remove the flag (regprune deletes index children itself), set"
-        f" [registry.{registry}] version = 3 if the registry runs 3.x, or pass"
-        " --allow-delete-untagged to `regprune gc` to run it anyway"
+    referrer_risk = (
+        f"{key}, which deletes the untagged referrers (signatures, SBOMs, attestations"
+        " pushed with a subject and no tag) of images that stay, on Distribution 2.x and"
+        " 3.x alike"
     )
+    fix = "remove the flag (regprune deletes index children and referrers itself)"
+    if indexes_at_risk:
+        fix += f", set [registry.{registry}] version = 3 if the registry runs 3.x"
+    fix += ", or pass --allow-delete-untagged to `regprune gc` to run it anyway"
     if allow_delete_untagged:
+        risk = index_risk if indexes_at_risk else referrer_risk
         return [f"{risk}; running it because --allow-delete-untagged was given"]
     try:
-        found = multi_arch_images(engine, registry)
+        indexes, referrers = untagged_at_risk(engine, registry, indexes=indexes_at_risk)
     except RegpruneError as exc:
+        risk = index_risk if indexes_at_risk else referrer_risk
         why = f"the registry could not be scanned for them ({exc.message})"
         if dry_run:
             return [f"{risk}, and {why}"]
         raise UsageError(f"{risk}, and {why}; not running garbage collection: {fix}") from exc
-    if not found:
+    problems = []
+    if indexes:
+        problems.append(f"{index_risk}, and this registry holds {_some(indexes)}")
+    if referrers:
+        problems.append(f"{referrer_risk}, and this registry holds {_some(referrers)}")
+    if not problems:
         return []
-    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-    holds = f"this registry holds {len(found)} ({found[0]}{more})"
     if dry_run:
-        return [f"{risk}, and {holds}; a real run is refused: {fix}"]
-    raise UsageError(f"{risk}, and {holds}; not running garbage collection: {fix}")
+        return [f"{problem}; a real run is refused: {fix}" for problem in problems]
+    raise UsageError(f"{'; '.join(problems)}; not running garbage collection: {fix}")
 
 
-def multi_arch_images(engine: Engine, registry: str) -> list[str]:
-    """``repo:tag`` (or ``repo@digest``) of every index / manifest list the registry holds.
+def _some(found: list[str]) -> str:
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return f"{len(found)} ({found[0]}{more})"
 
-    Scans every repository through the API with the digest cache, so a warm scan
-    costs one request per tag.
+
+def untagged_at_risk(
+    engine: Engine, registry: str, *, indexes: bool = True
+) -> tuple[list[str], list[str]]:
+    """What ``--delete-untagged`` would wrongly sweep: ``repo:tag`` of every index or
+    manifest list (when ``indexes``), and ``repo@digest (a referrer of repo:tag)`` of
+    every untagged referrer of a tagged manifest.
+
+    Scans every repository through the API with the digest cache (a warm scan costs one
+    request per tag), then asks the referrers API about every tagged manifest, its
+    platform manifests and its tagged artifacts: one request each where the registry
+    serves it, one in all where it does not (there, OCI 1.1 clients list referrers in a
+    tagged ``sha256-<hex>`` index, which the index judgement covers on 2.x and which
+    3.x keeps).
     """
-    scanner = Scanner(engine.client(registry), engine.state, registry, engine.now())
-    found: list[str] = []
+    client = engine.client(registry)
+    scanner = Scanner(client, engine.state, registry, engine.now())
+    found_indexes: list[str] = []
+    found_referrers: list[str] = []
     for scan in scanner.scan(scanner.repositories(["*"])):
         tags = scan.tags_by_digest()
-        for digest, facts in sorted(scan.manifests.items()):
-            if is_index(facts.media_type):
-                names = tags.get(digest)
-                found.append(
-                    f"{scan.repository}:{names[0]}" if names else f"{scan.repository}@{digest}"
-                )
-    return found
+        if indexes:
+            for digest, facts in sorted(scan.manifests.items()):
+                if is_index(facts.media_type):
+                    names = tags.get(digest)
+                    found_indexes.append(
+                        f"{scan.repository}:{names[0]}" if names else f"{scan.repository}@{digest}"
+                    )
+        subjects: dict[str, str] = {}  # manifest digest -> the tagged image it belongs to
+        for image in scan.images:
+            shown = f"{scan.repository}:{image.tags[0]}" if image.tags else image.label
+            for manifest in [*image.manifests, *(a.facts for a in image.artifacts)]:
+                subjects.setdefault(manifest.digest, shown)
+        ordered = sorted(subjects)
+        answers = client.map(partial(referrers_of, client, scan.repository), ordered)
+        for subject, answer in zip(ordered, answers, strict=True):
+            for descriptor in answer or ():
+                if descriptor.digest not in scan.manifests:
+                    found_referrers.append(
+                        f"{scan.repository}@{descriptor.digest[:19]}, a referrer of {subjects[subject]}"
+                    )
+    return found_indexes, found_referrers
+

@@ -19,9 +19,13 @@ IMAGE_CONFIG_TYPES = frozenset({DOCKER_CONFIG, OCI_CONFIG})
 # the digest we delete must be the digest the tag really points to.
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 
-# cosign stores signatures, attestations and SBOMs as tags named after their subject.
+# cosign stores signatures, attestations and SBOMs as tags named after their subject
+# (``.sig``, ``.att``, ``.sbom``); the OCI 1.1 referrers tag schema, used by clients where
+# the registry has no referrers API, tags an index listing a subject's referrers with the
+# bare ``<algorithm>-<hex>``.
 ARTIFACT_TAG = re.compile(
-    r"^(?P<algorithm>sha256|sha512)-(?P<hex>[0-9a-f]{64,128})\.(?P<kind>sig|att|sbom)$"
+    r"^(?P<algorithm>sha256|sha512)-(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})"
+    r"(?:\.(?P<kind>sig|att|sbom))?$"
 )
 
 ZERO_DIGEST = "sha256:" + "0" * 64
@@ -33,7 +37,8 @@ def is_index(media_type: str | None) -> bool:
 
 
 def artifact_subject(tag: str) -> str | None:
-    """The subject digest a cosign-style artifact tag names, or None for an ordinary tag."""
+    """The subject digest a cosign-style artifact tag or a referrers tag-schema tag
+    names, or None for an ordinary tag."""
     match = ARTIFACT_TAG.match(tag)
     if not match:
         return None

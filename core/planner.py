@@ -8,13 +8,15 @@ Rules enforced here (each has a test in tests/test_safety.py):
 - a platform manifest is deleted only with its index and only when no remaining
   index references it; a candidate that a kept index references is kept;
 - signature/attestation artifacts go with their subject and never count toward
-  ``keep``; artifacts whose subject is gone are left alone.
+  ``keep``; artifacts whose subject is gone are left alone;
+- untagged referrers of a candidate (the referrers API, tests/test_referrers.py) go
+  with it, and one a keep rule keeps keeps it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -26,6 +28,7 @@ from .keep_rules import ask_plugin, keep_rules_spec, keep_verdicts
 
 # Still importable from the planner, where it lived before core/keep_rules.py.
 from .keep_rules import compile_keep_rules as compile_keep_rules
+from .mediatypes import artifact_subject
 from .models import (
     Blob,
     Image,
@@ -127,13 +130,22 @@ def assign_times(
         )
 
 
+FindReferrers = Callable[[RepositoryScan, Sequence[Image]], Sequence[Image]]
+"""``find(scan, images)``: attach the untagged referrers of ``images`` (see core/referrers.py)."""
+
+
 def decide_repository(
     scan: RepositoryScan,
     policy: CompiledPolicy,
     keepers: Sequence[tuple[str, str, Protector]],
     context: SelectionContext,
+    find_referrers: FindReferrers | None = None,
 ) -> RepositoryDecision:
-    """Apply selectors and keep rules to one repository's images."""
+    """Apply selectors and keep rules to one repository's images.
+
+    ``find_referrers`` is asked about the candidates only: their untagged referrers
+    go with them, and a referrer a keep rule keeps keeps its image.
+    """
     decision = RepositoryDecision(scan.repository)
     considered: list[Image] = []
     protected: dict[str, list[str]] = {}
@@ -189,6 +201,11 @@ def decide_repository(
         if image.digest not in protected
         and all(selected for _, selected, _ in verdicts[image.digest])
     }
+    if find_referrers is not None and candidates:
+        referrers = find_referrers(scan, list(candidates.values()))
+        _protect_kept_referrers(
+            referrers, candidates, protected, [*own_rules, *keepers], context, policy.name
+        )
     _protect_index_children(scan, candidates, protected)
 
     for image in sorted(considered, key=_oldest_first):
@@ -215,6 +232,28 @@ def decide_repository(
         )
     decision.child_items = _children_to_delete(scan, candidates)
     return decision
+
+
+def _protect_kept_referrers(
+    referrers: Sequence[Image],
+    candidates: dict[str, Image],
+    protected: dict[str, list[str]],
+    rules: Sequence[tuple[str, str, Protector]],
+    context: SelectionContext,
+    policy: str,
+) -> None:
+    """Keep rules see the untagged referrers found too; one they keep keeps its image."""
+    if not referrers:
+        return
+    owner = {a.digest: image for image in candidates.values() for a in image.artifacts}
+    for digest, reasons in keep_verdicts(referrers, rules, context, policy).items():
+        image = owner.get(digest)
+        if image is None or image.digest not in candidates:
+            continue
+        candidates.pop(image.digest)
+        protected.setdefault(image.digest, []).append(
+            f"its referrer {digest[:19]} is kept ({'; '.join(reasons)}), and it refers to this image"
+        )
 
 
 def _verdict(answer: Any, name: str, policy: str) -> tuple[bool, str]:
@@ -366,8 +405,10 @@ def build_plan(
     catalog: Catalog,
     now: datetime,
     requested_by: str,
+    find_referrers: FindReferrers | None = None,
 ) -> Plan:
-    """Turn scans into a plan.  ``keepers_for(repo)`` gives other policies' keep rules."""
+    """Turn scans into a plan.  ``keepers_for(repo)`` gives other policies' keep rules;
+    ``find_referrers`` finds the untagged referrers of what the plan would delete."""
     items: list[PlanItem] = []
     keep: list[KeepItem] = []
     per_repo: dict[str, int] = {}
@@ -377,7 +418,9 @@ def build_plan(
         context = SelectionContext(
             now=now, registry=registry_name, repository=scan.repository, policy=policy_name
         )
-        decision = decide_repository(scan, compiled, keepers_for(scan.repository), context)
+        decision = decide_repository(
+            scan, compiled, keepers_for(scan.repository), context, find_referrers
+        )
         for image, reasons in decision.delete:
             items.append(
                 _item(
@@ -464,6 +507,15 @@ def build_plan(
     )
 
 
+# Words in an untagged referrer's artifactType that say what it is (cosign, in-toto,
+# SPDX, CycloneDX, Notation).
+_ARTIFACT_KINDS = (
+    ("signature", ("signature", ".sig", "notary")),
+    ("attestation", ("in-toto", ".att", "attestation")),
+    ("SBOM", ("sbom", "spdx", "cyclonedx")),
+)
+
+
 def _artifact_kind(artifact: Image) -> str:
     for tag in artifact.tags:
         if tag.endswith(".sig"):
@@ -472,4 +524,10 @@ def _artifact_kind(artifact: Image) -> str:
             return "attestation"
         if tag.endswith(".sbom"):
             return "SBOM"
-    return "artifact"
+        if artifact_subject(tag):
+            return "referrers index (OCI 1.1 tag schema)"
+    kind = (artifact.facts.artifact_type or "").lower()
+    for name, words in _ARTIFACT_KINDS:
+        if any(word in kind for word in words):
+            return name
+    return "referrer" if not artifact.tags else "artifact"

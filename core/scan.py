@@ -157,6 +157,22 @@ class Scanner:
         self.state.digests.put_facts(new_facts.values())
         return manifests
 
+    def facts_for(self, repository: str, digests: Iterable[str]) -> dict[str, ManifestFacts]:
+        """Facts of manifests known by digest only (referrers): from the state DB, else
+        fetched once (manifest, and config when it is an image's) and cached there.
+        A digest whose manifest is gone is left out."""
+        wanted = set(digests)
+        found = self.state.digests.get_facts(wanted)
+        to_fetch = sorted((repository, digest) for digest in wanted - set(found))
+        fetched = [f for f in self.client.map(self._fetch_manifest, to_fetch) if f is not None]
+        configs = [(repository, f) for f in fetched if needs_config(f)]
+        completed = {f.digest: f for f in fetched}
+        for facts in self.client.map(self._with_config, configs):
+            completed[facts.digest] = facts
+        self.state.digests.put_facts(completed.values())
+        found.update(completed)
+        return found
+
     def _fetch_manifest(self, key: tuple[str, str]) -> ManifestFacts | None:
         repo, digest = key
         try:

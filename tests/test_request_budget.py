@@ -2,8 +2,11 @@
 
 Issue 2's targets: a cold plan (empty digest cache) costs at most 2 requests per new
 manifest plus 1 per tag; a warm plan costs exactly 1 request per tag. Both also list
-the catalog and each repository's tags (one page each here). See docs/performance.md
-for the timings these counts lead to.
+the catalog and each repository's tags (one page each here). Issue 9 adds the
+referrers API: one question per manifest of each image the plan deletes where the
+registry serves it, and one in all (the "not served" answer) where it does not;
+none with ``version = 2``. See docs/performance.md for the timings these counts
+lead to.
 
 Every request is recorded by a transport wrapped around httpx's own, so the tests
 can say which kind of request went over budget, and check the client's counters
@@ -21,10 +24,12 @@ import pytest
 
 from regprune.config import RegistrySettings
 from regprune.engine import Engine
+from regprune.models import Plan
 from regprune.plugin_manager import get_plugin_manager
 from regprune.registry import RegistryClient
 from regprune.state import State
 from regprune.testing import days_ago, make_settings
+from tests.referrers_proxy import ReferrersProxy
 
 POLICY = {
     "repositories": ["ci/*"],
@@ -65,6 +70,8 @@ def kind_of(path: str) -> str:
         return "manifest"
     if "/blobs/" in path:
         return "blob"
+    if "/referrers/" in path:
+        return "referrers"
     return "other"
 
 
@@ -82,11 +89,13 @@ class Run:
                 timeout=settings.timeout,
                 retries=settings.retries,
                 transport=self.recorder,
+                referrers_api=False if settings.version == 2 else None,
             )
             self.clients.append(client)
             return client
 
         self.state = State(state_path)
+        self.last_plan: Plan | None = None
         self.engine = Engine(
             make_settings(url, POLICY, name="ci", registry_options=registry),
             self.state,
@@ -96,7 +105,7 @@ class Run:
 
     def plan(self) -> Counter[str]:
         try:
-            self.engine.plan("ci")
+            self.last_plan = self.engine.plan("ci")
             # The client's own counters agree with what went over the wire.
             assert self.engine.request_count == len(self.recorder.sent)
             by_method: Counter[str] = Counter()
@@ -160,8 +169,9 @@ def registry(registry_server, pusher) -> dict[str, int]:
 
 
 def listing(counts: dict[str, int]) -> dict[str, int]:
-    """List requests: one catalog page, one tag page per repository (all small here)."""
-    return {"catalog": 1, "tag list": counts["repositories"]}
+    """List requests: one catalog page, one tag page per repository (all small here),
+    and the one referrers question a registry without the API answers "not served"."""
+    return {"catalog": 1, "tag list": counts["repositories"], "referrers": 1}
 
 
 def test_cold_plan_costs_at_most_two_requests_per_new_manifest_plus_one_per_tag(
@@ -170,7 +180,7 @@ def test_cold_plan_costs_at_most_two_requests_per_new_manifest_plus_one_per_tag(
     kinds = Run(registry_server.url, tmp_path / "state.db").plan()
 
     assert kinds["other"] == 0
-    assert {k: kinds[k] for k in ("catalog", "tag list")} == listing(registry)
+    assert {k: kinds[k] for k in ("catalog", "tag list", "referrers")} == listing(registry)
     budget = 2 * registry["manifests"] + registry["tags"]
     assert kinds["manifest"] + kinds["blob"] <= budget, kinds
     # Every tag was resolved and every new image's config fetched once, not per tag.
@@ -201,7 +211,7 @@ def test_warm_plan_pays_only_for_what_changed(registry_server, registry, pusher,
 
     kinds = Run(registry_server.url, state_path).plan()
 
-    assert {k: kinds[k] for k in ("catalog", "tag list")} == listing(registry)
+    assert {k: kinds[k] for k in ("catalog", "tag list", "referrers")} == listing(registry)
     assert kinds["other"] == 0
     # One per tag, plus at most two for the one manifest not seen before.
     assert tags <= kinds["manifest"] + kinds["blob"] <= tags + 2, kinds
@@ -217,3 +227,47 @@ def test_request_counts_do_not_depend_on_concurrency(registry_server, registry, 
         )
         counts.append(run.plan())
     assert counts[0] == counts[1]
+
+
+def test_a_configured_version_2_asks_nothing_about_referrers(registry_server, registry, tmp_path):
+    state_path = tmp_path / "state.db"
+    Run(registry_server.url, state_path, version=2).plan()
+
+    kinds = Run(registry_server.url, state_path, version=2).plan()
+
+    assert kinds == Counter({**listing(registry), "manifest": registry["tags"], "referrers": 0})
+
+
+def test_where_the_api_is_served_each_deleted_manifest_costs_one_question(
+    registry_server, registry, pusher, tmp_path
+):
+    # Every manifest of every image the plan deletes is asked about once (its own, its
+    # platform manifests, its tagged artifacts, each untagged referrer found, for
+    # referrers of referrers); a new referrer costs one manifest GET cold (no config:
+    # an artifact's is empty) and nothing warm, its facts being cached.
+    state_path = tmp_path / "state.db"
+    old = pusher.resolve("ci/worker", "pr-0")
+    assert old is not None
+    referrer = pusher.push_image(
+        "ci/worker", [], subject=old, artifact_type="application/spdx+json"
+    )
+    with ReferrersProxy(registry_server) as proxy:
+        cold_run = Run(proxy.url, state_path)
+        cold = cold_run.plan()
+        cold_asked = list(proxy.referrer_requests)
+        proxy.referrer_requests.clear()
+        warm_run = Run(proxy.url, state_path)
+        warm = warm_run.plan()
+        warm_asked = list(proxy.referrer_requests)
+
+    plan = warm_run.last_plan
+    assert plan is not None and referrer.digest in {item.digest for item in plan.delete}
+    assert referrer.digest in warm_asked  # a referrer is asked about in turn
+    assert sorted(warm_asked) == sorted({item.digest for item in plan.delete})
+    assert cold["referrers"] == len(cold_asked) == warm["referrers"] == len(plan.delete)
+    assert cold["manifest"] <= registry["tags"] + 1 + 2 * registry["manifests"]
+    assert warm == {
+        "manifest": registry["tags"],
+        **listing(registry),
+        "referrers": len(plan.delete),
+    }

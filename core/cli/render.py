@@ -92,6 +92,11 @@ def _write_plan_json(plan: Plan, out: TextIO, level: int) -> None:
         out.write("\n" + "  " * level + "}")
 
 
+# What the tags column says for an item without tags: a platform manifest, or an
+# untagged referrer (found through the referrers API).
+_UNTAGGED = {"child": "(platform)", "artifact": "(referrer)"}
+
+
 def tag_cell(tags: Sequence[str], empty: str = "-", *, extra: Sequence[str] = ()) -> str:
     """Tags one per line (indented under their repository's row), artifact tags shortened,
     at most MAX_TAGS and a count of the rest."""
@@ -142,7 +147,9 @@ def plan_tables(
     """A plan for people: what it deletes, what it keeps and why, and a summary line."""
     if plan.delete:
         table = _table(f"Plan {plan.id}: delete")
-        width = _tags_width(tag_cell(item.tags) for item in plan.delete)
+        width = _tags_width(
+            tag_cell(item.tags, _UNTAGGED.get(item.role, "-")) for item in plan.delete
+        )
         table.add_column("tags", overflow="fold", ratio=2, min_width=width)
         table.add_column("digest", no_wrap=True)
         table.add_column("age", no_wrap=True, justify="right")
@@ -153,7 +160,7 @@ def plan_tables(
 
         def delete_row(item: PlanItem) -> list[str]:
             row = [
-                tag_cell(item.tags, "(platform)" if item.role == "child" else "-"),
+                tag_cell(item.tags, _UNTAGGED.get(item.role, "-")),
                 short(item.digest),
                 age(item.created, now) if item.role == "image" else "",
                 human_bytes(item.size),

@@ -25,8 +25,10 @@ from ._backend import (
     BackendTypes,
     NoOptions,
     RegistryBackend,
+    SupportsReferrers,
     backend_options,
     check_backend_options,
+    referrers_of,
 )
 from ._client import Manifest, RegistryClient
 from ._credentials import Credentials, credentials_for
@@ -46,10 +48,12 @@ __all__ = [
     "RegistryBackend",
     "RegistryClient",
     "RegistryVersion",
+    "SupportsReferrers",
     "backend_options",
     "check_backend_options",
     "credentials_for",
     "is_digest",
     "parallel_map",
+    "referrers_of",
     "version_of",
 ]

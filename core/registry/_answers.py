@@ -32,6 +32,7 @@ __all__ = [
     "parse_catalog",
     "parse_image_config",
     "parse_manifest",
+    "parse_referrers",
     "parse_tag_list",
     "parse_token",
 ]
@@ -166,6 +167,15 @@ def parse_manifest(data: Any, what: str = "the manifest") -> ManifestDocument:
     document = _validate(ManifestDocument, data, what, "MANIFEST_INVALID")
     assert isinstance(document, ManifestDocument)
     return document
+
+
+class _ReferrersIndex(_Strict):
+    manifests: list[Descriptor] | None = None
+
+
+def parse_referrers(data: Any, what: str) -> list[Descriptor]:
+    """The ``manifests`` of a referrers answer (an OCI image index; [] when null or absent)."""
+    return list(_validate(_ReferrersIndex, data, what, "MANIFEST_INVALID").manifests or [])
 
 
 def parse_tag_list(data: Any, what: str) -> list[str]:

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
+    from ._answers import Descriptor
     from ._client import Manifest
 
 __all__ = [
@@ -33,8 +34,10 @@ __all__ = [
     "BackendTypes",
     "NoOptions",
     "RegistryBackend",
+    "SupportsReferrers",
     "backend_options",
     "check_backend_options",
+    "referrers_of",
 ]
 
 DEFAULT_TYPE = "distribution"
@@ -50,7 +53,9 @@ class RegistryBackend(Protocol):
     ``map`` calls the reading methods from several threads at once.
 
     Reading (scan, and apply's re-checks) goes through ``catalog``, ``tags``,
-    ``get_manifest``, ``head_manifest`` and ``get_blob``; an apply calls ``preflight``
+    ``get_manifest``, ``head_manifest`` and ``get_blob``, and ``referrers`` when the
+    back end has it (optional, see `SupportsReferrers`: without it a registry is
+    treated as not serving the referrers API); an apply calls ``preflight``
     once before anything is deleted and ``delete_manifest`` once per item (through
     the ``delete_manifest`` hook, whose built-in calls it).  Errors are
     ``regprune.errors.RegpruneError`` subclasses with a one-line message.
@@ -104,6 +109,30 @@ class RegistryBackend(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class SupportsReferrers(Protocol):
+    """The optional part of a back end: the OCI 1.1 referrers API."""
+
+    def referrers(
+        self, repository: str, digest: str, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """Descriptors of the manifests whose ``subject`` is ``digest`` (filtered by
+        ``artifact_type`` when given), or None when the registry does not serve the
+        API.  Once a registry answered "not served", it is not asked again."""
+        ...
+
+
+def referrers_of(
+    backend: RegistryBackend, repository: str, digest: str
+) -> list[Descriptor] | None:
+    """``backend.referrers(repository, digest)``; None (not served) for a back end without it."""
+    method = getattr(backend, "referrers", None)
+    if method is None:
+        return None
+    answer = method(repository, digest)
+    return None if answer is None else list(answer)
 
 
 class NoOptions(BaseModel):

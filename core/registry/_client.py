@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import httpx
 
@@ -24,9 +25,16 @@ from ..errors import (
     UsageError,
 )
 from ..lifecycle import DeleteAnswer
-from ..mediatypes import MANIFEST_ACCEPT, ZERO_DIGEST
-from ._answers import MEDIA_TYPE_PATTERN, parse_catalog, parse_manifest, parse_tag_list
-from ._credentials import credentials_for
+from ..mediatypes import MANIFEST_ACCEPT, OCI_INDEX, ZERO_DIGEST
+from ._answers import (
+    MEDIA_TYPE_PATTERN,
+    Descriptor,
+    parse_catalog,
+    parse_manifest,
+    parse_referrers,
+    parse_tag_list,
+)
+from ._credentials import Credentials, credentials_for
 from ._digests import check_manifest_digest, hexdigest, is_digest
 from ._digests import reference as _ref
 from ._errors import error_code, error_summary
@@ -63,8 +71,36 @@ class Manifest:
 
 class RegistryClient(HttpSession):
     """A thread-safe client for one Distribution (Docker/OCI) registry: the
-    ``distribution`` back end.  Arguments are ``HttpSession``'s.
+    ``distribution`` back end.  Arguments are ``HttpSession``'s, plus ``referrers_api``:
+    None (ask the registry the first time), False (never ask: Distribution 2.x).
     """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        credentials: Credentials | None = None,
+        ca_file: str | None = None,
+        timeout: float = 30.0,
+        concurrency: int = 8,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        backoff: float = 0.2,
+        referrers_api: bool | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            credentials=credentials,
+            ca_file=ca_file,
+            timeout=timeout,
+            concurrency=concurrency,
+            retries=retries,
+            transport=transport,
+            backoff=backoff,
+        )
+        # What the registry said of the referrers API: None until it answered once.
+        self.referrers_api = referrers_api
+        self._referrers_probe = threading.Lock()
 
     @functools.cached_property
     def _v2(self) -> str:
@@ -84,6 +120,8 @@ class RegistryClient(HttpSession):
             timeout=settings.timeout,
             concurrency=settings.concurrency,
             retries=settings.retries,
+            # Distribution 2.x has no referrers API: a configured version 2 skips the probe.
+            referrers_api=False if settings.version == 2 else None,
         )
 
     def __repr__(self) -> str:
@@ -217,6 +255,72 @@ class RegistryClient(HttpSession):
                 code="DIGEST_INVALID",
             )
         return content
+
+    def referrers(
+        self, repository: str, digest: str, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """Manifests whose ``subject`` is ``digest`` (OCI distribution-spec 1.1 referrers
+        API), or None when the registry does not serve the API.
+
+        A plain 404 (no route: Distribution 2.x and 3.1) means "not served", and then
+        this client never asks again.  A 404 with a registry error (NAME_UNKNOWN) means
+        served, nothing there.  Pages (``Link``) are followed like tag lists.  When
+        ``artifact_type`` is given and the registry did not apply the filter (no
+        ``OCI-Filters-Applied: artifactType``), it is applied here.
+        """
+        if not is_digest(digest):
+            raise UsageError(f"invalid subject digest {digest!r}")
+        if self.referrers_api is False:
+            return None
+        if self.referrers_api is None:
+            # The first question is asked once, whatever the number of threads asking.
+            with self._referrers_probe:
+                if self.referrers_api is None:
+                    return self._referrers(repository, digest, artifact_type)
+        if self.referrers_api is False:
+            return None
+        return self._referrers(repository, digest, artifact_type)
+
+    def _referrers(
+        self, repository: str, digest: str, artifact_type: str | None
+    ) -> list[Descriptor] | None:
+        scope = f"repository:{repository}:pull"
+        url = f"{self._v2}{repository}/referrers/{digest}"
+        next_url: str | None = url + (
+            f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else ""
+        )
+        seen: set[str] = set()
+        found: list[Descriptor] = []
+        filtered = True
+        while next_url and next_url not in seen:
+            seen.add(next_url)
+            response = self._request("GET", next_url, scope, {"Accept": OCI_INDEX})
+            if response.status_code == 404:
+                if error_code(response) is None and not found:
+                    self.referrers_api = False  # no such route: not served
+                    return None
+                self.referrers_api = True
+                return found
+            self._check(response, scope)
+            self.referrers_api = True
+            what = f"registry {self.url} answered {redact(next_url)} with a referrers list that"
+            try:
+                data = load_json(response.content)
+            except ValueError:
+                raise RegistryError(f"{what} is not JSON", code="MANIFEST_INVALID") from None
+            found.extend(parse_referrers(data, what))
+            applied = response.headers.get("oci-filters-applied", "")
+            filtered = filtered and "artifacttype" in applied.lower().replace(" ", "").split(",")
+            if len(seen) >= MAX_PAGES or len(found) > MAX_LIST_LENGTH:
+                raise RegistryError(
+                    f"registry {self.url} lists more than {MAX_LIST_LENGTH:,} referrers in "
+                    f"{len(seen):,} pages for {redact(url)}; refusing to go on"
+                )
+            next_url = self._next_page(response, url)
+        if artifact_type and not filtered:
+            found = [d for d in found if d.artifactType == artifact_type]
+        unique = {d.digest: d for d in found if d.digest != digest}  # a page repeating one
+        return list(unique.values())
 
     def delete_manifest(self, repository: str, digest: str) -> str:
         """Delete a manifest (and every tag pointing to it): ``"deleted"`` or ``"absent"``."""
