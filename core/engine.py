@@ -288,6 +288,8 @@ class Engine(Transitions):
         )
         plan.registry_version = version.to_dict()
         plan.untag_method = method if plan.untag else None
+        # The plan holds what it needs: the scans go before it is encoded and stored.
+        del scans, keepers_for
         self.state.plans.save(plan)
         notify_event(self.manager, "plan_created", self.state, plan=plan)
         self._prune_after_plan(plan)

@@ -8,6 +8,7 @@ well-formed, or the caller got a `RegistryError` naming the bad field.
 from __future__ import annotations
 
 import dataclasses
+from sys import intern
 from typing import Any
 
 from .mediatypes import IMAGE_CONFIG_TYPES, INDEX_TYPES
@@ -23,7 +24,8 @@ def facts_from_manifest(
     Raises `RegistryError` when ``data`` is not a well-formed manifest.
     """
     document = parse_manifest(data, f"manifest {digest}")
-    media_type = document.mediaType or media_type
+    # A handful of media types, from every manifest: held once each (interned).
+    media_type = intern(document.mediaType or media_type)
     subject = document.subject.digest if document.subject else None
     if media_type in INDEX_TYPES or document.manifests is not None:
         return ManifestFacts(
@@ -41,7 +43,7 @@ def facts_from_manifest(
     artifact_type = document.artifactType
     if not artifact_type and config_type and config_type not in IMAGE_CONFIG_TYPES:
         # OCI artifacts (cosign, SBOMs, Helm charts) carry their type in the config media type.
-        artifact_type = config_type
+        artifact_type = intern(config_type)
     return ManifestFacts(
         digest=digest,
         media_type=media_type,
@@ -61,4 +63,6 @@ def needs_config(facts: ManifestFacts) -> bool:
 def with_config(facts: ManifestFacts, config_body: bytes) -> ManifestFacts:
     """Add `created` and labels from an image config blob (unusable values are dropped)."""
     created, labels = parse_image_config(config_body)
+    # Label names and values repeat from image to image of a repository.
+    labels = {intern(name): intern(value) for name, value in labels.items()}
     return dataclasses.replace(facts, created=created, labels=labels)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from sys import intern
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 from .lifecycle import ITEM_REPORTED, Decision, ItemStatus, PlanStatus
 
 
-@dataclass(frozen=True)
+# slots=True on the dataclasses a plan holds one of per tag or per image: no __dict__
+# per object, about half the bytes (docs/performance.md#memory).
+@dataclass(frozen=True, slots=True)
 class Blob:
     """A blob (config or layer) referenced by a manifest."""
 
@@ -28,7 +31,7 @@ class Blob:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ManifestFacts:
     """What a manifest digest says about itself; immutable, cached forever by digest."""
 
@@ -47,14 +50,32 @@ class ManifestFacts:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> ManifestFacts:
+    def from_json(cls, text: str, shared: dict[Any, Any] | None = None) -> ManifestFacts:
+        """Facts from ``to_json``.  Equal digests, blobs and labels decoded with the same
+        ``shared`` dict are one object each (a base layer that 10,000 images list is held
+        once), and media types are interned (docs/performance.md#memory)."""
         data = json.loads(text)
-        data["blobs"] = tuple(Blob(**blob) for blob in data.get("blobs", ()))
-        data["children"] = tuple(data.get("children", ()))
+        memo: dict[Any, Any] = {} if shared is None else shared
+        for key in ("digest", "config_digest", "subject"):
+            if isinstance(data.get(key), str):
+                data[key] = memo.setdefault(data[key], data[key])
+        for key in ("media_type", "artifact_type"):
+            if isinstance(data.get(key), str):
+                data[key] = intern(data[key])
+        blobs = (
+            Blob(memo.setdefault(b["digest"], b["digest"]), b["size"])
+            for b in data.get("blobs", ())
+        )
+        data["blobs"] = tuple(memo.setdefault(blob, blob) for blob in blobs)
+        data["children"] = tuple(memo.setdefault(c, c) for c in data.get("children", ()))
+        labels = data.get("labels")
+        if isinstance(labels, dict):
+            # Read-only (a Mapping), so images with the same labels share one dict.
+            data["labels"] = memo.setdefault(("labels", *sorted(labels.items())), labels)
         return cls(**data)
 
 
-@dataclass
+@dataclass(slots=True)
 class Image:
     """One top-level manifest digest in a repository, with everything that goes with it."""
 
@@ -132,7 +153,7 @@ class TimeReading:
 Role = Literal["image", "child", "artifact"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanItem:
     """One manifest a plan deletes.  Children and artifacts are items of their own."""
 
@@ -177,7 +198,7 @@ class PlanItem:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UntagItem:
     """One tag a plan removes while its image stays (policy option ``untag``).
 
@@ -219,7 +240,7 @@ UntagMethod = Literal["tag_delete", "overwrite"]
 """How a plan removes its tags: 3.x's tag DELETE, or 2.x's throwaway manifest."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeepItem:
     """An image the plan keeps, with every reason it is kept."""
 
@@ -327,6 +348,22 @@ class Plan:
             "keep": [item.to_dict() for item in self.keep],
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
+        }
+
+    def content_parts(self) -> tuple[dict[str, Any], dict[str, Sequence[PlanItem | KeepItem]]]:
+        """``content()`` in two parts, so a plan of 100,000 items can be hashed, stored
+        and printed item by item: everything but the item lists (their keys hold ``[]``),
+        and those lists, whose entries ``content()`` spells ``item.to_dict()``."""
+        return replace(self, delete=[], keep=[]).content(), {
+            "delete": self.delete,
+            "keep": self.keep,
+        }
+
+    def json_parts(self) -> tuple[dict[str, Any], dict[str, Sequence[PlanItem | KeepItem]]]:
+        """``to_json_dict()`` in two parts, like ``content_parts``: for ``plan --json``."""
+        return replace(self, delete=[], keep=[]).to_json_dict(), {
+            "delete": self.delete,
+            "keep": self.keep,
         }
 
     def to_json_dict(self) -> dict[str, Any]:

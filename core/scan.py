@@ -87,9 +87,11 @@ class Scanner:
             if result is None:  # the tag vanished between listing and resolving
                 continue
             _, digest, facts = result
-            tag_maps[repo][tag] = digest
-            if digest not in known:
+            if digest in known:
+                digest = known[digest].digest  # one string per digest, not one per tag
+            else:
                 fresh[(repo, digest)] = facts
+            tag_maps[repo][tag] = digest
 
         known_keys = {
             (repo, digest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from ..engine import Engine
@@ -11,7 +13,7 @@ from ..models import Plan
 from .context import CliContext, get_context
 from .flags import QuickFlags, json_flag, policy_flag, with_quick_flags
 from .options import quick_policy
-from .render import plan_tables, print_json
+from .render import plan_tables, write_plans_json
 
 PLAN_HELP = """Compute and store a plan: what would be deleted and kept, and why. Deletes nothing.
 
@@ -70,8 +72,7 @@ def register(app: typer.Typer) -> None:
         cli = get_context(ctx)
         engine, plans = make_plans(cli, policy=policy, quick=quick)
         if as_json:
-            data = [p.to_json_dict() for p in plans]
-            print_json(data[0] if len(data) == 1 else data)
+            write_plans_json(plans, sys.stdout)
             return
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -51,6 +51,45 @@ def _json_default(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def write_plans_json(plans: Sequence[Plan], out: TextIO) -> None:
+    """``print_json`` of ``plan.to_json_dict()`` (a list of them when there are several),
+    written item by item: the same bytes, without the dicts and the text of a whole plan
+    of 100,000 items in memory at once (docs/performance.md#memory)."""
+    if len(plans) == 1:
+        _write_plan_json(plans[0], out, 0)
+    else:
+        out.write("[" if plans else "[]")
+        for index, plan in enumerate(plans):
+            out.write(("," if index else "") + "\n  ")
+            _write_plan_json(plan, out, 1)
+        out.write("\n]" if plans else "")
+    out.write("\n")
+
+
+def _indented(value: Any, level: int) -> str:
+    """``json.dumps(value, indent=2)`` as it reads nested ``level`` deep (JSON text holds
+    no raw newline but those between its lines, so indenting each line is exact)."""
+    return json.dumps(value, indent=2, default=_json_default).replace("\n", "\n" + "  " * level)
+
+
+def _write_plan_json(plan: Plan, out: TextIO, level: int) -> None:
+    head, lists = plan.json_parts()
+    pad = "  " * (level + 1)
+    out.write("{" if head else "{}")
+    for index, (key, value) in enumerate(head.items()):
+        out.write(("," if index else "") + "\n" + pad + json.dumps(key) + ": ")
+        items = lists.get(key)
+        if not items:
+            out.write(_indented(value, level + 1))
+            continue
+        out.write("[")
+        for number, item in enumerate(items):
+            out.write(("," if number else "") + "\n  " + pad + _indented(item.to_dict(), level + 2))
+        out.write("\n" + pad + "]")
+    if head:
+        out.write("\n" + "  " * level + "}")
 
 
 # What the tags column says for an item without tags: a platform manifest, or an

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +19,39 @@ def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(content).encode()).hexdigest()
 
 
-def canonical(content: dict[str, Any]) -> str:
+def canonical(content: Any) -> str:
     """The one JSON spelling of a plan's content that its hash is taken of."""
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_pieces(
+    head: dict[str, Any], lists: Mapping[str, Iterable[Any]], batch: int = 1000
+) -> Iterator[str]:
+    """``canonical(content)`` in pieces, where ``content`` is ``head`` with each key of
+    ``lists`` holding ``[item.to_dict() for item in lists[key]]``.
+
+    The items are encoded ``batch`` at a time, so no list of item dicts (about 1 KB per
+    item) is ever built: joined, the pieces are exactly ``canonical(content)`` (keys
+    sorted, the same separators), and so hash the same.
+    """
+    yield "{"
+    for index, key in enumerate(sorted({*head, *lists})):
+        yield ("," if index else "") + canonical(key) + ":"
+        if key not in lists:
+            yield canonical(head[key])
+            continue
+        parts: list[str] = []
+        first = True
+        yield "["
+        for item in lists[key]:
+            parts.append(canonical(item.to_dict()))
+            if len(parts) == batch:
+                yield ("" if first else ",") + ",".join(parts)
+                parts, first = [], False
+        if parts:
+            yield ("" if first else ",") + ",".join(parts)
+        yield "]"
+    yield "}"
 
 
 def to_db(dt: datetime) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from ..models import ManifestFacts
+from ..models import Blob, ManifestFacts
 from ._codec import chunks, now, parse, to_db, unique
 from .connection import Connection
 
@@ -21,25 +21,29 @@ class DigestCache:
         """Cached facts for those of ``digests`` that are known (one query per 500)."""
         wanted = unique(digests)
         found: dict[str, ManifestFacts] = {}
+        shared: dict[Blob, Blob] = {}  # equal blobs (a common base layer) held once
         for chunk in chunks(wanted):
             marks = ",".join("?" * len(chunk))
             for row in self._conn.rows(
                 f"SELECT digest, facts FROM digests WHERE digest IN ({marks})", chunk
             ):
                 try:
-                    facts = ManifestFacts.from_json(row["facts"])
+                    facts = ManifestFacts.from_json(row["facts"], shared)
                 except (ValueError, TypeError, KeyError, AttributeError):
                     continue  # a damaged cache row is a cache miss: fetched again, then replaced
                 if facts.digest == row["digest"]:
-                    found[row["digest"]] = facts
+                    found[facts.digest] = facts
         return found
 
     def put_facts(self, facts: Iterable[ManifestFacts]) -> None:
         """Cache facts by digest, all in one transaction."""
+        facts = list(facts)
+        if not facts:
+            return  # no write transaction (and no wait for the write lock) for nothing
         stamp = to_db(now())
-        rows = [(f.digest, f.media_type, f.size, f.to_json(), stamp) for f in facts]
-        if not rows:
-            return
+        # A generator, not a list: the JSON of 100,000 facts is encoded row by row as
+        # SQLite takes it, never held all at once.
+        rows = ((f.digest, f.media_type, f.size, f.to_json(), stamp) for f in facts)
         with self._conn.write() as conn:
             conn.executemany(
                 "INSERT INTO digests (digest, media_type, size, facts, cached_at)"

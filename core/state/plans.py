@@ -3,6 +3,7 @@ delete items (one outcome row per item, so an interrupted apply resumes)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ from ..models import (
     PlanSummary,
     UntagItem,
 )
-from ._codec import canonical, content_hash, from_db, now, to_db
+from ._codec import canonical_pieces, content_hash, from_db, now, to_db
 from .audit import AuditLog
 from .connection import Connection
 
@@ -74,8 +75,16 @@ class Plans:
         if plan.created_at.tzinfo is None:
             # created_at is part of the hashed content: it must read the same everywhere.
             raise ValueError("plan.created_at must be timezone-aware")
-        content = plan.content()
-        digest = content_hash(content)
+        # Encoded item by item, hashed as it goes: never the whole content as dicts, and
+        # one copy of its text (docs/performance.md#memory).
+        hasher = hashlib.sha256()
+        pieces = []
+        for piece in canonical_pieces(*plan.content_parts()):
+            hasher.update(piece.encode())
+            pieces.append(piece)
+        text = "".join(pieces)
+        del pieces
+        digest = hasher.hexdigest()
         if not plan.content_hash:
             plan.content_hash = digest
         elif plan.content_hash != digest:
@@ -98,7 +107,7 @@ class Plans:
                         plan.policy,
                         to_db(plan.created_at),
                         plan.status,
-                        canonical(content),
+                        text,
                         plan.content_hash,
                         plan.requested_by,
                         to_db(plan.expires_at) if plan.expires_at else None,
