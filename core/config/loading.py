@@ -6,6 +6,7 @@ The settings models themselves are in ``regprune.config.models``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -49,10 +50,20 @@ def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
     return data
 
 
+_PLAIN_KEY = re.compile(r"[\w-]+")
+
+
+def _key(part: object) -> str:
+    """One part of a key path; a key with spaces, dots or line breaks is quoted, so
+    the problem stays on one line and its path stays readable."""
+    text = str(part)
+    return text if _PLAIN_KEY.fullmatch(text) else json.dumps(text)
+
+
 def _format_one(error: Any, prefix: str = "") -> str:
-    parts = [str(part) for part in error["loc"]]
+    parts = [_key(part) for part in error["loc"]]
     location = ".".join([prefix, *parts] if prefix else parts)
-    message = error["msg"].removeprefix("Value error, ")
+    message = " ".join(error["msg"].removeprefix("Value error, ").split())
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see docs/configuration.md)"
     elif error["type"] == "missing":
