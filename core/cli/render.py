@@ -166,8 +166,7 @@ def plan_tables(
                 human_bytes(item.size),
             ]
             if statuses is not None:
-                status, outcome = statuses.get(item.seq, ("?", ""))
-                row.append(f"{status}: {short_reason(outcome, 60)}" if outcome else status)
+                row.append(_status_cell(statuses, item.seq))
             row.append(reason_cell(item.reasons))
             return row
 
@@ -218,8 +217,7 @@ def _untag_table(plan: Plan, statuses: Mapping[int, tuple[str, str]] | None) -> 
     def untag_row(item: UntagItem) -> list[str]:
         row = [tag_cell([item.tag]), short(item.digest)]
         if statuses is not None:
-            status, outcome = statuses.get(item.seq, ("?", ""))
-            row.append(f"{status}: {short_reason(outcome, 60)}" if outcome else status)
+            row.append(_status_cell(statuses, item.seq))
         row.append(reason_cell(item.reasons))
         return row
 
@@ -365,3 +363,9 @@ def event_summary(event: AuditEvent) -> str:
             value = f"{len(value)} item(s)"
         parts.append(f"{key}={short_reason(str(value), 50)}")
     return ", ".join(parts)
+
+
+def _status_cell(statuses: Mapping[int, tuple[str, str]], seq: int) -> str:
+    """An item's status, with its outcome (shortened) when it has one."""
+    status, outcome = statuses.get(seq, ("?", ""))
+    return f"{status}: {short_reason(outcome, 60)}" if outcome else status
