@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from .interrupts import deferred
@@ -46,13 +47,38 @@ class Stopped(KeyboardInterrupt):
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs; a zombie does not count.
+
+    An orphaned child (the ``sleep`` of a killed wrapper script) is reparented to
+    PID 1, and a container's PID 1 may reap it seconds later or never: counted as
+    alive, it would make every stop wait the whole grace and end in SIGKILL.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    members = _group_states(pgid)
+    return members is None or any(state != "Z" for state in members)
+
+
+def _group_states(pgid: int) -> list[str] | None:
+    """The state letters (``R``, ``S``, ``Z`` …) of group ``pgid``'s processes, from
+    ``/proc``; None where there is no ``/proc`` to read."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    states = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if len(fields) > 2 and fields[2] == str(pgid):
+            states.append(fields[0])
+    return states
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float | None = None) -> str:

@@ -63,6 +63,8 @@ class _Run:
     """Where an interruption hit: "before N/M", "gc", "after" or "finished"."""
     stopped: str | None = None
     after_failed: str | None = None
+    signal: int | None = None
+    """The signal of the first interruption (a second one only waits for ``after``)."""
 
     def step(self, argv: list[str]) -> int:
         try:
@@ -105,17 +107,19 @@ def collect_garbage(
             run.stage = "gc"
             run.exit_code = run.step(command)
     except KeyboardInterrupt as exc:
-        interrupted, run.exit_code = exc, 130
+        interrupted, run.exit_code, run.signal = exc, 130, last_signal()
         run.log.append(f"interrupted ({signal_name(last_signal())}) during {run.stage}")
     if not dry_run and (ran_before or not gc.before):
         stage, run.stage = run.stage, "after"
+        interrupted_earlier = interrupted is not None
         try:
             with deferred():  # a second Ctrl-C must not leave the registry read-only
                 _after(run, gc.after)
         except KeyboardInterrupt as exc:
-            interrupted = interrupted or exc
-        else:
-            run.stage = stage if interrupted else "finished"
+            if interrupted is None:
+                interrupted, run.signal = exc, last_signal()
+        # The message tells where the first interruption hit, not where a second one did.
+        run.stage = stage if interrupted_earlier else ("after" if interrupted else "finished")
     result = GcResult(
         registry=name,
         dry_run=dry_run,
@@ -155,7 +159,7 @@ def _interrupted_message(
     name: str, run: _Run, ran_before: bool, dry_run: bool, gc: GcSettings
 ) -> str:
     """One line: what ran, what was stopped, whether ``after`` ran, and what to do."""
-    what = signal_name(last_signal())
+    what = signal_name(run.signal)
     stopped = f" (its process group got {run.stopped})" if run.stopped else ""
     if run.stage == "after":
         done = "garbage collection had finished; the interruption waited for the after commands"
