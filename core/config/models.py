@@ -159,6 +159,12 @@ class RegistrySettings(BaseModel):
         description="Distribution major version; 2 makes gc warn before --delete-untagged "
         "while multi-arch images exist.",
     )
+    storage: str | None = Field(
+        default=None,
+        description="The registry's storage root (the filesystem driver's rootdirectory) as "
+        "seen from this machine: ls and plan read tags, manifests and push times from it, "
+        "read-only; apply still deletes through the API.",
+    )
     gc: GcSettings = Field(default_factory=GcSettings, description="Garbage collection.")
 
     @field_validator("url")
