@@ -242,12 +242,11 @@ class Applier:
         return live, kept
 
     def _untagged(self, repository: str) -> list[Image]:
-        """The plan's untagged referrers in ``repository`` (no scan reaches them), as
-        images for the keep rules, from their cached facts."""
+        """The plan's untagged manifests in ``repository`` (no API scan reaches them):
+        referrers, and untagged images from a storage scan with their platform
+        manifests, as images for the keep rules, from their cached facts."""
         items = [
-            item
-            for item in self.plan.delete
-            if item.repository == repository and item.role == "artifact" and not item.tags
+            item for item in self.plan.delete if item.repository == repository and not item.tags
         ]
         facts = self.state.digests.get_facts(item.digest for item in items)
         return [

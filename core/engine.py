@@ -32,7 +32,7 @@ from .keep_rules import compile_keep_rules
 from .lifecycle import Decision, PlanStatus
 from .models import ApplyResult, Approval, ApprovalContext, GcResult, Image, Plan
 from .options import Options
-from .planner import CompiledPolicy, assign_times, build_plan, compile_policy
+from .planner import CompiledPolicy, assign_times, build_plan, compile_policy, wants_untagged
 from .plugin_manager import Catalog, build_catalog, get_plugin_manager
 from .plugin_settings import approver_options, configure_plugins
 from .referrers import attach_referrers
@@ -96,6 +96,7 @@ class Engine(Transitions):
         self._catalog: Catalog | None = None
         self.plugin_settings: dict[str, Options] = {}
         self._clients: dict[str, RegistryBackend] = {}
+        self._sources: dict[str, RegistryBackend] = {}
         self._versions: dict[str, RegistryVersion] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
 
@@ -127,6 +128,21 @@ class Engine(Transitions):
             self._clients[registry] = self._client_factory(registry, settings)
         return self._clients[registry]
 
+    def scan_source(self, registry: str) -> RegistryBackend:
+        """What scans read: the registry's storage when ``storage`` is configured (a
+        `StorageReader` that still deletes through the API), else the API client."""
+        if registry not in self._sources:
+            settings = self.registry_settings(registry)
+            client = self.client(registry)
+            if settings.storage is None:
+                self._sources[registry] = client
+            else:
+                from .storage import StorageLayout, StorageReader
+
+                layout = StorageLayout(settings.storage, key=f"registry.{registry}.storage")
+                self._sources[registry] = StorageReader(layout, client)
+        return self._sources[registry]
+
     def registry_version(self, registry: str) -> RegistryVersion:
         """The Distribution major version of a registry: ``version`` in its config section
         when set, else what its answers tell (see ``registry/_version.py``), else unknown.
@@ -137,9 +153,7 @@ class Engine(Transitions):
         """
         if registry not in self._versions:
             settings = self.registry_settings(registry)
-            self._versions[registry] = version_of(
-                registry, settings.version, self.client(registry)
-            )
+            self._versions[registry] = version_of(registry, settings.version, self.client(registry))
         return self._versions[registry]
 
     def lock_name(self, registry: str, url: str | None = None) -> str:
@@ -221,6 +235,7 @@ class Engine(Transitions):
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        self._sources.clear()
         self._versions.clear()
 
     @property
@@ -243,7 +258,10 @@ class Engine(Transitions):
             # A registry configured as 2.x refuses untag without the opt-in, before any request.
             untag.check_configured(name, policy, self.registry_settings(policy.registry).version)
         if self._compiled is None or set(self._compiled) != set(self.settings.policy):
-            self._compiled = {name: self.compile(name) for name in self.settings.policy}
+            compiled = {name: self.compile(name) for name in self.settings.policy}
+            for policy in compiled.values():
+                _check_untagged_source(policy, self.registry_settings(policy.settings.registry))
+            self._compiled = compiled
         return list(self._compiled.values())
 
     def plan(self, policy: str, *, requested_by: str | None = None) -> Plan:
@@ -253,7 +271,7 @@ class Engine(Transitions):
         registry = compiled.settings.registry
         client = self.client(registry)
         now = self.now()
-        scanner = Scanner(client, self.state, registry, now)
+        scanner = Scanner(self.scan_source(registry), self.state, registry, now)
         repositories = scanner.repositories(
             compiled.settings.repositories, compiled.settings.exclude
         )
@@ -286,6 +304,7 @@ class Engine(Transitions):
             requested_by=requested_by or default_actor(),
             find_referrers=partial(attach_referrers, scanner),
         )
+        plan.warnings.extend(storage_disagreements(scanner.client, scans))
         plan.registry_version = version.to_dict()
         plan.untag_method = method if plan.untag else None
         # The plan holds what it needs: the scans go before it is encoded and stored.
@@ -462,15 +481,43 @@ class Engine(Transitions):
         self, registry: str, patterns: list[str], time_sources: list[str] | None = None
     ) -> list[RepositoryScan]:
         """Scan repositories (globs) and give each image its time, for `regprune ls`."""
-        client = self.client(registry)
         now = self.now()
         sources = time_sources or ["created", "label", "first_seen"]
         check_time_sources(sources, self.catalog.time_sources, "time_source")
-        scanner = Scanner(client, self.state, registry, now)
+        scanner = Scanner(self.scan_source(registry), self.state, registry, now)
         scans = scanner.scan(scanner.repositories(patterns))
         for scan in scans:
             assign_times(scan.images, sources, self.catalog, now)
         return scans
+
+
+def storage_disagreements(source: RegistryBackend, scans: list[RepositoryScan]) -> list[str]:
+    """Warnings when a storage scan's tags are not what the API says (none for API scans)."""
+    check = getattr(source, "disagreements", None)
+    if check is None:
+        return []
+    tags = [
+        (scan.repository, tag, digest)
+        for scan in scans
+        for tag, digest in sorted(scan.tags.items())
+    ]
+    return list(check(tags))
+
+
+def _check_untagged_source(policy: CompiledPolicy, registry: RegistrySettings) -> None:
+    """A selector that asks for untagged manifests needs the storage: the API cannot list them."""
+    if registry.storage is not None or not wants_untagged(policy):
+        return
+    index, label = next(
+        (i, label)
+        for i, (label, selector) in enumerate(policy.selectors)
+        if getattr(selector, "considers_untagged", False)
+    )
+    raise ConfigError(
+        f"policy.{policy.name}.selectors.{index}: {label!r} selects untagged manifests, which "
+        f"only the registry's storage lists; set [registry.{policy.settings.registry}] storage "
+        "to the registry's storage root (see docs/storage.md)"
+    )
 
 
 def images_by_time(scans: list[RepositoryScan]) -> list[Image]:

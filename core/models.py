@@ -86,6 +86,10 @@ class Image:
     children: list[ManifestFacts] = field(default_factory=list)
     artifacts: list[Image] = field(default_factory=list)
     first_seen: datetime | None = None
+    # Storage scans only: when the manifest was pushed to the repository (its revision
+    # link) and when a tag last moved onto it (its newest tag link).
+    pushed: datetime | None = None
+    tagged_at: datetime | None = None
     # Filled in by the time sources: when the image was built, and from where.
     time: datetime | None = None
     time_source: str | None = None

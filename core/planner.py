@@ -10,7 +10,11 @@ Rules enforced here (each has a test in tests/test_safety.py):
 - signature/attestation artifacts go with their subject and never count toward
   ``keep``; artifacts whose subject is gone are left alone;
 - untagged referrers of a candidate (the referrers API, tests/test_referrers.py) go
-  with it, and one a keep rule keeps keeps it.
+  with it, and one a keep rule keeps keeps it;
+- untagged manifests (storage scans) are shown only to a policy with a selector that
+  asks for them (``considers_untagged``, the ``untagged`` selector), are never an index's
+  platform manifest or a referrer of what stays, and an untagged index that stays keeps
+  its platform manifests as a tagged one does (tests/test_untagged.py).
 """
 
 from __future__ import annotations
@@ -152,6 +156,10 @@ def decide_repository(
     decision = RepositoryDecision(scan.repository)
     considered: list[Image] = []
     protected: dict[str, list[str]] = {}
+    if scan.untagged and wants_untagged(policy):
+        considered.extend(scan.untagged)
+        for digest, reason in scan.untagged_kept.items():
+            protected.setdefault(digest, []).append(reason)
     for image in scan.images:
         if policy.tag_filter is None:
             considered.append(image)
@@ -245,6 +253,11 @@ def decide_repository(
         )
     decision.child_items = _children_to_delete(scan, candidates)
     return decision
+
+
+def wants_untagged(policy: CompiledPolicy) -> bool:
+    """Whether one of the policy's selectors asks to see untagged manifests."""
+    return any(getattr(selector, "considers_untagged", False) for _, selector in policy.selectors)
 
 
 def _untags(
@@ -342,7 +355,7 @@ def _oldest_first(image: Image) -> tuple[float, str]:
 def _remaining_children(scan: RepositoryScan, deleting: set[str]) -> dict[str, str]:
     """child digest → an index that stays and references it."""
     owners: dict[str, str] = {}
-    for image in scan.images:
+    for image in [*scan.images, *scan.untagged]:
         if image.digest in deleting:
             continue
         for manifest in [image.facts, *(a.facts for a in image.artifacts)]:
@@ -372,8 +385,9 @@ def _children_to_delete(
 ) -> dict[str, list[ManifestFacts]]:
     """Children of deleted indexes (and of their artifacts) that nothing remaining references."""
     owners = _remaining_children(scan, set(candidates))
-    tagged = {image.digest for image in scan.images} | {
-        artifact.digest for image in scan.images for artifact in image.artifacts
+    tops = [*scan.images, *scan.untagged]
+    tagged = {image.digest for image in tops} | {
+        artifact.digest for image in tops for artifact in image.artifacts
     }
     taken: set[str] = set()
     result: dict[str, list[ManifestFacts]] = {}

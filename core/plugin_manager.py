@@ -48,6 +48,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.age",
     "regprune.plugins.count",
     "regprune.plugins.branch",
+    "regprune.plugins.untagged",
     "regprune.plugins.keep_tags",
     "regprune.plugins.in_use",
     "regprune.plugins.time_sources",

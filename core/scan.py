@@ -4,6 +4,11 @@ Request budget (see docs/performance.md): one manifest GET per tag; for a digest
 not yet in the cache, one config-blob GET (plus one GET per index child and its
 config).  Facts are cached by digest in the state DB, so a warm scan costs one
 request per tag, overlapped across the client's worker threads.
+
+A source that reads the registry's storage (`regprune.storage.StorageReader`: it has
+``tag_links`` and ``revisions``) costs no request at all: tags resolve from their
+link files, only digests new to the cache are read, and the scan also sees what the
+API cannot list: untagged manifests (``RepositoryScan.untagged``) and push times.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .errors import ManifestNotFound, RegistryError
 from .manifests import facts_from_manifest, needs_config, with_config
@@ -20,6 +26,9 @@ from .mediatypes import artifact_subject, is_index
 from .models import Image, ManifestFacts
 from .registry import Manifest, RegistryBackend
 from .state import State
+
+if TYPE_CHECKING:
+    from .storage import Link
 
 
 @dataclass
@@ -31,6 +40,10 @@ class RepositoryScan:
     manifests: dict[str, ManifestFacts]
     images: list[Image]
     orphan_artifacts: list[Image] = field(default_factory=list)
+    # Storage scans only: top-level manifests no tag points to (not index children,
+    # not referrers of what is tagged), and those of them that must stay, with why.
+    untagged: list[Image] = field(default_factory=list)
+    untagged_kept: dict[str, str] = field(default_factory=dict)
 
     def tags_by_digest(self) -> dict[str, list[str]]:
         grouped: dict[str, list[str]] = defaultdict(list)
@@ -72,15 +85,57 @@ class Scanner:
 
     def scan(self, repositories: Sequence[str]) -> list[RepositoryScan]:
         """Resolve every tag of these repositories and the facts of every digest they reach."""
+        if _is_storage(self.client):
+            return self._scan_storage(repositories)
         tag_lists = self.client.map(self.client.tags, list(repositories))
         pairs = [
             (repo, tag) for repo, tags in zip(repositories, tag_lists, strict=True) for tag in tags
         ]
         resolved = self._resolve_tags(pairs)
+        return self._build(repositories, pairs, resolved)
 
-        known = self.state.digests.get_facts(
-            {digest for _, digest, _ in (r for r in resolved if r)}
+    def _scan_storage(self, repositories: Sequence[str]) -> list[RepositoryScan]:
+        """The scan from storage: tags from their links, untagged manifests from the
+        revisions, facts read only for digests the cache does not know."""
+        source: Any = self.client
+        links = {repo: source.tag_links(repo) for repo in repositories}
+        revisions = {repo: source.revisions(repo) for repo in repositories}
+        pairs: list[tuple[str, str]] = []
+        digests: list[str] = []
+        for repo in repositories:
+            for tag, link in sorted(links[repo].items()):
+                if link.digest in revisions[repo]:  # else the registry answers 404 for it
+                    pairs.append((repo, tag))
+                    digests.append(link.digest)
+        known = self.state.digests.get_facts(set(digests))
+        unknown = sorted(
+            {(repo, d) for (repo, _), d in zip(pairs, digests, strict=True) if d not in known}
         )
+        read = dict(zip(unknown, source.get_manifests(unknown), strict=True))
+        resolved: list[tuple[str, str, ManifestFacts] | None] = []
+        for (repo, tag), digest in zip(pairs, digests, strict=True):
+            if digest in known:
+                resolved.append((tag, digest, known[digest]))
+                continue
+            manifest = read.get((repo, digest))
+            resolved.append(None if manifest is None else (tag, digest, _facts(manifest)))
+        scans = self._build(repositories, pairs, resolved, known=known)
+        for scan in scans:
+            self._add_untagged(scan, revisions[scan.repository], links[scan.repository])
+        return scans
+
+    def _build(
+        self,
+        repositories: Sequence[str],
+        pairs: list[tuple[str, str]],
+        resolved: list[tuple[str, str, ManifestFacts] | None],
+        known: dict[str, ManifestFacts] | None = None,
+    ) -> list[RepositoryScan]:
+
+        if known is None:
+            known = self.state.digests.get_facts(
+                {digest for _, digest, _ in (r for r in resolved if r)}
+            )
         fresh: dict[tuple[str, str], ManifestFacts] = {}
         tag_maps: dict[str, dict[str, str]] = {repo: {} for repo in repositories}
         for (repo, tag), result in zip(pairs, resolved, strict=True):
@@ -226,6 +281,85 @@ class Scanner:
             return facts  # a missing config blob leaves the image without a build time
         return with_config(facts, body)
 
+    def _add_untagged(
+        self, scan: RepositoryScan, revisions: dict[str, Link], tag_links: dict[str, Link]
+    ) -> None:
+        """Untagged manifests, push times and tag-move times (storage scans only).
+
+        An untagged manifest is its own image unless it goes with something else: a
+        platform manifest of any index in the repository goes with that index, and a
+        referrer of a manifest that tags reach goes with it (the referrers lookup finds
+        it).  Referrers of untagged manifests go with them as artifacts; one whose
+        subject is not in the repository at all is an image of its own.  An untagged
+        manifest that a tagged artifact (a cosign ``sha256-<hex>.sig`` tag) names as
+        its subject stays: ``untagged_kept`` says why.
+        """
+        repo = scan.repository
+        pushed = {digest: link.written for digest, link in revisions.items()}
+        tagged_at: dict[str, datetime] = {}
+        for tag, link in tag_links.items():
+            if tag in scan.tags and (
+                link.digest not in tagged_at or link.written > tagged_at[link.digest]
+            ):
+                tagged_at[link.digest] = link.written
+        for image in [*scan.images, *scan.orphan_artifacts]:
+            image.pushed = pushed.get(image.digest)
+            image.tagged_at = tagged_at.get(image.digest)
+            for artifact in image.artifacts:
+                artifact.pushed = pushed.get(artifact.digest)
+                artifact.tagged_at = tagged_at.get(artifact.digest)
+
+        reached = set(scan.manifests)  # every manifest tags reach, with children and artifacts
+        loose = sorted(set(revisions) - reached)
+        if not loose:
+            return
+        facts = self.facts_for(repo, loose)
+        children = {
+            child
+            for manifest in [*scan.manifests.values(), *facts.values()]
+            for child in manifest.children
+        }
+        tops: dict[str, Image] = {}
+        referrers: list[Image] = []
+        for digest in loose:
+            found = facts.get(digest)
+            if found is None or digest in children:
+                continue
+            image = Image(
+                repository=repo,
+                digest=digest,
+                tags=[],
+                facts=found,
+                children=[facts[c] for c in found.children if c in facts],
+                pushed=pushed.get(digest),
+            )
+            if found.subject and found.subject in reached:
+                continue  # a referrer of what tags reach: it goes with that
+            if found.subject and found.subject in revisions:
+                referrers.append(image)
+            else:
+                tops[digest] = image
+        for referrer in referrers:
+            root = _root_untagged(referrer, tops, referrers)
+            if root is None:
+                tops[referrer.digest] = referrer  # a cycle of subjects: its own image
+            else:
+                tops[root].artifacts.append(referrer)
+        for artifact in scan.orphan_artifacts:
+            subject = artifact.facts.subject or _tag_subject(artifact.tags)
+            if subject in tops:
+                scan.untagged_kept[subject] = (
+                    f"subject of artifact {', '.join(artifact.tags) or artifact.digest[:19]}, "
+                    "which is tagged"
+                )
+        for image in tops.values():
+            for manifest in [*image.manifests, *(a.facts for a in image.artifacts)]:
+                scan.manifests[manifest.digest] = manifest
+        first_seen = self.state.digests.touch_first_seen(self.registry, repo, tops, self.now)
+        for digest, image in tops.items():
+            image.first_seen = first_seen.get(digest)
+        scan.untagged = sorted(tops.values(), key=lambda image: image.digest)
+
     def _assemble(
         self, repo: str, tags: dict[str, str], manifests: dict[str, ManifestFacts]
     ) -> RepositoryScan:
@@ -264,6 +398,33 @@ class Scanner:
                 images[root].artifacts.append(artifact)
         scan.images = sorted(images.values(), key=lambda image: image.digest)
         return scan
+
+
+def _is_storage(source: object) -> bool:
+    """Whether a scan source reads the registry's storage (it lists revisions)."""
+    return callable(getattr(source, "revisions", None)) and callable(
+        getattr(source, "tag_links", None)
+    )
+
+
+def _root_untagged(
+    referrer: Image, tops: dict[str, Image], referrers: Sequence[Image]
+) -> str | None:
+    """The untagged image a referrer of an untagged manifest belongs to (following
+    referrers of referrers), or None when the chain does not reach one."""
+    by_digest = {image.digest: image for image in referrers}
+    owner = {child: image.digest for image in tops.values() for child in image.facts.children}
+    subject = referrer.facts.subject
+    seen: set[str] = set()
+    while subject is not None and subject not in seen:
+        seen.add(subject)
+        if subject in tops:
+            return subject
+        if subject in owner:
+            return owner[subject]
+        nxt = by_digest.get(subject)
+        subject = nxt.facts.subject if nxt is not None else None
+    return None
 
 
 def _facts(manifest: Manifest) -> ManifestFacts:

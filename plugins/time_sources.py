@@ -1,4 +1,5 @@
-"""Where an image's build time comes from: ``created``, ``label`` and ``first_seen``.
+"""Where an image's time comes from: ``created``, ``label``, ``first_seen``, and, from
+the registry's storage, ``pushed`` and ``tagged``.
 
 A policy's ``time_source = ["created", "label", "first_seen"]`` picks the order;
 ``resolve_time`` takes the first trustworthy reading.  A time is not trusted when it
@@ -80,9 +81,30 @@ def first_seen_time(image: Image) -> TimeReading:
     return TimeReading(aware(image.first_seen), "first seen by regprune")
 
 
+STORAGE_NEEDED = "known only from the registry's storage ([registry.NAME] storage)"
+
+
+def pushed_time(image: Image) -> TimeReading:
+    """When the manifest was pushed to the repository: its revision link's time in the storage."""
+    if image.pushed is None:
+        return TimeReading(None, f"push time {STORAGE_NEEDED}")
+    return TimeReading(aware(image.pushed), "pushed (revision link in the storage)")
+
+
+def tagged_time(image: Image) -> TimeReading:
+    """When a tag last moved onto the image: its newest tag link's time in the storage."""
+    if image.tagged_at is None:
+        if image.pushed is not None and not image.tags:
+            return TimeReading(None, "no tag points to it")
+        return TimeReading(None, f"tag time {STORAGE_NEEDED}")
+    return TimeReading(aware(image.tagged_at), "tagged (tag link in the storage)")
+
+
 @hookimpl
 def register_time_sources(register: Callable[[str, TimeSourceFn], None]) -> None:
-    """Register the ``created``, ``label`` and ``first_seen`` time sources."""
+    """Register the ``created``, ``label``, ``first_seen``, ``pushed`` and ``tagged`` time sources."""
     register("created", created_time)
     register("label", label_time)
     register("first_seen", first_seen_time)
+    register("pushed", pushed_time)
+    register("tagged", tagged_time)

@@ -29,6 +29,11 @@ __all__ = ["Link", "StorageLayout", "StorageUnreadable"]
 V2 = Path("docker", "registry", "v2")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX = re.compile(r"[0-9a-f]{64}")
+# Distribution's repository name grammar: anything else is not a repository here (and
+# never a path that climbs out of the storage root).
+_REPOSITORY = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
 _LINK_LIMIT = 256  # a link holds ~71 bytes; anything longer is not a link
 
 
@@ -89,6 +94,10 @@ class StorageLayout:
     # -- repositories -------------------------------------------------------------------
 
     def repository_dir(self, repository: str) -> Path:
+        """The repository's directory; a name outside Distribution's grammar gets one
+        that does not exist (so it holds nothing), never a path outside the root."""
+        if not _REPOSITORY.fullmatch(repository):
+            return self.v2 / "repositories" / "_invalid_"
         return self.v2 / "repositories" / repository
 
     def repositories(self) -> list[str]:
@@ -128,6 +137,37 @@ class StorageLayout:
             if link is not None:
                 result[name] = link
         return result
+
+    def tag_link(self, repository: str, tag: str) -> Link | None:
+        """The tag's ``current/link``, or None when the tag does not exist."""
+        if "/" in tag or tag in ("", ".", ".."):
+            return None
+        return self._read_link(
+            self.repository_dir(repository) / "_manifests" / "tags" / tag / "current" / "link"
+        )
+
+    def revision_link(self, repository: str, digest: str) -> Link | None:
+        """The revision link of ``digest`` in the repository, or None when it holds no such manifest."""
+        algorithm, _, hex_digest = digest.partition(":")
+        if algorithm != "sha256" or not _HEX.fullmatch(hex_digest):
+            return None
+        link = self._read_link(
+            self.repository_dir(repository)
+            / "_manifests"
+            / "revisions"
+            / "sha256"
+            / hex_digest
+            / "link"
+        )
+        return link if link is not None and link.digest == digest else None
+
+    def has_layer(self, repository: str, digest: str) -> bool:
+        """Whether the repository links the blob (the registry serves a blob only then)."""
+        algorithm, _, hex_digest = digest.partition(":")
+        if algorithm != "sha256" or not _HEX.fullmatch(hex_digest):
+            return False
+        path = self.repository_dir(repository) / "_layers" / "sha256" / hex_digest / "link"
+        return self._read_link(path) is not None
 
     def revisions(self, repository: str) -> dict[str, Link]:
         """digest -> its revision link: every manifest the repository holds, tagged or not."""
