@@ -259,8 +259,10 @@ class Engine(Transitions):
             untag.check_configured(name, policy, self.registry_settings(policy.registry).version)
         if self._compiled is None or set(self._compiled) != set(self.settings.policy):
             compiled = {name: self.compile(name) for name in self.settings.policy}
-            for policy in compiled.values():
-                _check_untagged_source(policy, self.registry_settings(policy.settings.registry))
+            for compiled_policy in compiled.values():
+                _check_untagged_source(
+                    compiled_policy, self.registry_settings(compiled_policy.settings.registry)
+                )
             self._compiled = compiled
         return list(self._compiled.values())
 
