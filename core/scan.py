@@ -396,6 +396,8 @@ class Scanner:
                 scan.orphan_artifacts.append(artifact)
             else:
                 images[root].artifacts.append(artifact)
+        for image in images.values():  # by digest: the same plan whatever order tags were listed in
+            image.artifacts.sort(key=lambda artifact: artifact.digest)
         scan.images = sorted(images.values(), key=lambda image: image.digest)
         return scan
 
