@@ -32,7 +32,7 @@ from regprune import hookimpl
 from regprune.durations import format_duration, parse_duration
 from regprune.models import Image, SelectionContext, Verdict
 from regprune.options import Options, parse_options
-from regprune.timing import aware
+from regprune.timing import aware, untrusted
 
 MINIMUM_AGE = timedelta(hours=1)
 
@@ -57,7 +57,8 @@ class UntaggedSelector:
 
     ``considers_untagged`` asks the planner to show this policy the scan's untagged
     manifests as well as its tagged images; it needs ``[registry.NAME] storage``.
-    A manifest without a push time is never selected.
+    A manifest without a push time, or with one no time source would trust (the
+    epoch, before 2013, the future), is never selected.
     """
 
     considers_untagged = True
@@ -86,6 +87,11 @@ class UntaggedSelector:
         )
         if image.pushed is None:
             return False, f"{what}; push time unknown, never selected"
+        # Same trust rules as every time source: a storage copied with epoch or future
+        # modification times says nothing about age.
+        distrust = untrusted(image.pushed, context.now)
+        if distrust:
+            return False, f"{what}; push time is {distrust}, never selected"
         age = aware(context.now) - aware(image.pushed)
         shown = format_duration(max(age, timedelta(0)))
         if age > self.older_than:

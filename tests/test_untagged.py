@@ -10,13 +10,15 @@ tagged signature) is chosen by itself.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import httpx
 import pytest
 
 from regprune.errors import ConfigError
 from regprune.testing import ImagePusher, RegistryServer, apply_plan, assert_all_pull, run_policy
-from tests.storage_helpers import age_links, storage_options
+from tests.storage_helpers import age_links, repositories_dir, storage_options
 
 SBOM = "application/spdx+json"
 UNTAGGED = {"selectors": [{"use": "untagged", "older_than": "1d"}]}
@@ -99,6 +101,22 @@ def test_young_untagged_manifests_stay(server, tmp_path):
     assert plan.delete == []
     kept = {item.digest: " ".join(item.reasons) for item in plan.keep}
     assert "not older than 1d" in kept[first.digest]
+
+
+@pytest.mark.parametrize("stamp", [0.0, 1_000_000_000.0, 4_102_444_800.0], ids=["epoch", "2001", "2100"])
+def test_an_untrusted_push_time_is_never_selected(server, tmp_path, stamp):
+    pusher = ImagePusher(server.url)
+    first = pusher.push_image("app", ["nightly"], seed="n1")
+    pusher.push_image("app", ["nightly"], seed="n2")
+    age_links(server, 3)
+    for root, _, files in os.walk(repositories_dir(server)):
+        path = Path(root) / "link"
+        if "link" in files and path.read_text().strip() == first.digest:
+            os.utime(path, (stamp, stamp))
+    plan = plan_untagged(server, tmp_path)
+    assert plan.delete == []
+    kept = {item.digest: " ".join(item.reasons) for item in plan.keep}
+    assert "never selected" in kept[first.digest]
 
 
 def test_referrers_go_with_their_subject_and_never_alone(server, tmp_path):
