@@ -55,6 +55,9 @@ EXPECTED_TABLES = {
     "gc_runs",
     "locks",
     "plan_messages",
+    "usage",
+    "usage_events",
+    "usage_sessions",
 }
 
 

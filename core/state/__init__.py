@@ -12,6 +12,7 @@ concern:
 - ``state.gc_runs``    (``gc_runs.py``): outcomes of garbage-collection runs
 - ``state.locks``      (``locks.py``): one apply or gc per registry at a time
 - ``state.retention``  (``retention.py``): removing old plans, vacuuming
+- ``state.usage``      (``usage.py``): pulls and pushes from the registry's notifications
 
 The schema and its migrations are in ``schema.py``; the connection (WAL, busy
 timeout, ``BEGIN IMMEDIATE`` writes) in ``connection.py``.  Every public write commits
@@ -49,6 +50,7 @@ from .messages import MessageRef, PlanMessages
 from .plans import PlanFields, PlanRemoved, Plans
 from .retention import FINAL_PLAN_STATUSES, UNFINISHED_PLAN_STATUSES, PruneResult, Retention
 from .schema import migrations
+from .usage import Coverage, RecordResult, Usage, UsageEvent, UsageSession, UsageStore
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -63,6 +65,7 @@ __all__ = [
     "Approvals",
     "AuditEvent",
     "AuditLog",
+    "Coverage",
     "DigestCache",
     "GcRun",
     "GcRuns",
@@ -74,9 +77,14 @@ __all__ = [
     "PlanRemoved",
     "Plans",
     "PruneResult",
+    "RecordResult",
     "Retention",
     "State",
     "StateBusy",
+    "Usage",
+    "UsageEvent",
+    "UsageSession",
+    "UsageStore",
     "content_hash",
     "create_private",
     "migrations",
@@ -103,6 +111,7 @@ class State:
     gc_runs: GcRuns
     locks: Locks
     retention: Retention
+    usage: UsageStore
 
     def __init__(self, path: str | Path, *, notify: Callable[[str], None] | None = None) -> None:
         self._conn = Connection(path, notify=notify)
@@ -114,6 +123,7 @@ class State:
         self.gc_runs = GcRuns(self._conn)
         self.locks = Locks(self._conn)
         self.retention = Retention(self._conn, self.audit_log, self.locks)
+        self.usage = UsageStore(self._conn)
 
     @property
     def path(self) -> str:

@@ -177,3 +177,45 @@ def m003_plan_messages(db: sqlite_utils.Database) -> None:
     )
     for column in _M001_COLUMNS:
         db.execute(f"ALTER TABLE plans DROP COLUMN {column}")
+
+
+@migrations()
+def m004_usage(db: sqlite_utils.Database) -> None:
+    """Image use from the registry's notifications (``regprune listen``): usage per
+    digest, the event ids already recorded, and when the listener was listening."""
+    db.table("usage").create(
+        {
+            "registry": str,
+            "repository": str,
+            "digest": str,
+            "first_push": str,
+            "last_pull": str,
+            "last_pull_tag": str,
+            "last_pull_agent": str,
+            "pulls": int,
+            "agents": str,
+        },
+        pk=("registry", "repository", "digest"),
+        not_null={"pulls"},
+        defaults={"pulls": 0},
+    )
+    db.table("usage_events").create(
+        {"registry": str, "id": str, "received": str},
+        # The key that makes a redelivered event a no-op.
+        pk=("registry", "id"),
+        not_null={"received"},
+    )
+    db.table("usage_events").create_index(["received"])
+    db.table("usage_sessions").create(
+        {
+            "id": int,
+            "registry": str,
+            "started": str,
+            "first_event": str,
+            "heard": str,
+            "ended": str,
+        },
+        pk="id",
+        not_null={"registry", "started", "heard"},
+    )
+    db.table("usage_sessions").create_index(["registry", "started"])
