@@ -305,6 +305,7 @@ class Engine(Transitions):
             now=now,
             requested_by=requested_by or default_actor(),
             find_referrers=partial(attach_referrers, scanner),
+            coverage=self.state.usage.coverage(registry, now),
         )
         plan.warnings.extend(storage_disagreements(scanner.client, scans))
         plan.registry_version = version.to_dict()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from sys import intern
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -90,6 +90,9 @@ class Image:
     # link) and when a tag last moved onto it (its newest tag link).
     pushed: datetime | None = None
     tagged_at: datetime | None = None
+    # From the registry's notifications (``regprune listen``): pulls of this image's
+    # manifests in this repository, None when none were recorded.
+    usage: Usage | None = None
     # Filled in by the time sources: when the image was built, and from where.
     time: datetime | None = None
     time_source: str | None = None
@@ -114,6 +117,45 @@ class Image:
         return f"{self.repository}@{self.digest[:19]}"
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the recorded events say about one digest in one repository."""
+
+    repository: str
+    digest: str
+    first_push: datetime | None
+    last_pull: datetime | None
+    last_pull_tag: str | None
+    last_pull_agent: str | None
+    pulls: int
+    agents: tuple[str, ...] = ()
+
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The time over which the listener heard the registry without a break.
+
+    ``since`` is the start of the unbroken span that reaches ``until`` (None: no
+    span reaches it, nothing is known); ``gaps`` lists the breaks before it that
+    are still worth telling (newest first).
+    """
+
+    registry: str
+    until: datetime
+    since: datetime | None
+    gaps: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    def covers(self, window: timedelta) -> bool:
+        """Whether the listener heard the whole of the last ``window``."""
+        return self.since is not None and self.since <= self.until - window
+
+    @property
+    def span(self) -> timedelta:
+        """How long the unbroken span is (zero when there is none)."""
+        return self.until - self.since if self.since is not None else timedelta(0)
+
+
 Verdict = tuple[bool, str]
 """A selector's answer for one image: (selected, reason)."""
 
@@ -126,6 +168,8 @@ class SelectionContext:
     registry: str
     repository: str
     policy: str
+    # Over which span the listener heard the registry; None: it never did.
+    coverage: Coverage | None = None
 
 
 @runtime_checkable

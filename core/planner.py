@@ -35,6 +35,7 @@ from .keep_rules import compile_keep_rules as compile_keep_rules
 from .mediatypes import artifact_subject
 from .models import (
     Blob,
+    Coverage,
     Image,
     KeepItem,
     ManifestFacts,
@@ -480,9 +481,11 @@ def build_plan(
     now: datetime,
     requested_by: str,
     find_referrers: FindReferrers | None = None,
+    coverage: Coverage | None = None,
 ) -> Plan:
     """Turn scans into a plan.  ``keepers_for(repo)`` gives other policies' keep rules;
-    ``find_referrers`` finds the untagged referrers of what the plan would delete."""
+    ``find_referrers`` finds the untagged referrers of what the plan would delete;
+    ``coverage`` is over which span the listener heard the registry (``unused``)."""
     items: list[PlanItem] = []
     keep: list[KeepItem] = []
     untags: list[tuple[str, str, str, list[str]]] = []
@@ -491,7 +494,11 @@ def build_plan(
     for scan in scans:
         assign_times(scan.images, compiled.settings.time_source, catalog, now)
         context = SelectionContext(
-            now=now, registry=registry_name, repository=scan.repository, policy=policy_name
+            now=now,
+            registry=registry_name,
+            repository=scan.repository,
+            policy=policy_name,
+            coverage=coverage,
         )
         decision = decide_repository(
             scan, compiled, keepers_for(scan.repository), context, find_referrers

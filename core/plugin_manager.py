@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.count",
     "regprune.plugins.branch",
     "regprune.plugins.untagged",
+    "regprune.plugins.unused",
     "regprune.plugins.keep_tags",
     "regprune.plugins.in_use",
     "regprune.plugins.time_sources",

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import ManifestNotFound, RegistryError
 from .manifests import facts_from_manifest, needs_config, with_config
 from .mediatypes import artifact_subject, is_index
-from .models import Image, ManifestFacts
+from .models import Image, ManifestFacts, Usage
 from .registry import Manifest, RegistryBackend
 from .state import State
 
@@ -64,6 +64,29 @@ def match_repositories(
     )
 
 
+def merged_usage(image: Image, recorded: Mapping[str, Usage]) -> Usage | None:
+    """The use of an image: a pull of its own manifest or of any of its platform
+    manifests (clients pull an index, then their platform's manifest by digest).
+    The push time is its own manifest's."""
+    found = [recorded[m.digest] for m in image.manifests if m.digest in recorded]
+    if not found:
+        return None
+    oldest = datetime.min.replace(tzinfo=UTC)
+    last = max(found, key=lambda usage: usage.last_pull or oldest)
+    own = recorded.get(image.digest)
+    agents = list(dict.fromkeys(a for usage in [last, *found] for a in usage.agents))
+    return Usage(
+        repository=image.repository,
+        digest=image.digest,
+        first_push=own.first_push if own else None,
+        last_pull=last.last_pull,
+        last_pull_tag=last.last_pull_tag,
+        last_pull_agent=last.last_pull_agent,
+        pulls=sum(usage.pulls for usage in found),
+        agents=tuple(agents),
+    )
+
+
 def is_literal(pattern: str) -> bool:
     return not any(char in pattern for char in "*?[")
 
@@ -86,13 +109,29 @@ class Scanner:
     def scan(self, repositories: Sequence[str]) -> list[RepositoryScan]:
         """Resolve every tag of these repositories and the facts of every digest they reach."""
         if _is_storage(self.client):
-            return self._scan_storage(repositories)
-        tag_lists = self.client.map(self.client.tags, list(repositories))
-        pairs = [
-            (repo, tag) for repo, tags in zip(repositories, tag_lists, strict=True) for tag in tags
-        ]
-        resolved = self._resolve_tags(pairs)
-        return self._build(repositories, pairs, resolved)
+            scans = self._scan_storage(repositories)
+        else:
+            tag_lists = self.client.map(self.client.tags, list(repositories))
+            pairs = [
+                (repo, tag)
+                for repo, tags in zip(repositories, tag_lists, strict=True)
+                for tag in tags
+            ]
+            scans = self._build(repositories, pairs, self._resolve_tags(pairs))
+        self._attach_usage(scans)
+        return scans
+
+    def _attach_usage(self, scans: list[RepositoryScan]) -> None:
+        """Give every image the pulls ``regprune listen`` recorded for its manifests:
+        one query per repository, none when nothing was ever recorded for the registry."""
+        if not self.state.usage.has_any(self.registry):
+            return
+        for scan in scans:
+            recorded = self.state.usage.repository(self.registry, scan.repository)
+            if not recorded:
+                continue
+            for image in [*scan.images, *scan.untagged, *scan.orphan_artifacts]:
+                image.usage = merged_usage(image, recorded)
 
     def _scan_storage(self, repositories: Sequence[str]) -> list[RepositoryScan]:
         """The scan from storage: tags from their links, untagged manifests from the

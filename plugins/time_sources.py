@@ -1,5 +1,5 @@
 """Where an image's time comes from: ``created``, ``label``, ``first_seen``, and, from
-the registry's storage, ``pushed`` and ``tagged``.
+the registry's storage, ``pushed`` and ``tagged``, and from its notifications ``pushed_event``.
 
 A policy's ``time_source = ["created", "label", "first_seen"]`` picks the order;
 ``resolve_time`` takes the first trustworthy reading.  A time is not trusted when it
@@ -100,11 +100,20 @@ def tagged_time(image: Image) -> TimeReading:
     return TimeReading(aware(image.tagged_at), "tagged (tag link in the storage)")
 
 
+def pushed_event_time(image: Image) -> TimeReading:
+    """When the registry reported the manifest's push (``regprune listen``)."""
+    if image.usage is None or image.usage.first_push is None:
+        return TimeReading(None, "no push recorded by regprune listen")
+    return TimeReading(aware(image.usage.first_push), "pushed (registry event)")
+
+
 @hookimpl
 def register_time_sources(register: Callable[[str, TimeSourceFn], None]) -> None:
-    """Register the ``created``, ``label``, ``first_seen``, ``pushed`` and ``tagged`` time sources."""
+    """Register the ``created``, ``label``, ``first_seen``, ``pushed``, ``tagged`` and
+    ``pushed_event`` time sources."""
     register("created", created_time)
     register("label", label_time)
     register("first_seen", first_seen_time)
     register("pushed", pushed_time)
     register("tagged", tagged_time)
+    register("pushed_event", pushed_event_time)

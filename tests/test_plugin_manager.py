@@ -184,7 +184,7 @@ def test_block_a_builtin_by_short_or_full_name(monkeypatch, blocked):
 
     assert "regprune.plugins.age" not in plugin_names(manager)
     assert "regprune.plugins.count" not in plugin_names(manager)
-    assert set(build_catalog(manager).selectors) == {"branch", "untagged"}
+    assert set(build_catalog(manager).selectors) == {"branch", "untagged", "unused"}
 
 
 def test_block_an_entry_point_plugin_without_importing_it(install, monkeypatch):

@@ -14,7 +14,7 @@ import regprune.hookspecs
 from regprune import options as options_module  # where run_command reads its timeout
 from regprune.models import Image, Selector
 from regprune.plugin_manager import DEFAULT_PLUGINS, build_catalog, get_plugin_manager
-from regprune.plugins import age, branch, count, in_use, keep_tags, time_sources, untagged
+from regprune.plugins import age, branch, count, in_use, keep_tags, time_sources, untagged, unused
 
 from .plugin_units import CONTEXT, NOW, error_of, make_image
 
@@ -39,21 +39,29 @@ def _manager(*modules: ModuleType) -> pluggy.PluginManager:
 
 def test_modules_register_through_build_catalog() -> None:
     catalog = build_catalog(
-        _manager(age, count, branch, untagged, keep_tags, in_use, time_sources)
+        _manager(age, count, branch, untagged, unused, keep_tags, in_use, time_sources)
     )
-    assert set(catalog.selectors) == {"age", "count", "branch", "untagged"}
+    assert set(catalog.selectors) == {"age", "count", "branch", "untagged", "unused"}
     assert set(catalog.protectors) == {"tags", "in_use"}
-    assert set(catalog.time_sources) == {"created", "label", "first_seen", "pushed", "tagged"}
+    assert set(catalog.time_sources) == {
+        "created",
+        "label",
+        "first_seen",
+        "pushed",
+        "tagged",
+        "pushed_event",
+    }
     assert catalog.selectors["age"]({"older_than": "1d"}).select([], CONTEXT) == {}
 
 
 def test_real_plugin_manager_loads_these_built_ins() -> None:
     mine = {
-        f"regprune.plugins.{m}" for m in ("age", "count", "branch", "untagged", "keep_tags", "in_use")
+        f"regprune.plugins.{m}"
+        for m in ("age", "count", "branch", "untagged", "unused", "keep_tags", "in_use")
     }
     assert mine | {"regprune.plugins.time_sources"} <= set(DEFAULT_PLUGINS)
     catalog = build_catalog(get_plugin_manager(load_entrypoints=False))
-    assert {"age", "count", "branch", "untagged"} <= set(catalog.selectors)
+    assert {"age", "count", "branch", "untagged", "unused"} <= set(catalog.selectors)
     assert {"tags", "in_use"} <= set(catalog.protectors)
     assert {"created", "label", "first_seen"} <= set(catalog.time_sources)
 

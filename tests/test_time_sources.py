@@ -69,13 +69,18 @@ def resolve(image: Image, *sources: str) -> tuple[datetime | None, str | None, s
     return ts.resolve_time(image, list(sources), AVAILABLE, NOW)
 
 
-def test_module_registers_five_time_sources() -> None:
+def test_module_registers_six_time_sources() -> None:
     manager = pluggy.PluginManager("regprune")
     manager.add_hookspecs(regprune.hookspecs)
     manager.register(ts)
     registered: dict[str, Any] = {}
     manager.hook.register_time_sources(register=registered.__setitem__)
-    assert registered == {**AVAILABLE, "pushed": ts.pushed_time, "tagged": ts.tagged_time}
+    assert registered == {
+        **AVAILABLE,
+        "pushed": ts.pushed_time,
+        "tagged": ts.tagged_time,
+        "pushed_event": ts.pushed_event_time,
+    }
 
 
 # --- parsing -----------------------------------------------------------------------------

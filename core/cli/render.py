@@ -286,8 +286,20 @@ def _built(image: Image) -> str:
     return image.time.strftime("%Y-%m-%d") + TIME_SOURCE_MARKS.get(image.time_source or "", "")
 
 
+def _last_pull(image: Image, now: datetime) -> str:
+    """When a client last pulled the image (``regprune listen``), by which client."""
+    if image.usage is None or image.usage.last_pull is None:
+        return "never"
+    agent = (image.usage.last_pull_agent or "").split()
+    by = f" by {agent[0]}" if agent else ""
+    return f"{format_duration(max(now - image.usage.last_pull, timedelta(0)))} ago{by}"
+
+
 def images_table(images: Iterable[Image], now: datetime) -> None:
-    """Images grouped per repository, oldest first."""
+    """Images grouped per repository, oldest first; a "last pull" column once
+    ``regprune listen`` recorded any use of them."""
+    images = list(images)
+    pulls = any(image.usage is not None for image in images)
     table = _table()
     table.add_column("tags", overflow="fold", ratio=3)
     table.add_column("digest", no_wrap=True)
@@ -295,10 +307,12 @@ def images_table(images: Iterable[Image], now: datetime) -> None:
     table.add_column("created", no_wrap=True)
     table.add_column("age", no_wrap=True, justify="right")
     table.add_column("size", no_wrap=True, justify="right")
+    if pulls:
+        table.add_column("last pull", no_wrap=True)
 
     def row(image: Image) -> list[str]:
         signatures = [f"+{len(image.artifacts)} signature(s)"] if image.artifacts else []
-        return [
+        cells = [
             tag_cell(image.tags, extra=signatures),
             short(image.digest),
             "index" if image.facts.children else "image",
@@ -306,8 +320,8 @@ def images_table(images: Iterable[Image], now: datetime) -> None:
             format_duration(now - image.time) if image.time else "-",
             human_bytes(image.size),
         ]
+        return [*cells, _last_pull(image, now)] if pulls else cells
 
-    images = list(images)
     if not images:
         console.print("no images")
         return
@@ -316,6 +330,7 @@ def images_table(images: Iterable[Image], now: datetime) -> None:
 
 
 def image_json(image: Image) -> dict[str, Any]:
+    usage = image.usage
     return {
         "repository": image.repository,
         "digest": image.digest,
@@ -327,6 +342,9 @@ def image_json(image: Image) -> dict[str, Any]:
         "size": image.size,
         "children": [child.digest for child in image.children],
         "artifacts": [{"digest": a.digest, "tags": a.tags} for a in image.artifacts],
+        "last_pull": usage.last_pull.isoformat() if usage and usage.last_pull else None,
+        "last_pull_agent": usage.last_pull_agent if usage else None,
+        "pulls": usage.pulls if usage else 0,
     }
 
 

@@ -214,6 +214,10 @@ def m004_usage(db: sqlite_utils.Database) -> None:
             "first_event": str,
             "heard": str,
             "ended": str,
+            # The listener's settings for this session (seconds): how often it says it
+            # is alive, and how long a gap before it the registry's retries bridge.
+            "heartbeat": float,
+            "max_gap": float,
         },
         pk="id",
         not_null={"registry", "started", "heard"},

@@ -19,15 +19,18 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from ..models import Coverage, Usage
 from ._codec import chunks, from_db, parse, to_db, unique
 from .connection import Connection
 
 __all__ = ["Coverage", "RecordResult", "Usage", "UsageEvent", "UsageSession", "UsageStore"]
 
+HEARTBEAT = timedelta(seconds=30)  # how often a live listener says so, by default
+MAX_GAP = timedelta(minutes=10)  # listener downtime the registry's retries bridge, by default
 AGENTS_KEPT = 5  # distinct user agents remembered per digest, latest first
 EVENT_IDS_KEPT = timedelta(days=14)  # how long an event id is remembered for de-duplication
 
@@ -48,20 +51,6 @@ class UsageEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    """What the recorded events say about one digest in one repository."""
-
-    repository: str
-    digest: str
-    first_push: datetime | None
-    last_pull: datetime | None
-    last_pull_tag: str | None
-    last_pull_agent: str | None
-    pulls: int
-    agents: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class RecordResult:
     """How many events of a batch were new, and how many had been recorded before."""
 
@@ -79,30 +68,8 @@ class UsageSession:
     first_event: datetime | None
     heard: datetime
     ended: datetime | None
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """The time over which the listener heard the registry without a break.
-
-    ``since`` is the start of the unbroken span that reaches ``until`` (None: no
-    span reaches it, nothing is known); ``gaps`` lists the breaks before it that
-    are still worth telling (newest first).
-    """
-
-    registry: str
-    until: datetime
-    since: datetime | None
-    gaps: list[tuple[datetime, datetime]] = field(default_factory=list)
-
-    def covers(self, window: timedelta) -> bool:
-        """Whether the listener heard the whole of the last ``window``."""
-        return self.since is not None and self.since <= self.until - window
-
-    @property
-    def span(self) -> timedelta:
-        """How long the unbroken span is (zero when there is none)."""
-        return self.until - self.since if self.since is not None else timedelta(0)
+    heartbeat: timedelta = HEARTBEAT
+    max_gap: timedelta = MAX_GAP
 
 
 class UsageStore:
@@ -224,6 +191,10 @@ class UsageStore:
             )
         }
 
+    def has_any(self, registry: str) -> bool:
+        """Whether any use was ever recorded for ``registry`` (scans skip the lookups if not)."""
+        return bool(self._conn.rows("SELECT 1 FROM usage WHERE registry = ? LIMIT 1", [registry]))
+
     def event_count(self, registry: str) -> int:
         """How many distinct event ids are remembered for ``registry``."""
         rows = self._conn.rows(
@@ -233,12 +204,31 @@ class UsageStore:
 
     # -- sessions and coverage ------------------------------------------------------------
 
-    def start_session(self, registry: str, now: datetime) -> int:
-        """Record that the listener started listening for ``registry``; returns the id."""
+    def start_session(
+        self,
+        registry: str,
+        now: datetime,
+        *,
+        heartbeat: timedelta = HEARTBEAT,
+        max_gap: timedelta = MAX_GAP,
+    ) -> int:
+        """Record that the listener started listening for ``registry``; returns the id.
+
+        ``heartbeat`` is how often it will call `heard`, ``max_gap`` the downtime before
+        this session that the registry's retries bridge; both are stored with the
+        session, so a plan made elsewhere judges coverage by the listener's settings.
+        """
         with self._conn.write() as conn:
             cursor = conn.execute(
-                "INSERT INTO usage_sessions (registry, started, heard) VALUES (?, ?, ?)",
-                (registry, to_db(now), to_db(now)),
+                "INSERT INTO usage_sessions (registry, started, heard, heartbeat, max_gap)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    registry,
+                    to_db(now),
+                    to_db(now),
+                    heartbeat.total_seconds(),
+                    max_gap.total_seconds(),
+                ),
             )
             return int(cursor.lastrowid or 0)
 
@@ -270,6 +260,12 @@ class UsageStore:
                 first_event=from_db(row["first_event"]),
                 heard=parse(row["heard"]),
                 ended=from_db(row["ended"]),
+                heartbeat=timedelta(seconds=row["heartbeat"] or HEARTBEAT.total_seconds()),
+                max_gap=timedelta(
+                    seconds=row["max_gap"]
+                    if row["max_gap"] is not None
+                    else MAX_GAP.total_seconds()
+                ),
             )
             for row in self._conn.rows(
                 "SELECT * FROM usage_sessions WHERE registry = ? ORDER BY started, id",
@@ -278,33 +274,44 @@ class UsageStore:
         ]
 
     def coverage(
-        self, registry: str, now: datetime, *, heartbeat: timedelta, max_gap: timedelta
+        self,
+        registry: str,
+        now: datetime,
+        *,
+        heartbeat: timedelta | None = None,
+        max_gap: timedelta | None = None,
     ) -> Coverage:
         """The unbroken span of listening that reaches ``now``.
 
         A session counts from its first event (until then nothing proves the registry
         delivers to it) to when it was last heard, or ``now`` while it is live (heard
-        within two ``heartbeat``s).  Spans closer than ``max_gap`` join: the registry
-        retries a failed delivery, so a short restart of the listener loses nothing.
+        within two heartbeats).  A gap no longer than the next session's ``max_gap``
+        joins two spans: the registry retries a failed delivery, so a short restart of
+        the listener loses nothing.  ``heartbeat`` and ``max_gap`` override what each
+        session recorded (tests).
         """
-        spans: list[tuple[datetime, datetime]] = []
+        spans: list[tuple[datetime, datetime, timedelta]] = []
         for session in self.sessions(registry):
             if session.first_event is None:
                 continue
-            live = session.ended is None and now - session.heard <= 2 * heartbeat
-            spans.append((session.first_event, now if live else session.heard))
+            beat = heartbeat or session.heartbeat
+            live = session.ended is None and now - session.heard <= 2 * beat
+            gap = max_gap if max_gap is not None else session.max_gap
+            spans.append((session.first_event, now if live else session.heard, gap))
         spans.sort()
-        merged: list[tuple[datetime, datetime]] = []
-        for start, end in spans:
-            if merged and start - merged[-1][1] <= max_gap:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        merged: list[tuple[datetime, datetime, timedelta]] = []
+        for start, end, gap in spans:
+            if merged and start - merged[-1][1] <= gap:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end), gap)
             else:
-                merged.append((start, end))
-        gaps = [(a[1], b[0]) for a, b in itertools.pairwise(merged)]
-        if not merged or now - merged[-1][1] > max_gap:
-            last = merged[-1][1] if merged else None
-            return Coverage(registry, now, None, ([(last, now)] if last else []) + gaps[::-1])
-        return Coverage(registry, now, merged[-1][0], gaps[::-1])
+                merged.append((start, end, gap))
+        gaps = [(a[1], b[0]) for a, b in itertools.pairwise(merged)][::-1]
+        if not merged:
+            return Coverage(registry, now, None, gaps)
+        start, end, gap = merged[-1]
+        if now - end > gap:
+            return Coverage(registry, now, None, [(end, now), *gaps])
+        return Coverage(registry, now, start, gaps)
 
 
 def _usage(row: Mapping[str, Any]) -> Usage:
