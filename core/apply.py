@@ -61,6 +61,7 @@ from .models import (
 from .registry import RegistryBackend, referrers_of
 from .scan import RepositoryScan, Scanner
 from .state import State
+from .timing import aware
 from .untag import Untagger
 
 # Errors that would fail every remaining item the same way: stop and let a re-run resume.
@@ -407,6 +408,9 @@ class Applier:
             if reason:
                 what = "" if member is item else f"its artifact {member.digest[:19]}: "
                 return f"kept at apply time: {what}{reason}"
+        pulled = self._pulled_since_plan(item, group)
+        if pulled:
+            return pulled
         live.recheck(tag for member in group for tag in member.tags)
         for member in group:
             now_tags = live.tags_of(member.digest)
@@ -434,6 +438,28 @@ class Applier:
                 continue
             return f"referenced by manifest {owner[:19]}, which is not deleted"
         return self._unplanned_referrer(item, group)
+
+    def _pulled_since_plan(self, item: PlanItem, group: Sequence[PlanItem]) -> str | None:
+        """A pull ``regprune listen`` recorded after the plan was made, of the item, an
+        artifact going with it or one of its platform manifests: someone uses it now."""
+        digests = [member.digest for member in group] + [
+            other.digest
+            for other in self.plan.delete
+            if other.role == "child"
+            and other.parent == item.digest
+            and other.repository == item.repository
+        ]
+        recorded = self.state.usage.get(self.plan.registry, item.repository, digests)
+        since = aware(self.plan.created_at)
+        for digest in digests:
+            usage = recorded.get(digest)
+            if usage is None or usage.last_pull is None or aware(usage.last_pull) <= since:
+                continue
+            agent = (usage.last_pull_agent or "").split()
+            by = f" by {agent[0]}" if agent else ""
+            what = "" if digest == item.digest else f" (its manifest {digest[:19]})"
+            return f"pulled since the plan was made{what}{by}, at {usage.last_pull:%Y-%m-%d %H:%M}"
+        return None
 
     def _unplanned_referrer(self, item: PlanItem, group: Sequence[PlanItem]) -> str | None:
         """Ask the referrers API again about the item and the artifacts going with it:

@@ -238,3 +238,31 @@ def test_unused_without_a_listener_keeps_everything(server, tmp_path):
     plan = run_policy(server.url, UNUSED, state_dir=tmp_path)
     assert plan.delete == []
     assert "regprune listen has not heard this registry" in " ".join(plan.keep[0].reasons)
+
+
+def test_an_image_pulled_after_the_plan_is_not_deleted(server, tmp_path):
+    now = datetime.now(UTC)
+    pusher = ImagePusher(server.url)
+    stale = pusher.push_image("app", ["stale"], seed="stale")
+    multi = pusher.push_index("app", ["multi"], seed="m")
+    record_use(tmp_path, now, covered_days=60, events=[])
+    plan = run_policy(server.url, UNUSED, state_dir=tmp_path)
+    assert sorted(item.tags[0] for item in plan.delete if item.tags) == ["multi", "stale"]
+    # While the plan waits for approval, clients pull the image and one platform manifest.
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    state = State(tmp_path / "state.db")
+    state.usage.record(
+        DEFAULT_REGISTRY,
+        [
+            event(10, "pull", "app", stale.digest, later, "containerd/1.7.2"),
+            event(11, "pull", "app", multi.children[0].digest, later, "cri-o/1.30"),
+        ],
+        later,
+    )
+    state.close()
+    result = apply_plan(server.url, plan, state_dir=tmp_path)
+    assert result.of("deleted") == []
+    reasons = {o.item.tags[0]: o.reason for o in result.of("skipped") if o.item.tags}
+    assert reasons["stale"].startswith("pulled since the plan was made by containerd/1.7.2")
+    assert "its manifest" in reasons["multi"] and "cri-o/1.30" in reasons["multi"]
+    assert sorted(RegistryApi(server.url).tags("app")) == ["multi", "stale"]
