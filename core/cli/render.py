@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -26,6 +26,9 @@ from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem, UntagItem
 from ..registry import RegistryVersion
 from ..state import AuditEvent
+
+if TYPE_CHECKING:
+    from ..storage import GcPreview
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
@@ -274,6 +277,39 @@ def gc_result(result: GcResult) -> None:
     console.print(f"{result.registry}: {what} {status}{freed}{sizes}")
     if not result.ok:
         console.print(result.output[-2000:], markup=False)
+    if result.preview is not None:
+        gc_preview_table(result.preview)
+
+
+def gc_preview_table(preview: GcPreview) -> None:
+    """What GC would free per repository (blobs only it referenced, and its shared ones),
+    then the total, where shared and already unreferenced blobs count once."""
+    table = _table("GC preview (from the storage; garbage-collect without --delete-untagged)")
+    table.add_column("repository", overflow="fold", ratio=3)
+    table.add_column("blobs", justify="right", no_wrap=True)
+    table.add_column("frees", justify="right", no_wrap=True)
+    table.add_column("shared", justify="right", no_wrap=True)
+    for name, usage in sorted(preview.by_repository.items()):
+        shared = (
+            f"{human_bytes(usage.shared_bytes)} ({usage.shared_blobs})" if usage.shared_blobs else "-"
+        )
+        table.add_row(name, str(usage.blobs), human_bytes(usage.bytes), shared)
+    if preview.by_repository:
+        console.print(table)
+    parts = [f"{preview.blobs} blob(s), {human_bytes(preview.bytes)}"]
+    if preview.manifests:
+        parts.append(f"{preview.manifests} of them manifests")
+    if preview.shared_blobs:
+        parts.append(
+            f"{human_bytes(preview.shared)} in {preview.shared_blobs} blob(s) shared across"
+            " repositories, counted once"
+        )
+    if preview.unreferenced_blobs:
+        parts.append(
+            f"{human_bytes(preview.unreferenced)} in {preview.unreferenced_blobs} blob(s)"
+            " no manifest references (garbage already)"
+        )
+    console.print(f"GC would free {'; '.join(parts)}")
 
 
 TIME_SOURCE_MARKS = {"label": " (label)", "first_seen": " (first seen)"}

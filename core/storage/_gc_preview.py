@@ -1,0 +1,223 @@
+"""What the registry's own ``garbage-collect`` would free, worked out from its storage.
+
+The model is Distribution's mark and sweep (``registry/storage/garbagecollect.go``,
+read in 2.8.2 and 3.1.1) run WITHOUT ``--delete-untagged``, the only mode regprune
+recommends:
+
+- **mark**: for every repository, every revision link (each manifest the repository
+  holds, tagged or not) whose manifest blob is stored marks that manifest and every
+  descriptor its ``References()`` lists: config and layers of an image manifest, the
+  child manifests of an index or manifest list, the ``fsLayers`` of a schema 1 one.
+  ``subject`` is not a reference: an artifact does not keep its subject.  3.x also
+  walks into referenced manifests the same repository holds; without
+  ``--delete-untagged`` that marks nothing more, since each is one of the
+  repository's revisions and is marked as such.  Tags play no part in this mode.
+- **sweep**: every ``blobs/sha256/<2>/<hex>/data`` the mark did not reach.
+
+A manifest deleted through the API loses its revision link (and the tags naming it),
+so ``deleted`` (repository -> digests a plan deletes) is modelled by leaving those
+revision links out of the mark.  Without ``--delete-untagged`` GC removes no revision
+links itself (its "manifests eligible for deletion" count is 0); 3.x also drops the
+``_layers`` links of swept blobs, which hold no bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Set
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..mediatypes import INDEX_TYPES
+from ._layout import StorageLayout
+
+__all__ = ["GcPreview", "RepositoryGc", "preview_gc"]
+
+MODE = "garbage-collect without --delete-untagged"
+# Manifests are small; a larger unreferenced blob is taken for a layer unread.
+_SNIFF_LIMIT = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryGc:
+    """What the sweep frees of the blobs one repository's manifests referenced.
+
+    ``blobs``/``bytes``: blobs only this repository referenced (its deletions and its
+    garbage free them alone); ``shared_blobs``/``shared_bytes``: freed blobs that other
+    repositories referenced too (counted once in the total, under ``shared``).
+    """
+
+    blobs: int = 0
+    bytes: int = 0
+    shared_blobs: int = 0
+    shared_bytes: int = 0
+
+    def to_json_dict(self) -> dict[str, int]:
+        return {
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "shared_blobs": self.shared_blobs,
+            "shared_bytes": self.shared_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GcPreview:
+    """The blobs garbage-collect would remove, and whose they were.
+
+    ``bytes`` is the sum of the blob files' sizes (disk usage may differ by filesystem
+    blocks).  Every freed byte is in exactly one of ``unreferenced`` (no manifest
+    referenced the blob even before ``deleted``: garbage already), ``shared`` (manifests
+    of two or more repositories referenced it) or one repository's ``bytes`` in
+    ``by_repository``; a repository's ``shared_bytes`` repeats its part of ``shared``.
+    """
+
+    blobs: int
+    bytes: int
+    manifests: int
+    """How many of the swept blobs are manifests (their revision links are gone)."""
+    unreferenced: int
+    unreferenced_blobs: int
+    shared: int
+    shared_blobs: int
+    by_repository: Mapping[str, RepositoryGc]
+    digests: frozenset[str] = field(repr=False)
+
+    @property
+    def added(self) -> int:
+        """Bytes the deletions add to what GC frees (``bytes`` less the garbage already there)."""
+        return self.bytes - self.unreferenced
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "models": MODE,
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "manifests": self.manifests,
+            "unreferenced": self.unreferenced,
+            "unreferenced_blobs": self.unreferenced_blobs,
+            "shared": self.shared,
+            "shared_blobs": self.shared_blobs,
+            "by_repository": {
+                name: usage.to_json_dict() for name, usage in sorted(self.by_repository.items())
+            },
+        }
+
+
+def references(content: bytes) -> tuple[str, ...]:
+    """The digests a manifest's ``References()`` lists, as Distribution decodes it.
+
+    An index or manifest list (by ``mediaType``, or by a ``manifests`` list when the
+    media type is left out, as OCI allows) references its child manifests; anything
+    else its config and layers.  Content that is not a manifest references nothing
+    (the registry's GC would stop with an error on it).
+    """
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return ()
+    if not isinstance(document, dict):
+        return ()
+    if document.get("schemaVersion") == 1:
+        return _digests(document.get("fsLayers"), key="blobSum")
+    media_type = document.get("mediaType")
+    children = document.get("manifests")
+    if media_type in INDEX_TYPES or (not media_type and isinstance(children, list)):
+        return _digests(children)
+    config = document.get("config")
+    return _digests([config] if isinstance(config, dict) else []) + _digests(document.get("layers"))
+
+
+def _digests(descriptors: object, *, key: str = "digest") -> tuple[str, ...]:
+    if not isinstance(descriptors, list):
+        return ()
+    found = (item.get(key) for item in descriptors if isinstance(item, dict))
+    return tuple(digest for digest in found if isinstance(digest, str) and digest)
+
+
+def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = None) -> GcPreview:
+    """What garbage-collect (without ``--delete-untagged``) would remove from ``layout``
+    once the manifests in ``deleted`` (repository -> digests) are deleted through the API.
+
+    Reads every revision link and every manifest blob once (a manifest held by several
+    repositories is parsed once), then lists the blobs.  Never writes.
+    """
+    gone = deleted or {}
+    marked: set[str] = set()  # what the mark reaches once ``deleted`` are deleted
+    holders: dict[str, set[str]] = {}  # blob -> repositories referencing it now
+    manifests: set[str] = set()
+    parsed: dict[str, tuple[str, ...] | None] = {}
+    for repository in layout.repositories():
+        leaving = gone.get(repository, frozenset())
+        for digest in layout.revisions(repository):
+            if digest not in parsed:
+                content = layout.read_blob(digest)
+                # A revision whose blob is missing is skipped by the GC's enumeration.
+                parsed[digest] = None if content is None else references(content)
+            refs = parsed[digest]
+            if refs is None:
+                continue
+            manifests.add(digest)
+            reached = (digest, *refs)
+            for blob in reached:
+                holders.setdefault(blob, set()).add(repository)
+            if digest not in leaving:
+                marked.update(reached)
+
+    total = count = manifest_count = 0
+    unreferenced = unreferenced_count = shared = shared_count = 0
+    per_repository: dict[str, list[int]] = {}  # blobs, bytes, shared blobs, shared bytes
+    swept: set[str] = set()
+    for digest, size in layout.blobs():
+        if digest in marked:
+            continue
+        swept.add(digest)
+        count += 1
+        total += size
+        owners = holders.get(digest, ())
+        if digest in manifests or (not owners and _looks_like_manifest(layout, digest, size)):
+            manifest_count += 1
+        if not owners:
+            unreferenced += size
+            unreferenced_count += 1
+        elif len(owners) == 1:
+            (owner,) = owners
+            usage = per_repository.setdefault(owner, [0, 0, 0, 0])
+            usage[0] += 1
+            usage[1] += size
+        else:
+            shared += size
+            shared_count += 1
+            for owner in owners:
+                usage = per_repository.setdefault(owner, [0, 0, 0, 0])
+                usage[2] += 1
+                usage[3] += size
+    return GcPreview(
+        blobs=count,
+        bytes=total,
+        manifests=manifest_count,
+        unreferenced=unreferenced,
+        unreferenced_blobs=unreferenced_count,
+        shared=shared,
+        shared_blobs=shared_count,
+        by_repository={name: RepositoryGc(*usage) for name, usage in per_repository.items()},
+        digests=frozenset(swept),
+    )
+
+
+def _looks_like_manifest(layout: StorageLayout, digest: str, size: int) -> bool:
+    """Whether an unreferenced blob is a manifest (one deleted before this preview)."""
+    if size > _SNIFF_LIMIT:
+        return False
+    content = layout.read_blob(digest)
+    if not content or content.lstrip()[:1] != b"{":
+        return False
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return False
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("schemaVersion"), int)
+        and any(key in document for key in ("layers", "manifests", "fsLayers", "config"))
+    )
