@@ -282,8 +282,8 @@ def gc_result(result: GcResult) -> None:
 
 
 def gc_preview_table(preview: GcPreview) -> None:
-    """What GC would free per repository (blobs only it referenced, and its shared ones),
-    then the total, where shared and already unreferenced blobs count once."""
+    """What GC would free per repository (blobs only it held, and its shared ones), then
+    the total, where a blob several repositories shared counts once."""
     table = _table("GC preview (from the storage; garbage-collect without --delete-untagged)")
     table.add_column("repository", overflow="fold", ratio=3)
     table.add_column("blobs", justify="right", no_wrap=True)
@@ -307,7 +307,12 @@ def gc_preview_table(preview: GcPreview) -> None:
     if preview.unreferenced_blobs:
         parts.append(
             f"{human_bytes(preview.unreferenced)} in {preview.unreferenced_blobs} blob(s)"
-            " no manifest references (garbage already)"
+            " no manifest references"
+        )
+    if preview.unattributed_blobs:
+        parts.append(
+            f"{human_bytes(preview.unattributed)} in {preview.unattributed_blobs} blob(s)"
+            " no repository links"
         )
     console.print(f"GC would free {'; '.join(parts)}")
 

@@ -66,10 +66,13 @@ class GcPreview:
     """The blobs garbage-collect would remove, and whose they were.
 
     ``bytes`` is the sum of the blob files' sizes (disk usage may differ by filesystem
-    blocks).  Every freed byte is in exactly one of ``unreferenced`` (no manifest
-    referenced the blob even before ``deleted``: garbage already), ``shared`` (manifests
-    of two or more repositories referenced it) or one repository's ``bytes`` in
-    ``by_repository``; a repository's ``shared_bytes`` repeats its part of ``shared``.
+    blocks).  A freed blob belongs to the repositories whose manifests referenced it
+    before ``deleted``, or, when no manifest references it even now (``unreferenced``:
+    garbage already, e.g. left by earlier API deletes), to those whose ``_layers`` still
+    link it.  Every freed byte is counted once: in one repository's ``bytes`` in
+    ``by_repository`` when one repository held it, in ``shared`` when two or more did
+    (each one's ``shared_bytes`` repeats its part), else in ``unattributed`` (manifests
+    deleted earlier: their revision links are gone, and ``_layers`` never links them).
     """
 
     blobs: int
@@ -80,6 +83,8 @@ class GcPreview:
     unreferenced_blobs: int
     shared: int
     shared_blobs: int
+    unattributed: int
+    unattributed_blobs: int
     by_repository: Mapping[str, RepositoryGc]
     digests: frozenset[str] = field(repr=False)
 
@@ -98,6 +103,8 @@ class GcPreview:
             "unreferenced_blobs": self.unreferenced_blobs,
             "shared": self.shared,
             "shared_blobs": self.shared_blobs,
+            "unattributed": self.unattributed,
+            "unattributed_blobs": self.unattributed_blobs,
             "by_repository": {
                 name: usage.to_json_dict() for name, usage in sorted(self.by_repository.items())
             },
@@ -164,22 +171,26 @@ def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = N
             if digest not in leaving:
                 marked.update(reached)
 
-    total = count = manifest_count = 0
-    unreferenced = unreferenced_count = shared = shared_count = 0
+    swept = {digest: size for digest, size in layout.blobs() if digest not in marked}
+    garbage = {digest for digest in swept if digest not in holders}
+    if garbage:
+        # Nothing references these even now: the repositories whose ``_layers`` link
+        # them (the API's deletes leave those links) are the ones that held them.
+        linked = _linked_by(layout, garbage)
+        for digest in garbage:
+            if digest in linked:
+                holders[digest] = linked[digest]
+    manifest_count = unattributed = unattributed_count = shared = shared_count = 0
     per_repository: dict[str, list[int]] = {}  # blobs, bytes, shared blobs, shared bytes
-    swept: set[str] = set()
-    for digest, size in layout.blobs():
-        if digest in marked:
-            continue
-        swept.add(digest)
-        count += 1
-        total += size
+    for digest, size in swept.items():
         owners = holders.get(digest, ())
-        if digest in manifests or (not owners and _looks_like_manifest(layout, digest, size)):
+        if digest in manifests or (
+            digest in garbage and _looks_like_manifest(layout, digest, size)
+        ):
             manifest_count += 1
         if not owners:
-            unreferenced += size
-            unreferenced_count += 1
+            unattributed += size
+            unattributed_count += 1
         elif len(owners) == 1:
             (owner,) = owners
             usage = per_repository.setdefault(owner, [0, 0, 0, 0])
@@ -193,16 +204,27 @@ def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = N
                 usage[2] += 1
                 usage[3] += size
     return GcPreview(
-        blobs=count,
-        bytes=total,
+        blobs=len(swept),
+        bytes=sum(swept.values()),
         manifests=manifest_count,
-        unreferenced=unreferenced,
-        unreferenced_blobs=unreferenced_count,
+        unreferenced=sum(swept[digest] for digest in garbage),
+        unreferenced_blobs=len(garbage),
         shared=shared,
         shared_blobs=shared_count,
+        unattributed=unattributed,
+        unattributed_blobs=unattributed_count,
         by_repository={name: RepositoryGc(*usage) for name, usage in per_repository.items()},
         digests=frozenset(swept),
     )
+
+
+def _linked_by(layout: StorageLayout, digests: set[str]) -> dict[str, set[str]]:
+    """blob -> the repositories whose ``_layers`` link it, for the blobs in ``digests``."""
+    found: dict[str, set[str]] = {}
+    for repository in layout.repositories():
+        for digest in layout.layer_links(repository).keys() & digests:
+            found.setdefault(digest, set()).add(repository)
+    return found
 
 
 def _looks_like_manifest(layout: StorageLayout, digest: str, size: int) -> bool:
