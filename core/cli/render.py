@@ -282,39 +282,47 @@ def gc_result(result: GcResult) -> None:
 
 
 def gc_preview_table(preview: GcPreview) -> None:
-    """What GC would free per repository (blobs only it held, and its shared ones), then
-    the total, where a blob several repositories shared counts once."""
-    table = _table("GC preview (from the storage; garbage-collect without --delete-untagged)")
+    """What GC would free per repository (blobs only it held; its shared ones apart),
+    then the total, where a blob several repositories shared counts once."""
+    console.print("GC preview (registry storage; garbage-collect without --delete-untagged):")
+    table = _table()
     table.add_column("repository", overflow="fold", ratio=3)
     table.add_column("blobs", justify="right", no_wrap=True)
     table.add_column("frees", justify="right", no_wrap=True)
     table.add_column("shared", justify="right", no_wrap=True)
+
+    def shared(blobs: int, size: int) -> str:
+        return f"{human_bytes(size)} ({blobs})" if blobs else "-"
+
     for name, usage in sorted(preview.by_repository.items()):
-        shared = (
-            f"{human_bytes(usage.shared_bytes)} ({usage.shared_blobs})" if usage.shared_blobs else "-"
-        )
-        table.add_row(name, str(usage.blobs), human_bytes(usage.bytes), shared)
-    if preview.by_repository:
-        console.print(table)
-    parts = [f"{preview.blobs} blob(s), {human_bytes(preview.bytes)}"]
-    if preview.manifests:
-        parts.append(f"{preview.manifests} of them manifests")
-    if preview.shared_blobs:
-        parts.append(
-            f"{human_bytes(preview.shared)} in {preview.shared_blobs} blob(s) shared across"
-            " repositories, counted once"
-        )
-    if preview.unreferenced_blobs:
-        parts.append(
-            f"{human_bytes(preview.unreferenced)} in {preview.unreferenced_blobs} blob(s)"
-            " no manifest references"
+        table.add_row(
+            name,
+            str(usage.blobs),
+            human_bytes(usage.bytes),
+            shared(usage.shared_blobs, usage.shared_bytes),
         )
     if preview.unattributed_blobs:
-        parts.append(
-            f"{human_bytes(preview.unattributed)} in {preview.unattributed_blobs} blob(s)"
-            " no repository links"
+        table.add_row(
+            "(no repository)",
+            str(preview.unattributed_blobs),
+            human_bytes(preview.unattributed),
+            "-",
         )
-    console.print(f"GC would free {'; '.join(parts)}")
+    table.add_row(
+        "total",
+        str(preview.blobs),
+        human_bytes(preview.bytes),
+        shared(preview.shared_blobs, preview.shared),
+    )
+    console.print(table)
+    notes = [f"GC would free {preview.blobs} blob(s), {human_bytes(preview.bytes)}"]
+    if preview.manifests:
+        notes[0] += f" ({preview.manifests} manifests)"
+    if preview.shared_blobs:
+        notes.append("shared blobs counted once")
+    if preview.unreferenced_blobs:
+        notes.append(f"{human_bytes(preview.unreferenced)} unreferenced already")
+    console.print("; ".join(notes))
 
 
 TIME_SOURCE_MARKS = {"label": " (label)", "first_seen": " (first seen)"}
