@@ -234,7 +234,8 @@ def summary_line(plan: Plan) -> str:
     return (
         f"Plan {plan.id} ({plan.policy} on {plan.registry}): delete {s.images} image(s) "
         f"= {s.manifests} manifest(s), {s.tags} tag(s); keep {s.kept_images}{untag}; "
-        f"about {human_bytes(s.bytes)} to free after gc. Status: {plan.status}."
+        f"{'' if s.bytes_exact else 'about '}{human_bytes(s.bytes)} to free after gc"
+        f"{' (exact, from the storage)' if s.bytes_exact else ''}. Status: {plan.status}."
     )
 
 
@@ -315,14 +316,15 @@ def gc_preview_table(preview: GcPreview) -> None:
         shared(preview.shared_blobs, preview.shared),
     )
     console.print(table)
-    notes = [f"GC would free {preview.blobs} blob(s), {human_bytes(preview.bytes)}"]
-    if preview.manifests:
-        notes[0] += f" ({preview.manifests} manifests)"
+    manifests = f" ({preview.manifests} manifests)" if preview.manifests else ""
+    console.print(f"GC would free {preview.blobs} blob(s), {human_bytes(preview.bytes)}{manifests}")
+    notes = []
     if preview.shared_blobs:
-        notes.append("shared blobs counted once")
+        notes.append("shared blobs count once")
     if preview.unreferenced_blobs:
-        notes.append(f"{human_bytes(preview.unreferenced)} unreferenced already")
-    console.print("; ".join(notes))
+        notes.append(f"{human_bytes(preview.unreferenced)} was unreferenced already")
+    if notes:
+        console.print("; ".join(notes))
 
 
 TIME_SOURCE_MARKS = {"label": " (label)", "first_seen": " (first seen)"}
