@@ -24,12 +24,15 @@ links itself (its "manifests eligible for deletion" count is 0); 3.x also drops 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Set
+import os
+import stat
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..mediatypes import INDEX_TYPES
-from ._layout import StorageLayout
+from ._layout import _HEX, _LINK_LIMIT, StorageLayout
 
 __all__ = ["GcPreview", "RepositoryGc", "preview_gc"]
 
@@ -156,9 +159,9 @@ def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = N
     parsed: dict[str, tuple[str, ...] | None] = {}
     for repository in layout.repositories():
         leaving = gone.get(repository, frozenset())
-        for digest in layout.revisions(repository):
+        for digest in _revisions(layout, repository):
             if digest not in parsed:
-                content = layout.read_blob(digest)
+                content = _read(layout, digest)
                 # A revision whose blob is missing is skipped by the GC's enumeration.
                 parsed[digest] = None if content is None else references(content)
             refs = parsed[digest]
@@ -171,7 +174,7 @@ def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = N
             if digest not in leaving:
                 marked.update(reached)
 
-    swept = {digest: size for digest, size in layout.blobs() if digest not in marked}
+    swept = dict(_blobs(layout, skip=marked))
     garbage = {digest for digest in swept if digest not in holders}
     if garbage:
         # Nothing references these even now: the repositories whose ``_layers`` link
@@ -218,6 +221,74 @@ def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = N
     )
 
 
+# Plain string paths and os.scandir below: this walks every revision and blob of the
+# registry, and pathlib's per-path cost was most of the time (measured: 0.15 s -> 0.06 s
+# for 2,000 tags).  Same rules as `StorageLayout`'s methods of the same names.
+
+
+def _revisions(layout: StorageLayout, repository: str) -> Iterator[str]:
+    """The digests of the repository's revision links (a link naming another digest
+    than its directory is left out, as `StorageLayout.revisions` does)."""
+    base = os.path.join(layout.repository_dir(repository), "_manifests", "revisions", "sha256")
+    for hex_digest in _entries(layout, base):
+        if not _HEX.fullmatch(hex_digest):
+            continue
+        path = os.path.join(base, hex_digest, "link")
+        try:
+            with open(path, "rb") as file:
+                text = file.read(_LINK_LIMIT)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise layout._unreadable(Path(path), exc) from exc
+        if text.strip() == b"sha256:" + hex_digest.encode():
+            yield "sha256:" + hex_digest
+
+
+def _read(layout: StorageLayout, digest: str) -> bytes | None:
+    path = os.path.join(layout.v2, "blobs", "sha256", digest[7:9], digest[7:], "data")
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise layout._unreadable(Path(path), exc) from exc
+
+
+def _blobs(layout: StorageLayout, *, skip: Set[str]) -> Iterator[tuple[str, int]]:
+    """(digest, size) of every ``blobs/sha256/<2>/<hex>/data`` not in ``skip``: what the
+    sweep deletes (a marked blob is not even looked at)."""
+    base = os.path.join(layout.v2, "blobs", "sha256")
+    for prefix in _entries(layout, base):
+        folder = os.path.join(base, prefix)
+        for hex_digest in _entries(layout, folder):
+            if "sha256:" + hex_digest in skip:
+                continue
+            if not _HEX.fullmatch(hex_digest) or hex_digest[:2] != prefix:
+                continue
+            path = os.path.join(folder, hex_digest, "data")
+            try:
+                info = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise layout._unreadable(Path(path), exc) from exc
+            if stat.S_ISREG(info.st_mode):
+                yield "sha256:" + hex_digest, info.st_size
+
+
+def _entries(layout: StorageLayout, path: str) -> list[str]:
+    """Names of the directories in ``path`` (none when it does not exist)."""
+    try:
+        with os.scandir(path) as entries:
+            return [entry.name for entry in entries if entry.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise layout._unreadable(Path(path), exc) from exc
+
+
 def _linked_by(layout: StorageLayout, digests: set[str]) -> dict[str, set[str]]:
     """blob -> the repositories whose ``_layers`` link it, for the blobs in ``digests``."""
     found: dict[str, set[str]] = {}
@@ -231,7 +302,7 @@ def _looks_like_manifest(layout: StorageLayout, digest: str, size: int) -> bool:
     """Whether an unreferenced blob is a manifest (one deleted before this preview)."""
     if size > _SNIFF_LIMIT:
         return False
-    content = layout.read_blob(digest)
+    content = _read(layout, digest)
     if not content or content.lstrip()[:1] != b"{":
         return False
     try:
