@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from regprune.cli.render import summary_line
 from regprune.storage import GcPreview, StorageLayout, preview_gc
 from regprune.testing import (
     ImagePusher,
@@ -234,6 +235,8 @@ def test_a_storage_plans_bytes_are_what_gc_then_frees(server, tmp_path):
     assert not api_plan.summary.bytes_exact
     assert "bytes_exact" not in api_plan.to_json_dict()["summary"]
     assert api_plan.summary.bytes > plan.summary.bytes
+    assert "to free after gc (exact, from the storage)" in summary_line(plan)
+    assert "about " in summary_line(api_plan)
 
 
 CONFIG = """\
