@@ -308,6 +308,12 @@ class Engine(Transitions):
             coverage=self.state.usage.coverage(registry, now),
         )
         plan.warnings.extend(storage_disagreements(scanner.client, scans))
+        settings = self.registry_settings(registry)
+        if settings.storage is not None:
+            # Exact: what the registry's GC frees more once this plan's deletions are done,
+            # layers shared with repositories outside the policy included.
+            preview = gc_flow.gc_preview(registry, settings, plan.deletions())
+            plan.summary = replace(plan.summary, bytes=preview.added, bytes_exact=True)
         plan.registry_version = version.to_dict()
         plan.untag_method = method if plan.untag else None
         # The plan holds what it needs: the scans go before it is encoded and stored.

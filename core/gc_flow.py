@@ -1,6 +1,7 @@
 """Garbage collection through the engine: the checks before a run, the run under the
-registry's lock, and the ``--delete-untagged`` judgement (multi-arch images on
-Distribution 2.x, untagged referrers of kept images on 2.x and 3.x).
+registry's lock, the preview read from the registry's storage, and the
+``--delete-untagged`` judgement (multi-arch images on Distribution 2.x, untagged
+referrers of kept images on 2.x and 3.x).
 
 Split out of ``engine.py`` (one concern per module); ``Engine.gc`` and
 ``Engine.gc_preflight`` call these.
@@ -8,6 +9,7 @@ Split out of ``engine.py`` (one concern per module); ``Engine.gc`` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ from .scan import Scanner
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .storage import GcPreview
 
 
 def run_gc(
@@ -62,9 +65,26 @@ def run_gc(
                 f"no garbage collector for registry {registry!r}: set [registry.{registry}.gc] command = [...]"
             )
         result.warnings[:0] = warnings
+        if dry_run and settings.storage is not None:
+            # Under the lock: no apply changes the storage while it is read.
+            result.preview = gc_preview(registry, settings)
     state.gc_runs.record(registry, result)
     notify_event(engine.manager, "gc_finished", state, name=registry, result=result)
     return result
+
+
+def gc_preview(
+    registry: str, settings: RegistrySettings, deleted: Mapping[str, Set[str]] | None = None
+) -> GcPreview:
+    """What the registry's garbage-collect (without ``--delete-untagged``) would free,
+    read from its storage (``[registry.NAME] storage``, which must be set), once the
+    manifests in ``deleted`` (repository -> digests) are deleted through the API."""
+    from .storage import StorageLayout, preview_gc
+
+    if settings.storage is None:
+        raise ConfigError(f"registry {registry!r} has no storage: set [registry.{registry}] storage")
+    layout = StorageLayout(settings.storage, key=f"registry.{registry}.storage")
+    return preview_gc(layout, deleted)
 
 
 def gc_preflight(engine: Engine, registry: str, *, scan: bool = False) -> None:

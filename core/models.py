@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .options import Options
+    from .storage import GcPreview
 
 from .lifecycle import ITEM_REPORTED, Decision, ItemStatus, PlanStatus
 
@@ -328,6 +329,10 @@ class PlanSummary:
     repositories: Mapping[str, int]
     # Tags removed from images that stay (policy option ``untag``).
     untags: int = 0
+    # ``bytes`` is exact: what the registry's garbage-collect would free more because of
+    # this plan, worked out from its storage (``[registry.NAME] storage``); else an
+    # estimate from the scanned repositories (an upper bound when layers are shared).
+    bytes_exact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -338,7 +343,7 @@ class PlanSummary:
             "kept_images": self.kept_images,
             "repositories": dict(self.repositories),
             "untags": self.untags,
-        }
+        } | ({"bytes_exact": True} if self.bytes_exact else {})
 
 
 @dataclass
@@ -375,6 +380,13 @@ class Plan:
     def has_work(self) -> bool:
         """Whether applying it would change anything: a deletion or a tag removal."""
         return bool(self.delete or self.untag)
+
+    def deletions(self) -> dict[str, set[str]]:
+        """repository -> the digests this plan deletes there."""
+        found: dict[str, set[str]] = {}
+        for item in self.delete:
+            found.setdefault(item.repository, set()).add(item.digest)
+        return found
 
     def content(self) -> dict[str, Any]:
         """The part of the plan its hash covers: everything that decides what is deleted."""
@@ -532,6 +544,9 @@ class GcResult:
     bytes_before: int | None = None
     bytes_after: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # What the collector would free, worked out from the registry's storage (a dry
+    # run with ``[registry.NAME] storage`` set); None otherwise.
+    preview: GcPreview | None = None
 
     @property
     def ok(self) -> bool:
@@ -557,4 +572,4 @@ class GcResult:
             "bytes_freed": self.bytes_freed,
             "warnings": self.warnings,
             "output": self.output,
-        }
+        } | ({"preview": self.preview.to_json_dict()} if self.preview is not None else {})

@@ -90,6 +90,7 @@ def comparable(plan) -> list[str]:
     One line per item, so a difference shows as a short diff."""
     content = plan.content()
     content["summary"].pop("bytes")
+    content["summary"].pop("bytes_exact", None)
     content.pop("registry_version", None)
     lines = [json.dumps({key: value}, sort_keys=True) for key, value in content.items()
              if key not in ("delete", "keep")]

@@ -107,7 +107,8 @@ def summary_text(plan: Plan) -> str:
     s = plan.summary
     return (
         f"*{s.images}* image(s) = {s.manifests} manifest(s), *{s.tags}* tag(s); "
-        f"about *{human_bytes(s.bytes)}* to free after gc; {s.kept_images} image(s) kept"
+        f"{'' if s.bytes_exact else 'about '}*{human_bytes(s.bytes)}* to free after gc"
+        f"{' (exact)' if s.bytes_exact else ''}; {s.kept_images} image(s) kept"
         + (f"; *{s.untags}* tag(s) removed from kept images (untag)" if s.untags else "")
     )
 

@@ -14,7 +14,8 @@ GC_HELP = """Garbage-collect a registry with its configured command, to free the
 Runs [registry.NAME.gc] command (with its before/after commands, e.g. read-only
 mode and a restart), under the registry's lock so no apply runs meanwhile.
 Records the bytes freed when storage_path is set. --dry-run only reports what
-the collector would remove.
+the collector would remove; with [registry.NAME] storage set it also shows what
+it would free per repository, worked out from the registry's storage.
 
 Refused before anything runs (exit 2): a command that cannot run, and
 --delete-untagged (-m) while the registry holds multi-arch images, unless

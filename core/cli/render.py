@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -26,6 +26,9 @@ from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem, UntagItem
 from ..registry import RegistryVersion
 from ..state import AuditEvent
+
+if TYPE_CHECKING:
+    from ..storage import GcPreview
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
@@ -231,7 +234,8 @@ def summary_line(plan: Plan) -> str:
     return (
         f"Plan {plan.id} ({plan.policy} on {plan.registry}): delete {s.images} image(s) "
         f"= {s.manifests} manifest(s), {s.tags} tag(s); keep {s.kept_images}{untag}; "
-        f"about {human_bytes(s.bytes)} to free after gc. Status: {plan.status}."
+        f"{'' if s.bytes_exact else 'about '}{human_bytes(s.bytes)} to free after gc"
+        f"{' (exact, from the storage)' if s.bytes_exact else ''}. Status: {plan.status}."
     )
 
 
@@ -274,6 +278,53 @@ def gc_result(result: GcResult) -> None:
     console.print(f"{result.registry}: {what} {status}{freed}{sizes}")
     if not result.ok:
         console.print(result.output[-2000:], markup=False)
+    if result.preview is not None:
+        gc_preview_table(result.preview)
+
+
+def gc_preview_table(preview: GcPreview) -> None:
+    """What GC would free per repository (blobs only it held; its shared ones apart),
+    then the total, where a blob several repositories shared counts once."""
+    console.print("GC preview (registry storage; garbage-collect without --delete-untagged):")
+    table = _table()
+    table.add_column("repository", overflow="fold", ratio=3)
+    table.add_column("blobs", justify="right", no_wrap=True)
+    table.add_column("frees", justify="right", no_wrap=True)
+    table.add_column("shared", justify="right", no_wrap=True)
+
+    def shared(blobs: int, size: int) -> str:
+        return f"{human_bytes(size)} ({blobs})" if blobs else "-"
+
+    for name, usage in sorted(preview.by_repository.items()):
+        table.add_row(
+            name,
+            str(usage.blobs),
+            human_bytes(usage.bytes),
+            shared(usage.shared_blobs, usage.shared_bytes),
+        )
+    if preview.unattributed_blobs:
+        table.add_row(
+            "(no repository)",
+            str(preview.unattributed_blobs),
+            human_bytes(preview.unattributed),
+            "-",
+        )
+    table.add_row(
+        "total",
+        str(preview.blobs),
+        human_bytes(preview.bytes),
+        shared(preview.shared_blobs, preview.shared),
+    )
+    console.print(table)
+    manifests = f" ({preview.manifests} manifests)" if preview.manifests else ""
+    console.print(f"GC would free {preview.blobs} blob(s), {human_bytes(preview.bytes)}{manifests}")
+    notes = []
+    if preview.shared_blobs:
+        notes.append("shared blobs count once")
+    if preview.unreferenced_blobs:
+        notes.append(f"{human_bytes(preview.unreferenced)} was unreferenced already")
+    if notes:
+        console.print("; ".join(notes))
 
 
 TIME_SOURCE_MARKS = {"label": " (label)", "first_seen": " (first seen)"}

@@ -5,9 +5,19 @@ directory the filesystem driver's ``rootdirectory`` names; it never writes.
 `StorageReader` is the scan source built on it: reads from the files, deletes and
 re-checks through the registry's API.  Object-storage drivers (S3, GCS, Azure) are
 not covered; a reader for one would offer the same methods as `StorageLayout`.
+`preview_gc` tells what the registry's garbage-collect would free.
 """
 
+from ._gc_preview import GcPreview, RepositoryGc, preview_gc
 from ._layout import Link, StorageLayout, StorageUnreadable
 from ._reader import StorageReader
 
-__all__ = ["Link", "StorageLayout", "StorageReader", "StorageUnreadable"]
+__all__ = [
+    "GcPreview",
+    "Link",
+    "RepositoryGc",
+    "StorageLayout",
+    "StorageReader",
+    "StorageUnreadable",
+    "preview_gc",
+]
