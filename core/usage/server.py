@@ -72,6 +72,7 @@ class Counters:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections must not hold up a stop
+    request_queue_size = 128  # socketserver's 5 resets connections under a burst
     listener: Listener
 
 
