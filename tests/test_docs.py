@@ -34,6 +34,7 @@ from pydantic.fields import FieldInfo
 
 from regprune import config
 from regprune.bots.slack.settings import SlackSettings
+from regprune.usage.settings import ListenSettings
 from regprune.cli import make_app
 from regprune.config import PolicySettings, parse_settings
 from regprune.frontends import collect_front_ends
@@ -64,6 +65,7 @@ SECTION_OF_MODEL: dict[type[BaseModel], str] = {
     config.PolicySettings: "policy",
     config.PluginSpec: "plugin-spec",
     SlackSettings: "slack",
+    ListenSettings: "listen",
     config.StateSettings: "state",
 }
 
