@@ -34,13 +34,13 @@ from pydantic.fields import FieldInfo
 
 from regprune import config
 from regprune.bots.slack.settings import SlackSettings
-from regprune.usage.settings import ListenSettings
 from regprune.cli import make_app
 from regprune.config import PolicySettings, parse_settings
 from regprune.frontends import collect_front_ends
 from regprune.options import Options
 from regprune.planner import compile_policy
 from regprune.plugin_manager import BLOCK_ENV, LOAD_ENV, Catalog, build_catalog, get_plugin_manager
+from regprune.usage.settings import ListenSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
