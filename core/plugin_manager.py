@@ -58,6 +58,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.distribution",
     "regprune.plugins.gc_command",
     "regprune.plugins.audit",
+    "regprune.plugins.listen",
 )
 DISTRIBUTION = "regprune"
 """Entry points declared by this distribution are built-ins (see the module docstring)."""

@@ -40,6 +40,7 @@ from regprune.frontends import collect_front_ends
 from regprune.options import Options
 from regprune.planner import compile_policy
 from regprune.plugin_manager import BLOCK_ENV, LOAD_ENV, Catalog, build_catalog, get_plugin_manager
+from regprune.usage.settings import ListenSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -64,6 +65,7 @@ SECTION_OF_MODEL: dict[type[BaseModel], str] = {
     config.PolicySettings: "policy",
     config.PluginSpec: "plugin-spec",
     SlackSettings: "slack",
+    ListenSettings: "listen",
     config.StateSettings: "state",
 }
 

@@ -155,7 +155,7 @@ def test_blocking_the_slack_front_end(monkeypatch: pytest.MonkeyPatch, blocked: 
 def test_regprune_plugins_lists_front_ends(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["plugins", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["registered"]["front_ends"] == ["slack"]
+    assert data["registered"]["front_ends"] == ["listen", "slack"]
     assert "slack" in data["registered"]["approvers"]
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "find_registry_binary",
     "hash_htpasswd",
     "make_self_signed_cert",
+    "notification_endpoint",
 ]
 
 HTTP_SECRET = "regprune-testing-secret-not-for-production"
@@ -57,7 +58,7 @@ _REPOSITORY_NAME = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )
 _RESTARTABLE = frozenset(
-    {"delete_enabled", "htpasswd", "token_auth", "readonly", "tls", "extra_config"}
+    {"delete_enabled", "htpasswd", "token_auth", "readonly", "tls", "extra_config", "notify"}
 )
 
 
@@ -81,6 +82,34 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def notification_endpoint(
+    url: str,
+    token: str | None = None,
+    *,
+    name: str = "regprune",
+    timeout: str = "2s",
+    threshold: int = 3,
+    backoff: str = "200ms",
+) -> dict[str, Any]:
+    """One entry of the registry's ``notifications.endpoints`` (2.8 and 3.x alike):
+    POST every event to ``url``, with ``Authorization: Bearer TOKEN`` when given.
+
+    Distribution retries a failed delivery forever, in order; after ``threshold``
+    failures in a row it waits ``backoff`` between attempts.  No media type or
+    action is ignored, so blob events arrive too (the listener must skip them).
+    """
+    endpoint: dict[str, Any] = {
+        "name": name,
+        "url": url,
+        "timeout": timeout,
+        "threshold": threshold,
+        "backoff": backoff,
+    }
+    if token is not None:
+        endpoint["headers"] = {"Authorization": [f"Bearer {token}"]}
+    return endpoint
 
 
 def _pdeathsig_setter() -> Callable[[], None] | None:
@@ -140,12 +169,14 @@ class RegistryServer:
         tls: tuple[Path, Path] | None = None,
         extra_config: dict[str, Any] | None = None,
         binary: str | None = None,
+        notify: list[dict[str, Any]] | None = None,
     ) -> None:
         """Describe a registry; nothing is written or started until :meth:`start`.
 
         ``htpasswd`` maps user names to clear-text passwords (hashed with bcrypt on
         start). ``token_auth`` is the registry's ``auth.token`` section. ``tls`` is
-        ``(certificate, key)``. ``extra_config`` is deep-merged into the generated
+        ``(certificate, key)``. ``notify`` is the registry's
+        ``notifications.endpoints`` (see :func:`notification_endpoint`). ``extra_config`` is deep-merged into the generated
         config last, so it can override anything. ``port=None`` picks a free port on
         the first start and keeps it across restarts.
         """
@@ -156,6 +187,7 @@ class RegistryServer:
         self.readonly = readonly
         self.tls = tls
         self.extra_config = dict(extra_config) if extra_config else {}
+        self.notify = [dict(e) for e in notify] if notify else []
         self._fixed_port = port is not None
         self.port: int = port or 0
         self.binary = binary or find_registry_binary()
@@ -226,6 +258,8 @@ class RegistryServer:
             }
         elif self.token_auth is not None:
             config["auth"] = {"token": copy.deepcopy(self.token_auth)}
+        if self.notify:
+            config["notifications"] = {"endpoints": copy.deepcopy(self.notify)}
         return _deep_merge(config, self.extra_config)
 
     def write_config(self) -> Path:
@@ -351,8 +385,8 @@ class RegistryServer:
     def restart(self, **changes: Any) -> RegistryServer:
         """Stop, apply ``changes`` to the settings, and start on the same port and storage.
 
-        Accepts ``delete_enabled``, ``htpasswd``, ``token_auth``, ``readonly``, ``tls``
-        and ``extra_config`` (which replaces the previous extra config).
+        Accepts ``delete_enabled``, ``htpasswd``, ``token_auth``, ``readonly``, ``tls``,
+        ``notify`` and ``extra_config`` (which replaces the previous extra config).
         """
         unknown = set(changes) - _RESTARTABLE
         if unknown:
