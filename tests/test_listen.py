@@ -359,7 +359,9 @@ def test_listen_port_in_use_exits_2_with_one_line(tmp_path):
 
 
 def test_listen_records_then_stops_cleanly_on_sigterm(tmp_path):
-    config = _config(tmp_path, 'token = "${T}"\nregistry = "main"\nheartbeat = "1s"')
+    config = _config(
+        tmp_path, 'token = "${T}"\nregistry = "main"\nheartbeat = "1s"\nmax_gap = "3m"'
+    )
     process = _command(tmp_path, config, "--host", "127.0.0.1", "--port", "0", T="secret-t")
     assert process.stderr is not None
     first = process.stderr.readline()
@@ -377,4 +379,79 @@ def test_listen_records_then_stops_cleanly_on_sigterm(tmp_path):
     state = State(tmp_path / "state.db")
     (session,) = state.usage.sessions("main")
     assert session.ended is not None and session.first_event is not None
+    # The session carries the listener's settings: plans made elsewhere judge coverage by them.
+    assert (session.heartbeat, session.max_gap) == (timedelta(seconds=1), timedelta(minutes=3))
     assert "secret-t" not in first + rest
+
+
+# -- retention by use, end to end --------------------------------------------------------------
+
+
+def _age_recorded_use(state_path: Path, hours: float) -> None:
+    """Move everything the listener recorded ``hours`` back, as if it had listened that
+    long: sessions' first event and start, and push times (pulls stay where they are,
+    so a pull made in the test is recent)."""
+    import sqlite3
+
+    shift = f"-{hours * 3600:.0f} seconds"
+    with sqlite3.connect(state_path) as db:
+        for column in ("started", "first_event"):
+            db.execute(
+                f"UPDATE usage_sessions SET {column} ="
+                f" strftime('%Y-%m-%dT%H:%M:%f000+00:00', {column}, ?) WHERE {column} IS NOT NULL",
+                (shift,),
+            )
+        db.execute(
+            "UPDATE usage SET first_push ="
+            " strftime('%Y-%m-%dT%H:%M:%f000+00:00', first_push, ?) WHERE first_push IS NOT NULL",
+            (shift,),
+        )
+
+
+@pytest.mark.parametrize("major", VERSIONS)
+@pytest.mark.parametrize("covered_hours", [3, 0.5])
+def test_unused_deletes_what_skopeo_did_not_pull_and_ignores_regprune(
+    major, covered_hours, start_registry, start_listener, tmp_path, capsys
+):
+    listening = start_listener()
+    registry = start_registry(major, notify=notify(listening.url))
+    with pusher_for(registry) as pusher:
+        used = pusher.push_image("app", ["used"], seed="used")
+        idle = pusher.push_image("app", ["idle"], seed="idle")
+        multi = pusher.push_index("app", ["multi"], seed="multi")
+    usage = listening.state.usage
+    wait_for(
+        lambda: (
+            usage.get("main", "app", [used.digest, idle.digest, multi.digest]).keys()
+            == {used.digest, idle.digest, multi.digest}
+        ),
+        what="pushes",
+    )
+    config = tmp_path / "regprune.toml"
+    config.write_text(
+        f'[registry.main]\nurl = "{registry.url}"\n\n'
+        '[policy.unused]\nregistry = "main"\nrepositories = ["app"]\n'
+        'selectors = [{ use = "unused", not_pulled_for = "1h" }]\n'
+    )
+    cli = ["--state", str(tmp_path / "state.db"), "--config", str(config)]
+    # regprune reads every manifest first: none of that is use.
+    assert run([*cli, "ls", "--json"]) == 0
+    skopeo_pull(registry.url, "app:used", tmp_path / "copy")
+    wait_for(lambda: pulls(listening.state, used.digest) == 1, what="skopeo pull")
+    assert pulls(listening.state, idle.digest) == pulls(listening.state, multi.digest) == 0
+    _age_recorded_use(tmp_path / "state.db", covered_hours)
+    capsys.readouterr()
+
+    assert run([*cli, "plan", "--policy", "unused", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    deleted = {tag for item in plan["delete"] for tag in item["tags"]}
+    kept = {tag: " ".join(item["reasons"]) for item in plan["keep"] for tag in item["tags"]}
+    if covered_hours < 1:
+        assert deleted == set()
+        assert all("usage known only for 30m, not 1h" in reason for reason in kept.values())
+        return
+    assert deleted == {"idle", "multi"}
+    assert "last pulled" in kept["used"] and "by skopeo/" in kept["used"]
+    assert run([*cli, "apply", plan["plan_id"], "--yes"]) == 0
+    tags = httpx.get(f"{registry.url}/v2/app/tags/list", trust_env=False).json()["tags"]
+    assert tags == ["used"]

@@ -138,6 +138,11 @@ class Listener:
         self._log = log
         self._clock = clock
         self._heartbeat = settings.heartbeat_delta.total_seconds()
+        # Stored with each session: a plan made elsewhere judges coverage by them.
+        self._session_settings = {
+            "heartbeat": settings.heartbeat_delta,
+            "max_gap": settings.max_gap_delta,
+        }
         self.counters = Counters()
         self._counter_lock = threading.Lock()
         self._sessions: dict[str, int] = {}
@@ -167,7 +172,9 @@ class Listener:
         now = self._clock()
         usage.forget_old_event_ids(now)
         for registry in self._registries:
-            self._sessions[registry] = usage.start_session(registry, now)
+            self._sessions[registry] = usage.start_session(
+                registry, now, **self._session_settings
+            )
         self._writer = GroupWriter(usage, self._clock, delivered=self._prove)
         for target, name in (
             (self._server.serve_forever, "listen-http"),
