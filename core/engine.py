@@ -309,9 +309,12 @@ class Engine(Transitions):
         )
         plan.warnings.extend(storage_disagreements(scanner.client, scans))
         settings = self.registry_settings(registry)
-        if settings.storage is not None:
+        if settings.storage is not None and not plan.delete:
+            plan.summary = replace(plan.summary, bytes=0, bytes_exact=True)
+        elif settings.storage is not None:
             # Exact: what the registry's GC frees more once this plan's deletions are done,
-            # layers shared with repositories outside the policy included.
+            # layers shared with repositories outside the policy included.  It walks the
+            # whole storage (GC is registry-wide), so a plan that deletes nothing skips it.
             preview = gc_flow.gc_preview(registry, settings, plan.deletions())
             plan.summary = replace(plan.summary, bytes=preview.added, bytes_exact=True)
         plan.registry_version = version.to_dict()
