@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.untagged",
     "regprune.plugins.unused",
     "regprune.plugins.keep_tags",
+    "regprune.plugins.semver",
     "regprune.plugins.in_use",
     "regprune.plugins.time_sources",
     "regprune.plugins.approvers",
