@@ -1,5 +1,6 @@
 """The ``semver`` keep rule against a real registry: planned, applied (and asked again
-on the live repository), and quick mode's ``--keep-semver N`` through the command line."""
+on the live repository), with ``untag``, and quick mode's ``--keep-semver N`` through
+the command line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import httpx
 import pytest
 
 from regprune.errors import ConfigError
-from regprune.testing import days_ago, deleted_tags, kept_tags, reasons_for
+from regprune.lifecycle import ItemStatus
+from regprune.registry import RegistryClient
+from regprune.testing import apply_plan, days_ago, deleted_tags, kept_tags, reasons_for, run_policy
+from tests.distributions import pusher_for
 
 # The tags of issue 12: the old documented keep_tags pattern let 1.1.0 and v1.2.0-rc.1 go.
 RELEASES = ["v1.0.0", "v1.0.1", "1.1.0", "v1.2.0-rc.1", "v2.0.0", "latest", "build-7"]
@@ -158,3 +162,37 @@ def test_quick_mode_keep_semver_errors(flags, message, regprune_cli, tmp_path):
     )  # fmt: skip
 
     assert (result.code, result.err) == (2, message)
+
+
+# -- untag: each tag is ranked among the repository's versions, not alone -------------------
+
+
+@pytest.mark.parametrize("major", [3, 2])
+def test_untag_removes_a_release_tag_beyond_keep_from_an_image_kept_by_another_tag(
+    major, start_registry, tmp_path
+):
+    server = start_registry(major)
+    with pusher_for(server.url) as pusher:
+        shared = pusher.push_image("app", ["v1.0.0", "stable"], created=days_ago(30))
+        for tag in ["v1.1.0", "v1.2.0"]:
+            pusher.push_image("app", [tag], created=days_ago(30))
+    policy = {
+        "keep_tags": ["^stable$"],
+        "selectors": [{"use": "age", "older_than": "7d"}],
+        "protectors": [{"use": "semver", "keep": 2}],
+        "untag": True,
+        **({"untag_2x": "overwrite"} if major == 2 else {}),
+    }
+
+    plan = run_policy(server.url, policy, state_dir=tmp_path, load_entrypoints=False)
+
+    # v1.0.0 is release #3 of 1.x: no keep rule keeps the tag, so only it goes.
+    assert [(item.repository, item.tag) for item in plan.untag] == [("app", "v1.0.0")]
+    assert plan.delete == []
+    result = apply_plan(server.url, plan.id, state_dir=tmp_path, load_entrypoints=False)
+    assert [(o.item.tag, o.status) for o in result.untag_outcomes] == [
+        ("v1.0.0", ItemStatus.DELETED)
+    ]
+    with RegistryClient(server.url) as client:
+        assert sorted(client.tags("app")) == ["stable", "v1.1.0", "v1.2.0"]
+        assert client.head_manifest("app", "stable") == shared.digest
