@@ -129,6 +129,7 @@ def tag_verdicts(
     rules: Sequence[tuple[str, str, Protector]],
     context: SelectionContext,
     policy: str,
+    others: Sequence[Image] = (),
 ) -> dict[tuple[str, str], list[str]]:
     """Ask keep rules about each tag of each image on its own: ``{(digest, tag): reasons}``
     for every tag some rule keeps.
@@ -137,7 +138,9 @@ def tag_verdicts(
     tag (without its artifacts: an artifact keeps its image, not one of its tags).  A
     rule that keeps the digest whatever its tags (an image in use by digest) keeps every
     tag.  One call per rule per tag position: ``max(len(image.tags))`` calls, not one
-    per tag.
+    per tag.  ``others`` (the rest of the repository) are shown in every call too, whole
+    but without artifacts, so a rule that ranks tags (``semver``) ranks each tag among
+    them rather than alone; what the rules answer about them is not used.
     """
     rounds = max((len(image.tags) for image in images), default=0)
     kept: dict[tuple[str, str], list[str]] = {}
@@ -148,7 +151,12 @@ def tag_verdicts(
             if position < len(image.tags)
         ]
         tag_of = {view.digest: view.tags[0] for view in views}
-        for digest, reasons in keep_verdicts(views, rules, context, policy).items():
+        around = [
+            other if not other.artifacts else replace(other, artifacts=[])
+            for other in others
+            if other.digest not in tag_of
+        ]
+        for digest, reasons in keep_verdicts([*views, *around], rules, context, policy).items():
             if digest in tag_of:
                 kept[(digest, tag_of[digest])] = reasons
     return kept

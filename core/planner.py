@@ -279,7 +279,7 @@ def _untags(
         and len(image.tags) > 1
         and all(selected for _, selected, _ in verdicts[image.digest])
     ]
-    by_tag = tag_verdicts(selected_kept, rules, context, policy.name)
+    by_tag = tag_verdicts(selected_kept, rules, context, policy.name, others=considered)
     found: list[tuple[Image, str, list[str]]] = []
     for image in selected_kept:
         outside = {

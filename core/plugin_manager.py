@@ -10,7 +10,7 @@ does not restrict them.  Every other entry point of the group is third-party.
 Environment variables:
 - ``REGPRUNE_BLOCK_PLUGINS=name,name``: never load these plugins (built-in or not);
   the way out when a broken plugin stops regprune from starting.  A name may be a
-  plugin's (``semver``, ``regprune.plugins.age`` or ``age``) or an installed
+  plugin's (``semver_releases``, ``regprune.plugins.age`` or ``age``) or an installed
   distribution's (``regprune-semver``: every entry-point plugin it ships).  A name
   that matches nothing is a ``warning:`` line, so a misspelling is not silent.
 - ``REGPRUNE_LOAD_PLUGINS=name,name``: load only these third-party plugins
@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.untagged",
     "regprune.plugins.unused",
     "regprune.plugins.keep_tags",
+    "regprune.plugins.semver",
     "regprune.plugins.in_use",
     "regprune.plugins.time_sources",
     "regprune.plugins.approvers",

@@ -281,9 +281,11 @@ class Untagger:
                 repository=repository,
                 policy=self.plan.policy,
             )
+            # The repository as it is now: a rule that ranks tags ranks each among them.
+            others = [image for (repo, _), image in images.items() if repo == repository]
             # One view per call: the same digest may carry several tags being removed.
             for view in views:
-                answer = tag_verdicts([view], rules, context, self.plan.policy)
+                answer = tag_verdicts([view], rules, context, self.plan.policy, others=others)
                 for (digest, tag), reasons in answer.items():
                     kept[(repository, digest, tag)] = "; ".join(reasons)
         return kept

@@ -74,11 +74,12 @@ storage_path = "{server.storage_path}"
 [policy.ci]
 registry = "demo"
 repositories = ["ci/*"]
-keep_tags = ["^latest$", "^v\\\\d+\\\\.\\\\d+\\\\.\\\\d+$"]
+keep_tags = ["^latest$"]
 selectors = [
   {{ use = "age", older_than = "14d" }},
   {{ use = "count", keep = 5 }},
 ]
+protectors = [{{ use = "semver", keep = 3 }}]
 approval = "cli"
 """
     )

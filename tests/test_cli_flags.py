@@ -20,6 +20,7 @@ QUICK_SPELLINGS = [
     "--older-than",
     "--keep",
     "--keep-tag",
+    "--keep-semver",
     "--approval",
 ]
 

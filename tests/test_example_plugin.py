@@ -1,8 +1,10 @@
 """The example plugin package docs/examples/regprune-semver, installed as a user would.
 
-CI installs it into the test venv (``pip install -e docs/examples/regprune-semver``,
-see the Makefile); these tests use it through the real command line, run its own
-test suite, and check that the tutorial's code is the example's code.
+It is not part of the dev install (``make demo``'s CLI must not show it as if it
+were built in): ``example_install`` pip-installs a copy of it into a temporary
+directory once per test session, and ``installed`` puts that directory on
+``sys.path`` for this module's tests.  They use it through the real command line,
+run its own test suite, and check that the tutorial's code is the example's code.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, distribution, entry_points
+from importlib.metadata import distribution, entry_points
 from pathlib import Path
 
 import pytest
@@ -31,7 +35,7 @@ from regprune.testing import apply_plan, deleted_tags, kept_tags, reasons_for, r
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "regprune-semver"
 TUTORIAL = ROOT / "docs" / "plugins" / "writing-plugins.md"
-INSTALL = f"{sys.executable} -m pip install -e {EXAMPLE.relative_to(ROOT)}"
+MODULE = Path("regprune_semver") / "__init__.py"
 
 
 @pytest.fixture(autouse=True)
@@ -40,20 +44,45 @@ def _plugins_load_normally(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(LOAD_ENV, raising=False)
 
 
-@pytest.fixture(scope="module")
-def installed() -> None:
-    """The example must be installed from this checkout (editable), or nothing here means much."""
-    try:
-        dist = distribution("regprune-semver")
-    except PackageNotFoundError:
-        pytest.fail(f"the example plugin is not installed; run: {INSTALL}", pytrace=False)
-    import regprune_semver
-
-    where = Path(regprune_semver.__file__).resolve()
-    assert where.is_relative_to(EXAMPLE), (
-        f"regprune_semver is imported from {where}, not from {EXAMPLE}; run: {INSTALL}"
+@pytest.fixture(scope="session")
+def example_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(source copy, install target): the example copied out of the checkout (a build
+    writes into its source tree) and pip-installed from there, offline, in about a second."""
+    base = tmp_path_factory.mktemp("example-plugin")
+    source, target = base / "source", base / "target"
+    shutil.copytree(
+        EXAMPLE, source, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__")
     )
-    assert dist.version == regprune_semver.__version__
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    done = subprocess.run(
+        [*pip, "--no-build-isolation", "--target", str(target), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return source, target
+
+
+@pytest.fixture(scope="module")
+def installed(example_install: tuple[Path, Path]) -> Iterator[Path]:
+    """The example, installed and importable for this module's tests (only theirs)."""
+    _, target = example_install
+    patch = pytest.MonkeyPatch()
+    patch.syspath_prepend(str(target))  # entry points are found through sys.path too
+    try:
+        import regprune_semver
+
+        dist = distribution("regprune-semver")
+        where = Path(regprune_semver.__file__).resolve()
+        assert where.is_relative_to(target.resolve()), f"regprune_semver imported from {where}"
+        assert where.read_text(encoding="utf-8") == (EXAMPLE / MODULE).read_text(encoding="utf-8")
+        assert dist.version == regprune_semver.__version__
+        yield target
+    finally:
+        patch.undo()
+        sys.modules.pop("regprune_semver", None)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -83,7 +112,7 @@ selectors = [{selectors}]
 
 
 def test_entry_point_is_in_the_regprune_group(installed):
-    (entry_point,) = [ep for ep in entry_points(group="regprune") if ep.name == "semver"]
+    (entry_point,) = [ep for ep in entry_points(group="regprune") if ep.name == "semver_releases"]
     assert entry_point.value == "regprune_semver"
 
 
@@ -92,14 +121,14 @@ def test_plugins_json_lists_the_example(installed, capsys):
 
     assert code == 0, err
     data = json.loads(out)
-    (row,) = [row for row in data["plugins"] if row["name"] == "semver"]
+    (row,) = [row for row in data["plugins"] if row["name"] == "semver_releases"]
     assert row == {
-        "name": "semver",
+        "name": "semver_releases",
         "builtin": False,
         "hooks": ["register_commands", "register_selectors"],
         "distribution": "regprune-semver 0.1.0",
     }
-    assert "semver" in data["registered"]["selectors"]
+    assert "semver_releases" in data["registered"]["selectors"]
 
 
 def test_plan_json_deletes_exactly_the_older_releases(installed, pusher, tmp_path, capsys):
@@ -113,7 +142,7 @@ def test_plan_json_deletes_exactly_the_older_releases(installed, pusher, tmp_pat
     config = write_config(
         tmp_path / "regprune.toml",
         pusher.url,
-        '{ use = "semver", keep_per_major = 1 }',
+        '{ use = "semver_releases", keep_per_major = 1 }',
     )
 
     code, out, err = cli(
@@ -139,16 +168,16 @@ def test_plan_json_deletes_exactly_the_older_releases(installed, pusher, tmp_pat
     }
     by_digest = {item["digest"]: item for item in plan["delete"]}
     assert by_digest[digests["v1.0.0"]]["reasons"] == [
-        "semver: v1.0.0 is release #3 of major 1, beyond keep_per_major=1"
+        "semver_releases: v1.0.0 is release #3 of major 1, beyond keep_per_major=1"
     ]
     kept = {item["digest"]: item["reasons"] for item in plan["keep"]}
-    assert kept[digests["latest"]] == ["semver: no semver tag (latest); not selected"]
+    assert kept[digests["latest"]] == ["semver_releases: no semver tag (latest); not selected"]
     assert kept[shared.digest] == [
-        "semver: 1.0.0 is release #2 of major 1, beyond keep_per_major=1, "
+        "semver_releases: 1.0.0 is release #2 of major 1, beyond keep_per_major=1, "
         "but also tagged stable; not selected"
     ]
     assert kept[digests["2.1.0-rc.1"]] == [
-        "semver: pre-release 2.1.0-rc.1 is newer than every 2.x release"
+        "semver_releases: pre-release 2.1.0-rc.1 is newer than every 2.x release"
     ]
 
 
@@ -156,7 +185,7 @@ def test_a_bad_option_is_one_line_naming_the_key(installed, registry_server, tmp
     config = write_config(
         tmp_path / "regprune.toml",
         registry_server.url,
-        '{ use = "semver", keep_per_major = 0 }',
+        '{ use = "semver_releases", keep_per_major = 0 }',
     )
 
     code, _, err = cli(capsys, "--config", str(config), "--state", str(tmp_path / "s.db"), "plan")
@@ -169,14 +198,14 @@ def test_a_bad_option_is_one_line_naming_the_key(installed, registry_server, tmp
 
 
 def test_blocking_the_example_removes_its_selector(installed, monkeypatch, capsys):
-    monkeypatch.setenv(BLOCK_ENV, "semver")
+    monkeypatch.setenv(BLOCK_ENV, "semver_releases")
 
     code, out, _ = cli(capsys, "plugins", "--json")
 
     assert code == 0
     data = json.loads(out)
-    assert "semver" not in {row["name"] for row in data["plugins"]}
-    assert "semver" not in data["registered"]["selectors"]
+    assert "semver_releases" not in {row["name"] for row in data["plugins"]}
+    assert "semver_releases" not in data["registered"]["selectors"]
 
 
 def test_the_example_command(installed, capsys):
@@ -198,12 +227,12 @@ def test_regprune_plan_fixture_with_the_example(installed, pusher, regprune_plan
     for tag in ["v3.0.0", "v3.0.1", "v3.1.0"]:
         pusher.push_image("apps/web", [tag])
 
-    plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 2}]})
+    plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 2}]})
 
     assert deleted_tags(plan) == {"apps/web:v3.0.0"}
     assert kept_tags(plan) == {"apps/web:v3.0.1", "apps/web:v3.1.0"}
     assert reasons_for(plan, "apps/web:v3.1.0") == [
-        "semver: v3.1.0 is release #1 of major 3, within keep_per_major=2"
+        "semver_releases: v3.1.0 is release #1 of major 3, within keep_per_major=2"
     ]
     result = regprune_plan.apply(plan)
     assert result.status == "done"
@@ -212,7 +241,7 @@ def test_regprune_plan_fixture_with_the_example(installed, pusher, regprune_plan
 
 def test_regprune_plan_reports_config_errors(installed, regprune_plan):
     with pytest.raises(ConfigError, match=r"unknown option 'keep'"):
-        regprune_plan({"selectors": [{"use": "semver", "keep": 1}]})
+        regprune_plan({"selectors": [{"use": "semver_releases", "keep": 1}]})
 
 
 def test_run_policy_takes_now_other_policies_and_extra_plugins(registry_server, pusher, tmp_path):
@@ -248,15 +277,17 @@ def test_run_policy_takes_now_other_policies_and_extra_plugins(registry_server, 
 # -- the example's own test suite -----------------------------------------------------
 
 
-def test_the_example_package_tests_pass(installed):
+def test_the_example_package_tests_pass(installed, example_install):
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("PYTEST_", "COV_"))  # ours, from this (xdist) run
     }
+    env["PYTHONPATH"] = str(installed)  # the example's distribution: its entry point
+    source, _ = example_install
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=EXAMPLE,
+        cwd=source,
         env=env,
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@
 Two kinds:
 
 - ``Annotated`` aliases for a flag whose help is the same wherever it is used
-  (``--config``, ``--state``, the eight quick-mode flags)::
+  (``--config``, ``--state``, the nine quick-mode flags)::
 
       def command(state: StatePath = None) -> None: ...
 
@@ -13,7 +13,7 @@ Two kinds:
 
       def command(as_json: bool = json_flag("Print the plan as JSON.")) -> None: ...
 
-Quick mode is one bundle: :func:`with_quick_flags` adds its eight flags to a
+Quick mode is one bundle: :func:`with_quick_flags` adds its nine flags to a
 command and hands them over as one :class:`QuickFlags`, which
 ``options.quick_policy`` turns into settings.
 """
@@ -104,6 +104,16 @@ QuickKeepTag = Annotated[
         help="Quick mode: never delete images with a tag matching this regex (repeatable).",
     ),
 ]
+QuickKeepSemver = Annotated[
+    int | None,
+    typer.Option(
+        "--keep-semver",
+        metavar="N",
+        max=1_000_000,
+        help="Quick mode: never delete the newest N releases of each major version "
+        "(tags like v1.4.2 or 1.4.2; the semver keep rule).",
+    ),
+]
 QuickApproval = Annotated[
     str,
     typer.Option(
@@ -130,6 +140,7 @@ class QuickFlags:
     older_than: str | None = field(default=None, metadata={"alias": QuickOlderThan})
     keep: int | None = field(default=None, metadata={"alias": QuickKeep})
     keep_tag: list[str] = field(default_factory=list, metadata={"alias": QuickKeepTag})
+    keep_semver: int | None = field(default=None, metadata={"alias": QuickKeepSemver})
     approval: str = field(default="cli", metadata={"alias": QuickApproval})
 
     @property
@@ -140,6 +151,7 @@ class QuickFlags:
             or self.older_than is not None
             or self.keep is not None
             or self.keep_tag
+            or self.keep_semver is not None
             or self.tags
             or self.exclude
         )
@@ -167,7 +179,7 @@ _R = TypeVar("_R")
 def with_quick_flags(command: Callable[..., _R]) -> Callable[..., _R]:
     """Give ``command`` the quick-mode flags, after its own, as one ``quick`` argument.
 
-    ``command`` declares ``quick: QuickFlags``; typer sees the eight flags in its
+    ``command`` declares ``quick: QuickFlags``; typer sees the nine flags in its
     place (so ``--help`` lists them, in the bundle's order) and the wrapper folds the
     parsed values into a ``QuickFlags``.
     """

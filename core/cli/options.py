@@ -95,7 +95,12 @@ def quick_policy(cli: CliContext, quick: QuickFlags) -> tuple[Settings, str]:
     if not repos:
         raise UsageError("quick mode needs at least one --repo GLOB, e.g. --repo 'ci/*'")
     if older_than is None and keep is None:
-        raise UsageError("quick mode needs --older-than DURATION and/or --keep N")
+        # --keep-semver is a keep rule: alone it would plan nothing.
+        hint = " (--keep-semver only keeps; these say what to delete)"
+        raise UsageError(
+            "quick mode needs --older-than DURATION and/or --keep N"
+            + (hint if quick.keep_semver is not None else "")
+        )
     selectors = []
     if older_than is not None:
         try:
@@ -107,6 +112,13 @@ def quick_policy(cli: CliContext, quick: QuickFlags) -> tuple[Settings, str]:
         if keep < 0:
             raise UsageError(f"--keep: must be 0 or more, not {keep}")
         selectors.append(PluginSpec.model_validate({"use": "count", "keep": keep}))
+    protectors = []
+    if quick.keep_semver is not None:
+        if quick.keep_semver < 1:
+            raise UsageError(f"--keep-semver: must be 1 or more, not {quick.keep_semver}")
+        protectors.append(
+            PluginSpec.model_validate({"use": "semver", "keep": quick.keep_semver, "per": "major"})
+        )
     approvers = build_catalog(cli.manager).approvers
     if quick.approval not in approvers:
         raise UsageError(
@@ -121,6 +133,7 @@ def quick_policy(cli: CliContext, quick: QuickFlags) -> tuple[Settings, str]:
             tags=quick.tags,
             keep_tags=quick.keep_tag,
             selectors=selectors,
+            protectors=protectors,
             approval=quick.approval,
         )
     except ValidationError as exc:

@@ -37,7 +37,7 @@ def make_plans(
         if policy:
             raise UsageError(
                 "use either --policy or the quick-mode flags (--repo, --older-than, --keep, "
-                "--keep-tag, --tags, --exclude), not both"
+                "--keep-tag, --keep-semver, --tags, --exclude), not both"
             )
         settings, name = quick_policy(cli, quick)
         engine = cli.engine(settings)

@@ -12,7 +12,7 @@ and to plan a policy against it (``regprune_plan`` fixture, or ``run_policy``)::
 
     def test_selector(pusher, regprune_plan):
         pusher.push_image("team/app", ["v1.0.0"])
-        plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 1}]})
+        plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 1}]})
         assert deleted_tags(plan) == set()
 """
 

@@ -7,7 +7,7 @@ what the plan deletes and keeps, and why::
     def test_keeps_two_releases(pusher, regprune_plan):
         for tag in ["v1.0.0", "v1.1.0", "v1.2.0"]:
             pusher.push_image("app", [tag])
-        plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 2}]})
+        plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 2}]})
         assert deleted_tags(plan) == {"app:v1.0.0"}
 
 ``run_policy`` and ``apply_plan`` are the same thing without pytest: any registry

@@ -3,7 +3,7 @@
 Keeps the newest ``keep_per_major`` releases of every major version and selects
 the older ones::
 
-    selectors = [{ use = "semver", keep_per_major = 2 }]
+    selectors = [{ use = "semver_releases", keep_per_major = 2 }]
 
 The tutorial in regprune's docs/plugins/writing-plugins.md builds this file step
 by step.
@@ -78,7 +78,7 @@ def parse_version(tag: str, pattern: Pattern) -> Version | None:
 
 
 class SemverOptions(Options):
-    """The selector's options: everything in ``{ use = "semver", ... }`` but ``use``."""
+    """The selector's options: everything in ``{ use = "semver_releases", ... }`` but ``use``."""
 
     keep_per_major: int = Field(default=2, ge=1, strict=True)
     # Regex: compiled with regprune's linear-time engine (RE2) when the options are
@@ -122,7 +122,8 @@ class SemverSelector:
             found = [version for version in versions if version is not None]
             if not found:
                 shown = ", ".join(sorted(image.tags)) or "untagged"
-                verdicts[image.digest] = (False, f"semver: no semver tag ({shown}); not selected")
+                reason = f"semver_releases: no semver tag ({shown}); not selected"
+                verdicts[image.digest] = (False, reason)
                 continue
             newest = max(found, key=Version.key)
             majors.setdefault(newest.major, []).append((newest, image))
@@ -138,7 +139,7 @@ class SemverSelector:
         keep = self.keep_per_major
         verdicts: dict[str, Verdict] = {}
         for rank, (version, image) in enumerate(releases, start=1):
-            reason = f"semver: {version.text} is release #{rank} of major {major}"
+            reason = f"semver_releases: {version.text} is release #{rank} of major {major}"
             if rank <= keep:
                 verdicts[image.digest] = (False, f"{reason}, within keep_per_major={keep}")
             else:
@@ -149,10 +150,16 @@ class SemverSelector:
             if not version.is_prerelease:
                 continue
             if newest is None or version.key() > newest.key():
-                reason = f"semver: pre-release {version.text} is newer than every {major}.x release"
+                reason = (
+                    f"semver_releases: pre-release {version.text} is newer than every "
+                    f"{major}.x release"
+                )
                 verdicts[image.digest] = (False, reason)
             else:
-                reason = f"semver: pre-release {version.text} is outranked by release {newest.text}"
+                reason = (
+                    f"semver_releases: pre-release {version.text} is outranked by release "
+                    f"{newest.text}"
+                )
                 verdicts[image.digest] = self.older(image, reason)
         return verdicts
 
@@ -166,8 +173,8 @@ class SemverSelector:
 
 @hookimpl
 def register_selectors(register: Callable[[str, Any], None]) -> None:
-    """Make ``{ use = "semver", ... }`` available to policies."""
-    register("semver", SemverSelector.from_options)
+    """Make ``{ use = "semver_releases", ... }`` available to policies."""
+    register("semver_releases", SemverSelector.from_options)
 
 
 @hookimpl

@@ -55,23 +55,22 @@ def test_keeps_the_newest_releases_of_each_major(pusher, regprune_plan):
     for tag in ["v1.0.0", "v1.1.0", "v1.1.1", "v2.0.0", "v2.0.1", "nightly"]:
         pusher.push_image("app", [tag])
 
-    plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 1}]})
+    plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 1}]})
 
     assert deleted_tags(plan) == {"app:v1.0.0", "app:v1.1.0", "app:v2.0.0"}
     assert kept_tags(plan) == {"app:v1.1.1", "app:v2.0.1", "app:nightly"}
-    assert "semver: v1.0.0 is release #3 of major 1, beyond keep_per_major=1" in reasons_for(
-        plan, "app:v1.0.0"
-    )
+    reason = "semver_releases: v1.0.0 is release #3 of major 1, beyond keep_per_major=1"
+    assert reason in reasons_for(plan, "app:v1.0.0")
 
 
 def test_prereleases_go_once_outranked(pusher, regprune_plan):
     for tag in ["1.0.0", "1.1.0-rc.1", "1.1.0", "1.2.0-rc.1"]:
         pusher.push_image("app", [tag])
 
-    plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 2}]})
+    plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 2}]})
 
     assert deleted_tags(plan) == {"app:1.1.0-rc.1"}
-    assert "semver: pre-release 1.2.0-rc.1 is newer than every 1.x release" in reasons_for(
+    assert "semver_releases: pre-release 1.2.0-rc.1 is newer than every 1.x release" in reasons_for(
         plan, "app:1.2.0-rc.1"
     )
 
@@ -80,7 +79,7 @@ def test_a_release_that_is_also_latest_is_kept(pusher, regprune_plan):
     pusher.push_image("app", ["v1.0.0", "latest"])
     pusher.push_image("app", ["v1.1.0"])
 
-    plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 1}]})
+    plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 1}]})
 
     assert deleted_tags(plan) == set()
     assert any("also tagged latest" in reason for reason in reasons_for(plan, "app:latest"))
@@ -89,7 +88,7 @@ def test_a_release_that_is_also_latest_is_kept(pusher, regprune_plan):
 def test_apply_deletes_what_the_plan_lists(pusher, regprune_plan):
     for tag in ["v1.0.0", "v1.1.0"]:
         pusher.push_image("app", [tag])
-    plan = regprune_plan({"selectors": [{"use": "semver", "keep_per_major": 1}]})
+    plan = regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": 1}]})
 
     result = regprune_plan.apply(plan)
 
@@ -99,4 +98,4 @@ def test_apply_deletes_what_the_plan_lists(pusher, regprune_plan):
 
 def test_a_bad_option_names_the_config_key(registry_server, regprune_plan):
     with pytest.raises(ConfigError, match=r"^policy\.test\.selectors\.0: keep_per_major: "):
-        regprune_plan({"selectors": [{"use": "semver", "keep_per_major": "two"}]})
+        regprune_plan({"selectors": [{"use": "semver_releases", "keep_per_major": "two"}]})
