@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv registry skopeo test lint demo
+.PHONY: venv registry skopeo systemd test lint demo
 
 # The venv is (re)installed when pyproject.toml changes.
 venv: $(STAMP)
@@ -25,7 +25,11 @@ registry:
 skopeo:
 	bash scripts/ensure-skopeo.sh
 
-test: venv registry skopeo lint
+# systemd-analyze, which verifies the recipe in deploy/systemd/ (apt-get when root).
+systemd:
+	bash scripts/ensure-systemd.sh
+
+test: venv registry skopeo systemd lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 	# The registry-facing tests again, against Distribution 3.x (scripts/test-registry3.sh).
 	PYTEST_ARGS='$(PYTEST_ARGS)' bash scripts/test-registry3.sh

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from .config import GcSettings
 from .errors import ConfigError
+from .gc_env import gc_environment
 
 SUBCOMMAND = "garbage-collect"
 LONG_FLAG = "--delete-untagged"
@@ -114,8 +115,11 @@ def delete_untagged_spelling(command: Sequence[str] | None, key: str = "gc.comma
     return found[1] if found and found[0] else None
 
 
-def _executable(program: str) -> str | None:
-    """Why ``program`` cannot be started, or None when it can (as far as we can tell)."""
+def _executable(program: str, path: str | None) -> str | None:
+    """Why ``program`` cannot be started, or None when it can (as far as we can tell).
+
+    ``path`` is the commands' own PATH (see ``gc_env``): that is where they are run from.
+    """
     if "\0" in program:
         return "contains a NUL character"
     if os.sep in program:
@@ -126,7 +130,7 @@ def _executable(program: str) -> str | None:
         if not os.access(program, os.X_OK):
             return "is not executable (chmod +x it)"
         return None
-    if shutil.which(program) is None:
+    if shutil.which(program, path=path if path is not None else os.defpath) is None:
         return "is not found on PATH (give its full path or install it)"
     return None
 
@@ -137,6 +141,7 @@ def validate_commands(gc: GcSettings, registry: str) -> None:
     Checked up front, so nothing (no ``before`` command) runs when any of them,
     ``after`` included, is empty, has an empty word or names no executable program.
     """
+    path = gc_environment(gc).get("PATH")
     entries: list[tuple[str, object]] = []
     if gc.command is not None:
         entries.append(("command", gc.command))
@@ -154,6 +159,6 @@ def validate_commands(gc: GcSettings, registry: str) -> None:
                 raise ConfigError(
                     f"{where}: word {n} is empty; remove it or give the argument it stands for"
                 )
-        problem = _executable(argv[0])
+        problem = _executable(argv[0], path)
         if problem:
             raise ConfigError(f"{where}: program {argv[0]!r} {problem}")

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -121,6 +121,7 @@ def run_group(
     timeout: float,
     *,
     on_start: Callable[[int | None], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Run ``argv`` (stdin closed, stdout and stderr together) in a new process group.
 
@@ -128,6 +129,8 @@ def run_group(
     is gone, so a caller can record it (regprune keeps it in the registry's lock).
     A command that cannot start gives exit code 126/127 and says why; a timeout
     gives 124.  An exception while waiting stops the group, then propagates.
+    ``env`` replaces the whole environment (None: inherit regprune's); its PATH is
+    where ``argv[0]`` is looked up.
     """
     with tempfile.TemporaryFile() as log:
         process: subprocess.Popen[bytes] | None = None
@@ -142,6 +145,7 @@ def run_group(
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
+                        env=None if env is None else dict(env),
                     )
                 except OSError as exc:
                     return _start_error(argv, exc)

@@ -63,7 +63,7 @@ def check_no_userinfo(url: str, *, where: str = "the registry url") -> None:
         raise ValueError(
             f"{where} {_redacted(url)!r} contains a user name or password: remove it from "
             "the url and set username and password in [registry.NAME] (password = "
-            '"${REGISTRY_PASSWORD}"), or log in with docker login'
+            '"${REGPRUNE_REGISTRY_PASSWORD}"), or log in with docker login'
         )
 
 

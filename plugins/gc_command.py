@@ -8,6 +8,9 @@ read-only mode and restart the registry so its in-memory blob descriptor cache
 forgets deleted layers.  A second Ctrl-C waits for them.  A dry run only runs the
 command with ``--dry-run``.
 
+The commands get a minimal environment (``regprune.gc_env``): regprune's secrets
+and ``REGISTRY_*`` overrides do not reach the registry's GC unless configured.
+
 Every command runs in its own process group, stopped as a whole (SIGTERM, then
 SIGKILL) on a timeout or an interruption; its pid goes to ``track_child`` so the
 registry's lock is never taken for stale while it lives.
@@ -26,6 +29,7 @@ from regprune.config import GcSettings, RegistrySettings
 from regprune.durations import parse_duration
 from regprune.errors import GcInterrupted
 from regprune.gc_checks import validate_commands
+from regprune.gc_env import gc_environment
 from regprune.interrupts import deferred, last_signal, signal_name
 from regprune.models import GcResult
 from regprune.processes import Stopped, run_group
@@ -57,6 +61,8 @@ class _Run:
 
     timeout: float
     track_child: TrackChild | None
+    env: dict[str, str]
+    """The commands' whole environment (`gc_environment`): regprune's secrets stay out."""
     log: list[str] = field(default_factory=list)
     exit_code: int = 0
     stage: str = "start"
@@ -68,7 +74,7 @@ class _Run:
 
     def step(self, argv: list[str]) -> int:
         try:
-            outcome = run_group(argv, self.timeout, on_start=self.track_child)
+            outcome = run_group(argv, self.timeout, on_start=self.track_child, env=self.env)
         except Stopped as stop:
             self.stopped = stop.outcome.stopped
             self.log.append(f"$ {' '.join(argv)}\n{stop.outcome.output}")
@@ -86,7 +92,11 @@ def collect_garbage(
     if not gc.command:
         return None
     validate_commands(gc, name)  # nothing runs when any command could not
-    run = _Run(timeout=parse_duration(gc.timeout).total_seconds(), track_child=track_child)
+    run = _Run(
+        timeout=parse_duration(gc.timeout).total_seconds(),
+        track_child=track_child,
+        env=gc_environment(gc),
+    )
     command = [*gc.command, "--dry-run"] if dry_run else list(gc.command)
     started = datetime.now(UTC)
     before_bytes = disk_usage(gc.storage_path)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
+import email
 import shutil
+import subprocess
+import sys
+import tarfile
 import tomllib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPING = {"regprune": "core", "regprune.plugins": "plugins", "regprune.bots": "bots"}
@@ -48,22 +54,97 @@ def test_package_data_ships_py_typed():
     assert (ROOT / "core" / "py.typed").is_file()
 
 
-def test_wheel_holds_py_typed_and_the_slack_manifest(tmp_path):
-    """Build the wheel from a copy of the tree (no network: setuptools is installed)."""
-    from setuptools import build_meta
+# What the checkout holds that is no part of a build (caches, venvs, earlier builds).
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "site", ".demo", "*.egg-info", "__pycache__", ".*_cache"
+)
 
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    for folder in MAPPING.values():
-        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path / "dist"
-    out.mkdir()
-    with contextlib.chdir(source):
-        wheel = build_meta.build_wheel(str(out))
-    names = set(zipfile.ZipFile(out / wheel).namelist())
+
+@dataclass(frozen=True)
+class Dists:
+    """The wheel and sdist `python -m build` made from a copy of the checkout."""
+
+    wheel: Path
+    sdist: Path
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    """Build once per module: sdist, then the wheel from the sdist (as pip would).
+
+    ``--no-isolation`` uses the venv's setuptools (a dev dependency), so no network
+    is needed; the copy keeps ``build/`` and ``*.egg-info`` out of the checkout.
+    """
+    tmp = tmp_path_factory.mktemp("dists")
+    source, out = tmp / "src", tmp / "dist"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (wheel,) = out.glob("*.whl")
+    (sdist,) = out.glob("*.tar.gz")
+    return Dists(wheel=wheel, sdist=sdist)
+
+
+def test_twine_check_passes(dists: Dists) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(dists.wheel), str(dists.sdist)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_wheel_holds_every_package_py_typed_and_no_tests(dists: Dists) -> None:
+    names = set(zipfile.ZipFile(dists.wheel).namelist())
+    packages = {
+        name.removesuffix("/__init__.py").replace("/", ".")
+        for name in names
+        if name.endswith("/__init__.py")
+    }
+    assert packages == source_packages()
+    assert {"regprune", "regprune.plugins", "regprune.bots"} <= packages
     assert "regprune/py.typed" in names
-    assert "regprune/__init__.py" in names
     assert "regprune/bots/slack/manifest.yml" in names
-    assert wheel.startswith("regprune-")
+    assert not [n for n in names if n.startswith(("tests/", "core/", "plugins/", "bots/"))]
+    assert not [n for n in names if "conftest" in n or "/test_" in n or "__pycache__" in n]
+
+
+def test_sdist_holds_the_sources_and_no_half_test_suite(dists: Dists) -> None:
+    with tarfile.open(dists.sdist) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"pyproject.toml", "README.md", "core/py.typed", "core/__init__.py"} <= names
+    assert {"plugins/__init__.py", "bots/slack/manifest.yml"} <= names
+    assert not [n for n in names if n.startswith("tests/")]
+
+
+def _wheel_metadata(wheel: Path) -> email.message.Message:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.message_from_bytes(archive.read(metadata))
+
+
+def test_version_has_one_source() -> None:
+    """pyproject.toml reads the version from ``regprune.__version__``; it states none itself."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    dynamic = project["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "regprune.__version__"}
+
+
+def test_cli_version_is_the_wheel_version(dists: Dists) -> None:
+    metadata = _wheel_metadata(dists.wheel)
+    assert metadata["Name"] == "regprune"
+    done = subprocess.run(
+        [sys.executable, "-m", "regprune", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"regprune {metadata['Version']}"
+    assert dists.wheel.name.startswith(f"regprune-{metadata['Version']}-")

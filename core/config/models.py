@@ -6,6 +6,7 @@ Reading and ``${ENV_VAR}`` expansion live in ``loading``; these models only chec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
@@ -82,6 +83,18 @@ def _check_schedule(value: str | None) -> str | None:
     return value
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_env_name(name: str) -> None:
+    """An environment variable name a shell could set: letters, digits, underscores."""
+    if not _ENV_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not an environment variable name (letters, digits and _, "
+            "not starting with a digit)"
+        )
+
+
 Regex = Annotated[
     str,
     AfterValidator(check_pattern),
@@ -113,8 +126,39 @@ class GcSettings(_Model):
         "the bytes GC freed.",
     )
     timeout: str = Field(default="2h", description="Longest a GC command may run.")
+    inherit_env: bool = Field(
+        default=False,
+        description="Whether the GC commands inherit regprune's whole environment; by "
+        "default they get only PATH, HOME, LANG, LANGUAGE, LC_*, TZ, pass_env and env.",
+    )
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Names of variables the GC commands inherit when set, e.g. "
+        '["KUBECONFIG", "DOCKER_HOST"].',
+    )
+    env: ReadOnly[str] = Field(
+        default_factory=lambda: MappingProxyType({}),
+        description="Variables set for the GC commands (after pass_env; ${ENV} expansion "
+        "applies), e.g. { AWS_PROFILE = \"registry\" }.",
+    )
 
     _timeout = field_validator("timeout")(_check_duration)
+
+    @field_validator("pass_env")
+    @classmethod
+    def _check_pass_env(cls, names: list[str]) -> list[str]:
+        for name in names:
+            _check_env_name(name)
+        return names
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, values: Mapping[str, str]) -> Mapping[str, str]:
+        for name, value in values.items():
+            _check_env_name(name)
+            if "\0" in value:
+                raise ValueError(f"the value of {name} contains a NUL character")
+        return values
 
 
 class RegistrySettings(BaseModel):
