@@ -17,7 +17,7 @@ import pytest
 
 from regprune.errors import AuthenticationFailed, MissingScope, RegistryError, RegistryUnreachable
 from regprune.registry import Credentials, RegistryClient, _auth
-from regprune.registry._auth import Challenge, merge_scopes, parse_challenges
+from regprune.registry._auth import Challenge, canonical_scope, merge_scopes, parse_challenges
 
 URL = "https://registry.test"
 REALM = "https://auth.test/token"
@@ -50,6 +50,19 @@ def test_merge_scopes_joins_actions_per_resource() -> None:
     ]
     assert merge_scopes("registry:catalog:*", "registry:catalog:*") == ["registry:catalog:*"]
     assert merge_scopes("") == []
+
+
+@pytest.mark.parametrize(
+    "scope",
+    ["repository:app:push,pull", "repository:app:pull,push"],
+)
+def test_a_challenge_scope_reads_the_same_whatever_the_action_order(scope: str) -> None:
+    # Distribution 2.x lists a challenge's actions in Go map order: one message for both.
+    assert canonical_scope(scope) == "repository:app:pull,push"
+    assert canonical_scope(f"{scope} registry:catalog:*") == (
+        "repository:app:pull,push registry:catalog:*"
+    )
+    assert canonical_scope("repository:my:ns/app:delete,pull") == "repository:my:ns/app:pull,delete"
 
 
 class FakeRegistry:

@@ -151,7 +151,8 @@ class Authenticator:
         bearer = next((c for c in challenges if c.scheme == "bearer"), Challenge("bearer"))
         error = one_line(bearer.params.get("error", ""), 80)
         if error == "insufficient_scope" or not error:
-            return self.missing_scope(one_line(bearer.params.get("scope") or "", 200) or scope)
+            asked = canonical_scope(one_line(bearer.params.get("scope") or "", 200))
+            return self.missing_scope(asked or scope)
         return AuthenticationFailed(
             f"registry {self.registry_url} rejects the tokens issued by {redact(self.realm or '')} ({error}); "
             "check the registry's auth.token issuer, service and rootcertbundle"
@@ -245,3 +246,20 @@ class Authenticator:
         if not token:
             raise RegistryError(f"token server {redact(realm)} answered without a token")
         return token, lifetime
+
+
+_ACTION_ORDER = {"pull": 0, "push": 1, "delete": 2}
+
+
+def canonical_scope(scope: str) -> str:
+    """A challenge's scope with each resource's actions in one order (``pull,push``):
+    Distribution 2.x lists them in Go map order, which differs from run to run."""
+    parts = []
+    for resource in scope.split():
+        head, sep, actions = resource.rpartition(":")
+        if not sep or not head:
+            parts.append(resource)
+            continue
+        ordered = sorted(actions.split(","), key=lambda a: (_ACTION_ORDER.get(a, 3), a))
+        parts.append(f"{head}:{','.join(ordered)}")
+    return " ".join(parts)
