@@ -32,6 +32,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from memory import baseline_mb, cli_command, run_measured
+from memory import _env, baseline_mb, cli_command, run_measured
 from plan_bench import POLICY, log, registry_binaries, registry_version
 from seed import plan_builds, seed_disk
 
@@ -122,6 +123,7 @@ def child(config: Path, state_path: Path, profile: int) -> int:
 
         stats = pstats.Stats(profiler, stream=sys.stderr)
         stats.sort_stats("tottime").print_stats(profile)
+        stats.sort_stats("cumulative").print_stats(profile)
     result = {
         "seconds": seconds,
         "process_s": time.perf_counter() - started,
@@ -251,7 +253,8 @@ def bench_size(
                     "--profile",
                     str(args.profile),
                 ]
-                run_measured(command, out)  # the profile goes to stderr
+                # The profile goes to this process's stderr.
+                subprocess.run(command, check=True, env=_env(), stdout=subprocess.DEVNULL)
     finally:
         server.stop()
         if args.keep:
