@@ -47,7 +47,23 @@ class ManifestFacts:
     artifact_type: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # By hand, not dataclasses.asdict: its recursive deep copy was the largest part
+        # of storing a cold scan's facts (docs/performance.md#storage).  Same text.
+        return json.dumps(
+            {
+                "digest": self.digest,
+                "media_type": self.media_type,
+                "size": self.size,
+                "config_digest": self.config_digest,
+                "created": self.created,
+                "labels": dict(self.labels),
+                "blobs": [{"digest": blob.digest, "size": blob.size} for blob in self.blobs],
+                "children": list(self.children),
+                "subject": self.subject,
+                "artifact_type": self.artifact_type,
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str, shared: dict[Any, Any] | None = None) -> ManifestFacts:
