@@ -90,9 +90,13 @@ def _toml_value(value: Any) -> str:
 # -- the child: one plan in a process of its own ------------------------------------------
 
 
-def child(config: Path, state_path: Path, profile: int) -> int:
+def child(config: Path, state_path: Path, profile: int, no_gc: bool = False) -> int:
     """One ``Engine.plan`` (``--child``): prints its seconds, requests and item count."""
     started = time.perf_counter()
+    if no_gc:  # an experiment: what Python's cyclic GC costs a large plan
+        import gc
+
+        gc.disable()
     from regprune.config import load_settings
     from regprune.engine import Engine
     from regprune.plugin_manager import get_plugin_manager
@@ -138,9 +142,12 @@ def child(config: Path, state_path: Path, profile: int) -> int:
     return 0
 
 
-def engine_run(config: Path, state: Path, out: Path) -> tuple[dict[str, Any], float]:
+def engine_run(
+    config: Path, state: Path, out: Path, no_gc: bool = False
+) -> tuple[dict[str, Any], float]:
     """One plan in a child process: (what it printed, its peak RSS in MB)."""
     command = [sys.executable, str(BENCH / "storage_bench.py"), "--child", str(config), str(state)]
+    command += ["--no-gc"] if no_gc else []
     peak, _ = run_measured(command, out)
     return json.loads(out.read_text()), peak
 
@@ -181,7 +188,7 @@ def bench_size(
         out = workdir / "out.json"
 
         def record(kind: str, source: str, db: Path, config: Path) -> None:
-            result, peak = engine_run(config, db, out)
+            result, peak = engine_run(config, db, out, args.no_gc and source == "storage")
             runs.append(
                 Run(
                     tags,
@@ -423,6 +430,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="largest size that also gets CLI runs (default 2000)",
     )
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI runs")
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="run the storage plans with Python's cyclic GC off (an experiment)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="cProfile: top N functions")
     parser.add_argument("--tmp", default=None, help="where the storage and state DBs go")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
@@ -438,7 +450,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        return child(Path(args.child[0]), Path(args.child[1]), args.profile)
+        return child(Path(args.child[0]), Path(args.child[1]), args.profile, args.no_gc)
     sizes = parse_sizes(args.sizes)
     load_start = os.getloadavg()[0]
     base = baseline_mb()
