@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from sys import intern
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -48,7 +48,23 @@ class ManifestFacts:
     artifact_type: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # By hand, not dataclasses.asdict: its recursive deep copy was the largest part
+        # of storing a cold scan's facts (docs/performance.md#storage).  Same text.
+        return json.dumps(
+            {
+                "digest": self.digest,
+                "media_type": self.media_type,
+                "size": self.size,
+                "config_digest": self.config_digest,
+                "created": self.created,
+                "labels": dict(self.labels),
+                "blobs": [{"digest": blob.digest, "size": blob.size} for blob in self.blobs],
+                "children": list(self.children),
+                "subject": self.subject,
+                "artifact_type": self.artifact_type,
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str, shared: dict[Any, Any] | None = None) -> ManifestFacts:
