@@ -131,7 +131,7 @@ def run_bot(
     from .app import create_app, make_client
     from .server import HttpServer
     from .service import SlackService
-    from .startup import start_step, verify_bot_token
+    from .startup import open_socket, verify_bot_token
 
     client = make_client(bot_token, slack.api_url)
     # One call before anything else starts: an unreachable Slack or a refused token is
@@ -159,10 +159,8 @@ def run_bot(
         else:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            log.info("regprune Slack bot (Socket Mode) starting")
             socket = SocketModeHandler(app, app_token)
-            with start_step("apps.connections.open", client.base_url):
-                socket.connect()
+            open_socket(socket, client.base_url)
         libraries_running(verbose)
         background.start()
         if server is not None:

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
 
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -98,6 +100,24 @@ def start_step(step: str, url: str) -> Iterator[None]:
             f"cannot reach Slack at {url} for {step}: {_network_reason(exc)} "
             "(check the network, a proxy in HTTPS_PROXY, or [slack].api_url)"
         ) from None
+
+
+def open_socket(handler: SocketModeHandler, api_url: str) -> None:
+    """Connect Socket Mode: ``apps.connections.open`` with the app token, then its websocket.
+
+    slack_sdk's built-in client logs a failed websocket connection and carries on
+    reconnecting in the background, so a socket that is not up afterwards is
+    reported here.  Raises ``SlackUnavailable``.
+    """
+    with start_step("apps.connections.open", api_url):
+        handler.connect()
+    if not handler.client.is_connected():
+        where = urlsplit(handler.client.wss_uri or "").netloc or "the URL Slack gave"
+        handler.close()
+        raise SlackUnavailable(
+            f"cannot open the Socket Mode connection to {where}: the websocket did not connect "
+            "(check the network or proxy for outgoing websockets, or use --http)"
+        )
 
 
 def verify_bot_token(client: WebClient) -> dict[str, Any]:

@@ -122,7 +122,10 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
         config: ConfigPath = None,
         state: StatePath = None,
         verbose: bool = typer.Option(
-            False, "--verbose", "-v", help="Report HTTP request counts on stderr."
+            False,
+            "--verbose",
+            "-v",
+            help="Report HTTP request counts on stderr; `bot slack`: log slack_sdk's own lines too.",
         ),
         version: bool = typer.Option(
             False,
