@@ -162,6 +162,7 @@ def answer_in_a_terminal(argv: list[str], answer: bytes) -> tuple[int, str]:
 
 def test_a_rejected_plan_does_not_suggest_gc(capsys, config) -> None:
     code, out, _ = cli(capsys, *config, "plan", "--json")
+    assert code == 0
     plan_id = json.loads(out)["plan_id"]
 
     code, shown = answer_in_a_terminal([*config, "apply", plan_id], b"n\n")
@@ -194,6 +195,7 @@ def test_usage_lines_name_arguments_plainly(capsys, command: list[str], usage: s
 
 def test_every_command_s_usage_line_is_free_of_braces(capsys) -> None:
     code, out, _ = cli(capsys, "--help")
+    assert code == 0
     commands = re.findall(r"^  (\w+)\s{2,}", out.split("Commands:")[-1], re.MULTILINE)
     assert "apply" in commands and "bot" in commands
     for command in commands:
