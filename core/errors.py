@@ -21,6 +21,11 @@ class RegpruneError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def lines(self) -> list[str]:
+        """The error as the CLI prints it, one ``error:`` line each (one, but see
+        ``ConfigProblems``)."""
+        return [self.message]
+
 
 class UsageError(RegpruneError):
     """Bad input or environment the user can fix; nothing was changed (exit code 2)."""
@@ -30,6 +35,21 @@ class UsageError(RegpruneError):
 
 class ConfigError(UsageError):
     """The configuration file or a plugin's options are invalid."""
+
+
+class ConfigProblems(ConfigError):
+    """Every problem found in one config file: ``message`` holds them on one line
+    (separated by "; ", for front ends that show one line), ``lines()`` one per line."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(self.problems))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.source}: " if self.source else ""
+        return [prefix + problem for problem in self.problems]
 
 
 class RegistryError(RegpruneError):

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from .config import PolicySettings
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, ConfigProblems, UsageError
 from .keep_rules import ask_plugin, keep_rules_spec, keep_verdicts, tag_verdicts
 
 # Still importable from the planner, where it lived before core/keep_rules.py.
@@ -74,38 +74,49 @@ class CompiledPolicy:
 
 
 def compile_policy(name: str, policy: PolicySettings, catalog: Catalog) -> CompiledPolicy:
-    """Build a policy's plugins; a bad selector name or option is a ConfigError naming the key."""
+    """Build a policy's plugins.  Every bad selector name or option (and keep rule,
+    approval, time source) is found, not just the first: a ``ConfigProblems`` naming
+    each key, one line each."""
     where = f"policy.{name}"
+    problems: list[str] = []
+
+    def build(kind: str, use: str, options: Any, key: str) -> Any:
+        try:
+            return catalog.build(kind, use, options, key)
+        except ConfigError as exc:
+            problems.extend(exc.problems if isinstance(exc, ConfigProblems) else [exc.message])
+            return None
+
     selectors = [
-        (spec.use, catalog.build("selector", spec.use, spec.options, f"{where}.selectors.{index}"))
+        (spec.use, build("selector", spec.use, spec.options, f"{where}.selectors.{index}"))
         for index, spec in enumerate(policy.selectors)
     ]
     protectors: list[tuple[str, Protector]] = []
     if policy.keep_tags:
-        protectors.append(
-            (
-                "keep_tags",
-                catalog.build(
-                    "protector", "tags", {"patterns": policy.keep_tags}, f"{where}.keep_tags"
-                ),
-            )
-        )
+        keep = build("protector", "tags", {"patterns": policy.keep_tags}, f"{where}.keep_tags")
+        protectors.append(("keep_tags", keep))
     for index, spec in enumerate(policy.protectors):
         protectors.append(
-            (
-                spec.use,
-                catalog.build("protector", spec.use, spec.options, f"{where}.protectors.{index}"),
-            )
+            (spec.use, build("protector", spec.use, spec.options, f"{where}.protectors.{index}"))
         )
     if policy.approval not in catalog.approvers:
         known = ", ".join(sorted(catalog.approvers))
-        raise ConfigError(
+        problems.append(
             f"{where}.approval: unknown approval {policy.approval!r} (available: {known})"
         )
-    approver_options(
-        catalog.approvers[policy.approval], policy.approval_options, f"{where}.approval"
-    )
-    check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
+    else:
+        try:
+            approver_options(
+                catalog.approvers[policy.approval], policy.approval_options, f"{where}.approval"
+            )
+        except ConfigError as exc:
+            problems.append(exc.message)
+    try:
+        check_time_sources(policy.time_source, catalog.time_sources, f"{where}.time_source")
+    except ConfigError as exc:
+        problems.append(exc.message)
+    if problems:
+        raise ConfigProblems(problems)
     tag_filter = compile_pattern(policy.tags) if policy.tags else None
     owners = {label: catalog.owner("selector", label) for label, _ in selectors}
     owners.update(

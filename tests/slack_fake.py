@@ -3,7 +3,7 @@
 ``FakeSlack`` is a threading HTTP server on loopback.  A ``WebClient`` whose
 ``base_url`` is ``FakeSlack.api_url`` talks to it; it records every call
 (``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``usergroups.users.list``, the ``files.*`` upload steps, and posts to
+``usergroups.users.list``, the ``files.*`` upload steps, ``apps.connections.open``, and posts to
 ``response_url``s it hands out) and answers like Slack.  ``fail()`` injects
 failures: 429 with ``Retry-After``, ``ok: false`` with an error code, or HTTP 500.
 
@@ -67,6 +67,8 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> latest
         self.failures: list[Failure] = []
+        # Socket Mode's websocket: nothing listens there (port 1), so connecting fails.
+        self.socket_url = "ws://127.0.0.1:1/link"
         self._top_posts: list[dict[str, Any]] = []  # plan messages, as first posted
         self._thread_posts: list[dict[str, Any]] = []  # replies in threads, files included
         self._lock = threading.Lock()
@@ -317,6 +319,8 @@ class FakeSlack:
             )
         if method == "response_url":
             return 200, ok, b"ok"
+        if method == "apps.connections.open":
+            return 200, ok, {"ok": True, "url": self.socket_url}
         return 200, ok, {"ok": True}
 
     def __enter__(self) -> FakeSlack:

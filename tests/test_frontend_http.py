@@ -248,9 +248,9 @@ def test_the_webhook_section_is_validated_by_core(tmp_path, capsys, manager, iso
 
     err = capsys.readouterr().err.splitlines()
     assert code == 2
-    assert len(err) == 1
+    assert len(err) == 2  # every problem, one line each
     assert err[0].startswith(f"error: {config}: webhook.timeout: Input should be greater than 0")
-    assert "webhook.chanel: unknown key" in err[0]
+    assert err[1].startswith(f"error: {config}: webhook.chanel: unknown key")
 
 
 def test_without_the_plugin_the_webhook_section_is_unknown(tmp_path, capsys, isolated_cli):

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pluggy
 from slack_bolt import App, BoltContext
-from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 
 from regprune.config import Settings
@@ -23,11 +22,12 @@ from regprune.errors import ConfigError
 
 from .context import SERVICE_KEY
 from .listeners import register_listeners
+from .logs import BOLT_LOGGER
 from .service import SlackService
 from .settings import slack_settings
+from .startup import start_step
 
 DEFAULT_API_URL = WebClient.BASE_URL
-BOLT_LOGGER = "regprune.bots.slack.bolt"
 _services: weakref.WeakKeyDictionary[App, SlackService] = weakref.WeakKeyDictionary()
 
 
@@ -86,7 +86,8 @@ def create_app(
         client = make_client(token, slack.api_url)
     if service is None:
         service = SlackService(settings, state_path, client, manager=manager, now=now)
-    try:
+    # bolt calls auth.test here; what that can raise becomes one line (startup.py).
+    with start_step("auth.test", client.base_url):
         app = App(
             client=client,
             # Socket Mode requests arrive over the app-token websocket and are not signed.
@@ -96,8 +97,6 @@ def create_app(
             name="regprune",
             logger=_bolt_logger(),
         )
-    except BoltError as exc:  # auth.test refused the token; the message names no secret
-        raise ConfigError(f"Slack refused the bot token: {exc}") from None
 
     @app.middleware
     def attach_service(context: BoltContext, next_: Callable[[], None]) -> None:

@@ -112,6 +112,7 @@ def register_commands(cli: typer.Typer) -> None:
             host=host,
             port=port,
             poll_interval=poll_interval,
+            verbose=cli_context.verbose,
         )
 
     cli.add_typer(bot, name="bot")

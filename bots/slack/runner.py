@@ -9,16 +9,22 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from regprune.config import Settings
 from regprune.errors import ConfigError
 
 from .background import Background, Schedules, check_schedules
+from .logs import configure_logging, libraries_running
 from .plugin import slack_approvals
-from .redact import Redactor, install
+from .redact import Redactor
 from .settings import SlackSettings, configured
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +93,6 @@ def _env(environ: Mapping[str, str], name: str, what: str) -> str:
     return value
 
 
-def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
-    """Log to stderr with every token and secret redacted."""
-    from regprune.cli import quiet_cli_warnings  # the bot's log lines carry them instead
-
-    quiet_cli_warnings()
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(min(root.level or level, level))
-    install(redactor, root)
-
-
 def run_bot(
     settings: Settings,
     state_path: str | Path,
@@ -108,8 +102,14 @@ def run_bot(
     port: int = 3000,
     poll_interval: float = 15.0,
     environ: Mapping[str, str] | None = None,
+    verbose: bool = False,
 ) -> None:
-    """Run the bot until interrupted.  Config and token problems raise ``ConfigError`` first."""
+    """Run the bot until interrupted.
+
+    Config and token problems raise ``ConfigError`` (exit 2) before Slack is asked;
+    Slack unreachable or refusing at start raises ``SlackUnavailable`` (exit 1), one
+    line each.  ``verbose`` shows slack_sdk's and slack_bolt's own log lines.
+    """
     env = os.environ if environ is None else environ
     approvals = slack_approvals()
     slack = check_settings(settings, approvals)
@@ -125,14 +125,18 @@ def run_bot(
             env, "SLACK_APP_TOKEN", "an app-level token (xapp-…) in Socket Mode, or use --http"
         )
     redactor = Redactor([bot_token, app_token, signing_secret])
-    configure_logging(redactor)
+    configure_logging(redactor, verbose=verbose)
 
     # slack_bolt is imported here, not at CLI start-up.
     from .app import create_app, make_client
     from .server import HttpServer
     from .service import SlackService
+    from .startup import open_socket, verify_bot_token
 
     client = make_client(bot_token, slack.api_url)
+    # One call before anything else starts: an unreachable Slack or a refused token is
+    # one line now, not a retry storm in the log and a traceback later.
+    verify_bot_token(client)
     service = SlackService(settings, state_path, client, redactor=redactor)
     app = create_app(
         settings,
@@ -148,22 +152,29 @@ def run_bot(
         schedules=Schedules(check_schedules(settings, service.approvals), service.now()),
     )
     server: HttpServer | None = None
+    socket: SocketModeHandler | None = None
     try:
         if http:
             server = HttpServer(app, host=host, port=port)
+        else:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            socket = SocketModeHandler(app, app_token)
+            open_socket(socket, client.base_url)
+        libraries_running(verbose)
         background.start()
         if server is not None:
             log.info("regprune Slack bot (HTTP mode) on %s", server.url)
             server.serve_forever()
         else:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            log.info("regprune Slack bot (Socket Mode) starting")
-            SocketModeHandler(app, app_token).start()
+            log.info("regprune Slack bot (Socket Mode) connected")
+            threading.Event().wait()  # the socket's own threads serve until Ctrl-C
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
         background.stop()
         if server is not None:
             server.shutdown()
+        if socket is not None:
+            socket.close()
         service.close()

@@ -8,6 +8,8 @@ start-up, long before slack_bolt is needed.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from regprune.config import Settings
@@ -17,6 +19,8 @@ NAME = "slack"
 """The front end's name: its validated section and message references are kept under it."""
 SECTION = "slack"
 """Its top-level config section, ``[slack]``."""
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
+"""A conversation ID: C… (channel), G… (private channel, older workspaces), D… (DM)."""
 
 
 class SlackSettings(BaseModel):
@@ -42,6 +46,18 @@ class SlackSettings(BaseModel):
     api_url: str | None = Field(
         default=None, description="Slack Web API base URL (proxies, tests)."
     )
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        # Names are refused like approvers' names (runner.check_settings): a name can be
+        # renamed or reused, and chat.postMessage answers for an ID, not for "#name".
+        if value is not None and not CHANNEL_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel ID (like C0123ABCD); the channel is given "
+                "by ID, never by name (Slack shows it at the bottom of the channel's details)"
+            )
+        return value
 
     @field_validator("plan_ttl")
     @classmethod

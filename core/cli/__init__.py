@@ -38,6 +38,7 @@ from . import (
 )
 from .context import CliContext
 from .flags import ConfigPath, StatePath
+from .usage import plain_usage
 
 COMMAND_MODULES = (
     ls_cmd,
@@ -122,7 +123,10 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
         config: ConfigPath = None,
         state: StatePath = None,
         verbose: bool = typer.Option(
-            False, "--verbose", "-v", help="Report HTTP request counts on stderr."
+            False,
+            "--verbose",
+            "-v",
+            help="Report HTTP request counts on stderr; `bot slack`: log slack_sdk's own lines too.",
         ),
         version: bool = typer.Option(
             False,
@@ -220,7 +224,7 @@ def _invoke(
     manager: pluggy.PluginManager, context: CliContext, argv: Sequence[str] | None, debug: bool
 ) -> int:
     try:
-        command = typer.main.get_command(make_app(manager))
+        command = plain_usage(typer.main.get_command(make_app(manager)))
         # make_context + invoke rather than main(): typer's main() turns Ctrl-C into a
         # silent exit code 130, and the interruption must be reported in one line.
         args = list(sys.argv[1:] if argv is None else argv)
@@ -235,7 +239,8 @@ def _invoke(
     except RegpruneError as exc:
         if debug:
             raise
-        error(exc.message)
+        for line in exc.lines():  # a config with several problems: one line each
+            error(line)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code

@@ -228,18 +228,22 @@ def _untag_table(plan: Plan, statuses: Mapping[int, tuple[str, str]] | None) -> 
     console.print(table)
 
 
-def summary_line(plan: Plan) -> str:
+def summary_line(plan: Plan, *, status: bool = True) -> str:
+    """One line for a plan; ``status=False`` when the apply's own line follows (``run``),
+    which is where the status is news: "pending" just before applying is not."""
     s = plan.summary
     untag = f"; untag {s.untags} tag(s) of kept images" if s.untags else ""
-    return (
+    line = (
         f"Plan {plan.id} ({plan.policy} on {plan.registry}): delete {s.images} image(s) "
         f"= {s.manifests} manifest(s), {s.tags} tag(s); keep {s.kept_images}{untag}; "
         f"{'' if s.bytes_exact else 'about '}{human_bytes(s.bytes)} to free after gc"
-        f"{' (exact, from the storage)' if s.bytes_exact else ''}. Status: {plan.status}."
+        f"{' (exact, from the storage)' if s.bytes_exact else ''}."
     )
+    return f"{line} Status: {plan.status}." if status else line
 
 
-def apply_result(result: ApplyResult) -> None:
+def apply_result(result: ApplyResult, *, gc_follows: bool = False) -> None:
+    """What an apply did; ``gc_follows`` when ``run`` collects garbage right after."""
     for status in (ItemStatus.SKIPPED, ItemStatus.FAILED):
         for outcome in result.of(status):
             item = outcome.item
@@ -256,12 +260,16 @@ def apply_result(result: ApplyResult) -> None:
         console.print(
             f"Untag: removed {removed} of {len(result.untag_outcomes)} tag(s); their images stay."
         )
-    console.print(
-        f"Plan {result.plan_id}: {result.status}; deleted {len(result.of(ItemStatus.DELETED))}, "
+    deleted = len(result.of(ItemStatus.DELETED))
+    line = (
+        f"Plan {result.plan_id}: {result.status}; deleted {deleted}, "
         f"skipped {len(result.of(ItemStatus.SKIPPED))}, failed {len(result.of(ItemStatus.FAILED))}, "
-        f"not yet done {sum(len(result.of(s)) for s in ITEM_UNFINISHED)}; "
-        f"{human_bytes(result.bytes_deleted)} of manifests and blobs unreferenced (run gc to free the disk)."
+        f"not yet done {sum(len(result.of(s)) for s in ITEM_UNFINISHED)}"
     )
+    if deleted:  # only then is there anything for gc to free
+        then = "garbage collection runs next" if gc_follows else "run gc to free the disk"
+        line += f"; {human_bytes(result.bytes_deleted)} of manifests and blobs unreferenced ({then})"
+    console.print(f"{line}.")
 
 
 def gc_result(result: GcResult) -> None:

@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
         for plan in plans:
             entry = plan.to_json_dict()
             if not as_json:
-                typer.echo(summary_line(plan))
+                # No "Status: pending." here: the apply's own line says how it ended.
+                nothing = "" if plan.has_work else " Nothing to apply."
+                typer.echo(summary_line(plan, status=False) + nothing)
             if not plan.has_work:
                 entry["apply"] = None
                 report["plans"].append(entry)
@@ -65,10 +67,11 @@ def register(app: typer.Typer) -> None:
                 continue
             entry["apply"] = result.to_json_dict()
             report["plans"].append(entry)
+            collects = bool((gc or plan.gc) and result.of(ItemStatus.DELETED))
             if not as_json:
-                apply_result(result)
+                apply_result(result, gc_follows=collects)
             failed = failed or result.status != PlanStatus.DONE
-            if (gc or plan.gc) and result.of(ItemStatus.DELETED) and plan.registry not in collect:
+            if collects and plan.registry not in collect:
                 collect.append(plan.registry)
         for name in collect:
             collected = engine.gc(name)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigProblems
 from ..frontends import FrontEnd, default_front_ends, sections_of
 from .models import CONFIG_ENV, STATE_ENV, Settings
 
@@ -159,16 +159,16 @@ def parse_settings(
     except ValidationError as exc:
         problems = [*_problems(exc), *problems]
     if problems:
-        raise ConfigError(f"{source}: {'; '.join(problems)}") from None
+        raise ConfigProblems(problems, source) from None
     settings = settings.with_front_ends(sections)
-    try:
-        settings.check_references()
-        if backends is not None:
-            from ..registry import check_backend_options  # the registry package is heavier
+    # What needs a valid document (references, each registry type's keys), all at once.
+    problems = settings.reference_problems()
+    if backends is not None:
+        from ..registry import backend_problems  # the registry package is heavier
 
-            check_backend_options(settings.registry, backends)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}") from None
+        problems.extend(backend_problems(settings.registry, backends))
+    if problems:
+        raise ConfigProblems(problems, source)
     return settings
 
 

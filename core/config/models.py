@@ -426,24 +426,33 @@ class Settings(_Model):
 
     def check_references(self) -> None:
         """Policies name defined registries, and no registry is defined twice."""
+        problems = self.reference_problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def reference_problems(self) -> list[str]:
+        """What ``check_references`` refuses, every problem, one line each."""
+        problems: list[str] = []
         seen: dict[str, str] = {}
         for name, registry in self.registry.items():
             identity = registry_identity(registry.url)
             if identity in seen:
                 # Two names for one registry would split its keep rules between
                 # policies and its plans between names: one section per registry.
-                raise ConfigError(
+                problems.append(
                     f"registry.{name}.url: {registry.url} is the same registry as "
                     f"registry.{seen[identity]} ({identity}); define it once and point "
                     f"every policy at registry = {seen[identity]!r}"
                 )
+                continue
             seen[identity] = name
         for name, policy in self.policy.items():
             if policy.registry not in self.registry:
                 known = ", ".join(sorted(self.registry)) or "none"
-                raise ConfigError(
+                problems.append(
                     f"policy.{name}.registry: unknown registry {policy.registry!r} (defined: {known})"
                 )
+        return problems
 
     def get_policy(self, name: str) -> PolicySettings:
         if name not in self.policy:

@@ -27,6 +27,7 @@ from ._backend import (
     RegistryBackend,
     SupportsReferrers,
     backend_options,
+    backend_problems,
     check_backend_options,
     referrers_of,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "RegistryVersion",
     "SupportsReferrers",
     "backend_options",
+    "backend_problems",
     "check_backend_options",
     "credentials_for",
     "is_digest",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigProblems
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
@@ -36,6 +36,7 @@ __all__ = [
     "RegistryBackend",
     "SupportsReferrers",
     "backend_options",
+    "backend_problems",
     "check_backend_options",
     "referrers_of",
 ]
@@ -188,12 +189,13 @@ def backend_options(name: str, settings: RegistrySettings, backends: BackendType
     try:
         return model.model_validate(settings.options)
     except ValidationError as exc:
-        raise ConfigError(_one_line(name, kind, exc)) from None
+        raise ConfigProblems(_problems(name, kind, exc)) from None
     except ValueError as exc:  # a model validator that raised outside pydantic's wrapping
         raise ConfigError(f"registry.{name}: {' '.join(str(exc).split())}") from None
 
 
-def _one_line(name: str, kind: str, exc: ValidationError) -> str:
+def _problems(name: str, kind: str, exc: ValidationError) -> list[str]:
+    """Each problem of a registry's options, ``registry.NAME.key: message``, once each."""
     parts: list[str] = []
     for error in exc.errors():
         where = _where(name, error["loc"])
@@ -206,13 +208,29 @@ def _one_line(name: str, kind: str, exc: ValidationError) -> str:
             message = f"required key is missing (registry type {kind!r} needs it)"
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    return " ".join("; ".join(dict.fromkeys(parts)).split())  # one line, whatever plugins say
+        parts.append(" ".join(f"{where}: {message}".split()))  # one line, whatever plugins say
+    return list(dict.fromkeys(parts))
 
 
 def check_backend_options(
     registries: Mapping[str, RegistrySettings], backends: BackendTypes
 ) -> None:
     """Validate every registry's ``type`` and its options (no request is made)."""
+    problems = backend_problems(registries, backends)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def backend_problems(
+    registries: Mapping[str, RegistrySettings], backends: BackendTypes
+) -> list[str]:
+    """Every problem of every registry's ``type`` and options, one line each."""
+    problems: list[str] = []
     for name, settings in registries.items():
-        backend_options(name, settings, backends)
+        try:
+            backend_options(name, settings, backends)
+        except ConfigProblems as exc:
+            problems.extend(exc.problems)
+        except ConfigError as exc:
+            problems.append(exc.message)
+    return problems
