@@ -315,7 +315,9 @@ class Engine(Transitions):
             # Exact: what the registry's GC frees more once this plan's deletions are done,
             # layers shared with repositories outside the policy included.  It walks the
             # whole storage (GC is registry-wide), so a plan that deletes nothing skips it.
-            preview = gc_flow.gc_preview(registry, settings, plan.deletions())
+            preview = gc_flow.gc_preview(
+                registry, settings, plan.deletions(), **scanned_storage(scans)
+            )
             plan.summary = replace(plan.summary, bytes=preview.added, bytes_exact=True)
         plan.registry_version = version.to_dict()
         plan.untag_method = method if plan.untag else None
@@ -501,6 +503,23 @@ class Engine(Transitions):
         for scan in scans:
             assign_times(scan.images, sources, self.catalog, now)
         return scans
+
+
+def scanned_storage(scans: list[RepositoryScan]) -> dict[str, Any]:
+    """What a storage scan already read, for the GC preview not to read it again: each
+    repository's revisions and the references of the manifests it has facts for."""
+    revisions = {scan.repository: scan.revisions for scan in scans if scan.revisions is not None}
+    if not revisions:
+        return {}
+    from .storage import facts_references
+
+    known: dict[str, tuple[str, ...]] = {}
+    for scan in scans:
+        for digest, facts in scan.manifests.items():
+            refs = facts_references(facts)
+            if refs is not None:
+                known[digest] = refs
+    return {"known_revisions": revisions, "known_references": known}
 
 
 def storage_disagreements(source: RegistryBackend, scans: list[RepositoryScan]) -> list[str]:

@@ -9,7 +9,7 @@ Split out of ``engine.py`` (one concern per module); ``Engine.gc`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Collection, Mapping, Set
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -74,7 +74,12 @@ def run_gc(
 
 
 def gc_preview(
-    registry: str, settings: RegistrySettings, deleted: Mapping[str, Set[str]] | None = None
+    registry: str,
+    settings: RegistrySettings,
+    deleted: Mapping[str, Set[str]] | None = None,
+    *,
+    known_revisions: Mapping[str, Collection[str]] | None = None,
+    known_references: Mapping[str, tuple[str, ...]] | None = None,
 ) -> GcPreview:
     """What the registry's garbage-collect (without ``--delete-untagged``) would free,
     read from its storage (``[registry.NAME] storage``, which must be set), once the
@@ -84,7 +89,9 @@ def gc_preview(
     if settings.storage is None:
         raise ConfigError(f"registry {registry!r} has no storage: set [registry.{registry}] storage")
     layout = StorageLayout(settings.storage, key=f"registry.{registry}.storage")
-    return preview_gc(layout, deleted)
+    return preview_gc(
+        layout, deleted, known_revisions=known_revisions, known_references=known_references
+    )
 
 
 def gc_preflight(engine: Engine, registry: str, *, scan: bool = False) -> None:

@@ -44,6 +44,8 @@ class RepositoryScan:
     # not referrers of what is tagged), and those of them that must stay, with why.
     untagged: list[Image] = field(default_factory=list)
     untagged_kept: dict[str, str] = field(default_factory=dict)
+    # Storage scans only: every manifest the repository holds (its revision links).
+    revisions: tuple[str, ...] | None = None
 
     def tags_by_digest(self) -> dict[str, list[str]]:
         grouped: dict[str, list[str]] = defaultdict(list)
@@ -334,6 +336,7 @@ class Scanner:
         its subject stays: ``untagged_kept`` says why.
         """
         repo = scan.repository
+        scan.revisions = tuple(revisions)
         pushed = {digest: link.written for digest, link in revisions.items()}
         tagged_at: dict[str, datetime] = {}
         for tag, link in tag_links.items():

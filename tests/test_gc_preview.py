@@ -18,12 +18,16 @@ from typing import Any
 import pytest
 
 from regprune.cli.render import summary_line
-from regprune.storage import GcPreview, StorageLayout, preview_gc
+from regprune.engine import scanned_storage
+from regprune.storage import GcPreview, StorageLayout, facts_references, preview_gc
+from regprune.storage._gc_preview import references
 from regprune.testing import (
+    DEFAULT_REGISTRY,
     ImagePusher,
     RegistryServer,
     apply_plan,
     days_ago,
+    make_engine,
     run_cli,
     run_policy,
 )
@@ -330,3 +334,34 @@ def test_references_follow_distributions_decoding():
     assert references(json.dumps(subject).encode()) == (d[0], d[1])
     assert references(b"not json") == ()
     assert references(b"[1, 2]") == ()
+
+
+def test_what_a_scan_knows_gives_the_references_the_gc_reads(server, tmp_path):
+    """A plan hands the preview the references of what its scan read (no second read
+    of those manifests): they must be what the GC itself decodes, for every kind."""
+    populate(server)
+    engine = make_engine(
+        server.url, POLICY, state_dir=tmp_path, registry_options=storage_options(server)
+    )
+    try:
+        scans = engine.list_images(DEFAULT_REGISTRY, ["*"])
+    finally:
+        engine.close()
+        engine.state.close()
+    layout = StorageLayout(server.storage_path)
+    compared = 0
+    for scan in scans:
+        assert scan.revisions is not None
+        for digest, facts in scan.manifests.items():
+            refs = facts_references(facts)
+            if refs is None:
+                continue
+            body = layout.read_blob(digest)
+            assert body is not None
+            assert refs == references(body), digest
+            compared += 1
+    assert compared >= 10
+    # And the preview given them is the preview that reads everything itself.
+    known = scanned_storage(scans)
+    assert known["known_references"]
+    assert preview_gc(layout, **known) == preview_gc(layout)

@@ -8,7 +8,7 @@ not covered; a reader for one would offer the same methods as `StorageLayout`.
 `preview_gc` tells what the registry's garbage-collect would free.
 """
 
-from ._gc_preview import GcPreview, RepositoryGc, preview_gc
+from ._gc_preview import GcPreview, RepositoryGc, facts_references, preview_gc
 from ._layout import Link, StorageLayout, StorageUnreadable
 from ._reader import StorageReader
 
@@ -19,5 +19,6 @@ __all__ = [
     "StorageLayout",
     "StorageReader",
     "StorageUnreadable",
+    "facts_references",
     "preview_gc",
 ]

@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Collection, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..mediatypes import INDEX_TYPES
+from ..mediatypes import DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST
+from ..models import ManifestFacts
 from ._layout import _HEX, _LINK_LIMIT, StorageLayout
 
 __all__ = ["GcPreview", "RepositoryGc", "preview_gc"]
@@ -145,21 +146,41 @@ def _digests(descriptors: object, *, key: str = "digest") -> tuple[str, ...]:
     return tuple(digest for digest in found if isinstance(digest, str) and digest)
 
 
-def preview_gc(layout: StorageLayout, deleted: Mapping[str, Set[str]] | None = None) -> GcPreview:
+def facts_references(facts: ManifestFacts) -> tuple[str, ...] | None:
+    """What `references` would find in the manifest ``facts`` were made from, or None
+    when the facts cannot tell it for sure (then the manifest is read)."""
+    if facts.media_type in INDEX_TYPES:
+        return tuple(facts.children)
+    if facts.media_type in (OCI_MANIFEST, DOCKER_MANIFEST) and not facts.children:
+        return tuple(blob.digest for blob in facts.blobs)
+    return None
+
+
+def preview_gc(
+    layout: StorageLayout,
+    deleted: Mapping[str, Set[str]] | None = None,
+    *,
+    known_revisions: Mapping[str, Collection[str]] | None = None,
+    known_references: Mapping[str, tuple[str, ...]] | None = None,
+) -> GcPreview:
     """What garbage-collect (without ``--delete-untagged``) would remove from ``layout``
     once the manifests in ``deleted`` (repository -> digests) are deleted through the API.
 
     Reads every revision link and every manifest blob once (a manifest held by several
-    repositories is parsed once), then lists the blobs.  Never writes.
+    repositories is parsed once), then lists the blobs.  Never writes.  A plan passes
+    what its scan already read: ``known_revisions`` (repository -> its revisions) and
+    ``known_references`` (manifest -> `references`), which are then not read again.
     """
     gone = deleted or {}
     marked: set[str] = set()  # what the mark reaches once ``deleted`` are deleted
     holders: dict[str, set[str]] = {}  # blob -> repositories referencing it now
     manifests: set[str] = set()
-    parsed: dict[str, tuple[str, ...] | None] = {}
+    parsed: dict[str, tuple[str, ...] | None] = dict(known_references or {})
+    listed = known_revisions or {}
     for repository in layout.repositories():
         leaving = gone.get(repository, frozenset())
-        for digest in _revisions(layout, repository):
+        revisions = listed.get(repository)
+        for digest in _revisions(layout, repository) if revisions is None else revisions:
             if digest not in parsed:
                 content = _read(layout, digest)
                 # A revision whose blob is missing is skipped by the GC's enumeration.
