@@ -239,6 +239,8 @@ def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
     scene = Scene(tmp_path, registry_server.url)
     regprune = scene.start()
     wait_for(scene.gc_running, "the GC command to start")
+    # Once the lock records the child (a few ms after it starts; longer on a busy machine).
+    wait_for(lambda: any(lock.child_pid for lock in scene.locks()), "the lock to name the GC")
 
     regprune.kill()  # SIGKILL: nothing of regprune runs any more, not even finally blocks
     regprune.communicate(timeout=WAIT)
