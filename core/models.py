@@ -375,6 +375,8 @@ class Plan:
     # Tags removed from images that stay, and how (see ``UntagMethod``).
     untag: list[UntagItem] = field(default_factory=list)
     untag_method: UntagMethod | None = None
+    # False for a plan the engine did not store (an empty scope, see ``Engine.plan``).
+    stored: bool = True
 
     @property
     def has_work(self) -> bool:
@@ -443,7 +445,7 @@ class Plan:
             "untag_method": self.untag_method,
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
-        }
+        } | ({} if self.stored else {"stored": False})
 
 
 ApprovalDecision = Decision

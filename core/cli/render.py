@@ -235,7 +235,8 @@ def summary_line(plan: Plan) -> str:
         f"Plan {plan.id} ({plan.policy} on {plan.registry}): delete {s.images} image(s) "
         f"= {s.manifests} manifest(s), {s.tags} tag(s); keep {s.kept_images}{untag}; "
         f"{'' if s.bytes_exact else 'about '}{human_bytes(s.bytes)} to free after gc"
-        f"{' (exact, from the storage)' if s.bytes_exact else ''}. Status: {plan.status}."
+        f"{' (exact, from the storage)' if s.bytes_exact else ''}. "
+        f"{f'Status: {plan.status}' if plan.stored else 'Not stored'}."
     )
 
 
