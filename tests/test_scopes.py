@@ -87,6 +87,7 @@ def test_ls_of_a_missing_repository_is_an_error(cli, registry_server, images):
     code, out, err = cli("ls", "--registry", registry_server.url, "app/wbe")
 
     assert code == 2
+    assert out == ""
     line = _one_error_line(err)
     assert "ls: no repository 'app/wbe'" in line
     assert "did you mean 'app/web'?" in line
@@ -165,7 +166,7 @@ def test_a_glob_matching_nothing_warns_and_stores_nothing_unless_asked(
 
 
 def test_a_glob_next_to_existing_repositories_plans_them(cli, registry_server, images):
-    code, out, err = cli(
+    code, out, _ = cli(
         "plan",
         "--registry",
         registry_server.url,
