@@ -20,9 +20,7 @@ from .models import GcEligible
 
 __all__ = ["parse_gc_output"]
 
-_SUMMARY = re.compile(
-    r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion"
-)
+_SUMMARY = re.compile(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion")
 _BLOB = re.compile(r"^blob eligible for deletion: \S+", re.MULTILINE)
 _MANIFEST = re.compile(r"^manifest eligible for deletion: \S+", re.MULTILINE)
 

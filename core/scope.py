@@ -88,9 +88,7 @@ def resolve_scope(
             )
     scope.repositories = match_repositories(names, include, exclude)
     if not scope.repositories and not scope.warnings:
-        scope.warnings.append(
-            f"{where}: every repository it names is excluded; nothing to scan"
-        )
+        scope.warnings.append(f"{where}: every repository it names is excluded; nothing to scan")
     scope.listed = {name: tags for name, tags in scope.listed.items() if name in scope.repositories}
     return scope
 

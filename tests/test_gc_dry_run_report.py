@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from regprune.cli import run
+from regprune.models import GcEligible
+from regprune.state import State
 from regprune.testing import days_ago
 
 SUMMARY = re.compile(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion")
@@ -68,7 +70,9 @@ def _registry_counts(server) -> tuple[int, int, int]:
     return marked, blobs, manifests
 
 
-def test_a_dry_run_reports_what_is_eligible_never_freed(regprune, registry_server, pusher):
+def test_a_dry_run_reports_what_is_eligible_never_freed(
+    regprune, registry_server, pusher, tmp_path
+):
     for n in range(40):
         pusher.push_image("ci/app", [f"old-{n}"], created=days_ago(30), layers=2)
     pusher.push_image("ci/app", ["new"], layers=2)
@@ -91,6 +95,8 @@ def test_a_dry_run_reports_what_is_eligible_never_freed(regprune, registry_serve
     assert code == 0
     document = json.loads(out)
     assert document["eligible"] == {"blobs": blobs, "manifests": manifests, "blobs_marked": marked}
+    with State(tmp_path / "state.db") as state:  # recorded with the run
+        assert state.gc_runs.recent(limit=1)[0].eligible == GcEligible(blobs, manifests, marked)
     # The kept output is the tail: the summary line is gone from it, the counts are not.
     assert not SUMMARY.search(document["output"])
     assert document["output"].rstrip().endswith(tuple("0123456789abcdef"))

@@ -72,8 +72,16 @@ def test_plans_lists_status_age_and_outcomes_newest_first(regprune, registry_ser
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == [
-        "plan", "policy", "registry", "status", "age", "delete", "del/skip/fail", "untag", "bytes",
-    ]  # fmt: skip
+        "plan",
+        "policy",
+        "registry",
+        "status",
+        "age",
+        "delete",
+        "del/skip/fail",
+        "untag",
+        "bytes",
+    ]
     assert max(len(line) for line in lines) <= 80
     rows_text = [line for line in lines if line.startswith((pending, applied))]
     assert [line.split()[0] for line in rows_text] == [pending, applied]

@@ -186,9 +186,7 @@ def test_a_glob_next_to_existing_repositories_plans_them(cli, registry_server, i
     assert cli.stored_plans() == 1  # the scope is not empty: stored as always
 
 
-def test_storage_backed_scans_check_literals_from_the_files(
-    cli, registry_server, images, tmp_path
-):
+def test_storage_backed_scans_check_literals_from_the_files(cli, registry_server, images, tmp_path):
     cli.config = tmp_path / "regprune.toml"
     cli.config.write_text(
         f"""

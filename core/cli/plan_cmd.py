@@ -60,6 +60,11 @@ def make_plans(
         raise UsageError(
             "--registry is a quick-mode flag; with --policy the policy names the registry"
         )
+    if quick.username or quick.password_stdin:
+        raise UsageError(
+            "--username and --password-stdin go with quick mode's --registry; a configured "
+            "policy's registry takes them from its [registry.NAME] username and password"
+        )
     engine = cli.engine()
     names = [policy] if policy else sorted(engine.settings.policy)
     if not names:

@@ -12,7 +12,7 @@ from ..durations import format_duration
 from ..engine import Engine
 from ..errors import UsageError
 from ..formatting import human_bytes
-from ..lifecycle import PlanStatus
+from ..lifecycle import ItemStatus, PlanStatus
 from ..state import PlanRow
 from .context import get_context
 from .flags import json_flag, registry_flag
@@ -34,6 +34,7 @@ Examples:
 """
 
 
+OUTCOMES = (ItemStatus.DELETED, ItemStatus.SKIPPED, ItemStatus.FAILED)
 StatusFilter = Annotated[
     list[str] | None,
     typer.Option(
@@ -49,9 +50,7 @@ def _statuses(values: list[str]) -> list[str]:
     known = [str(status) for status in PlanStatus]
     wrong = [value for value in values if value not in known]
     if wrong:
-        raise UsageError(
-            f"--status {wrong[0]!r}: not a plan status (one of {', '.join(known)})"
-        )
+        raise UsageError(f"--status {wrong[0]!r}: not a plan status (one of {', '.join(known)})")
     return list(dict.fromkeys(values))
 
 
@@ -62,7 +61,7 @@ def _bytes(row: PlanRow) -> str:
 def _untag(row: PlanRow) -> str:
     if not row.untags:
         return "-"
-    removed = row.untag_items.get("deleted", 0)
+    removed = row.untag_items.get(ItemStatus.DELETED, 0)
     return f"{removed}/{row.untags}" if removed else str(row.untags)
 
 
@@ -87,7 +86,7 @@ def _table(rows: list[PlanRow], engine: Engine) -> None:
             row.status,
             format_duration(max(now - row.created_at, now - now)),
             str(row.images),
-            "/".join(str(row.items.get(status, 0)) for status in ("deleted", "skipped", "failed")),
+            "/".join(str(row.items.get(status, 0)) for status in OUTCOMES),
             _untag(row),
             _bytes(row),
         )

@@ -91,7 +91,9 @@ def list_plans(
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    extracted = ", ".join(f"json_extract(content, '$.summary.{key}') AS s_{key}" for key in _SUMMARY)
+    extracted = ", ".join(
+        f"json_extract(content, '$.summary.{key}') AS s_{key}" for key in _SUMMARY
+    )
     sql = (
         "SELECT id, policy, registry, registry_url, status, created_at, expires_at,"
         f" requested_by, {extracted} FROM plans"
