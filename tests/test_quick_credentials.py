@@ -155,22 +155,19 @@ def test_password_errors_are_one_line_exit_2(auth_registry, regprune, monkeypatc
     assert code == 2
     assert "$REGPRUNE_PASSWORD is empty" in _one_error(err)
 
-    monkeypatch.setenv("REGPRUNE_PASSWORD", "wrong")
+    monkeypatch.setenv("REGPRUNE_PASSWORD", "not-the-password")
     code, _, err = regprune(*ls, "--username", USER)
     assert code == 2
-    assert "wrong" not in _one_error(err).split("error: ", 1)[1].replace(server.url, "")
+    line = _one_error(err)
+    assert f"rejected the credentials for user '{USER}'" in line
+    assert "not-the-password" not in line
 
     code, _, err = regprune("ls", "--password", PASSWORD)
     assert code == 2
     assert "no such option: --password" in _one_error(err)
 
-    code, _, err = regprune(
-        "plan", "--policy", "ci", "--username", USER, "--config", "missing.toml"
-    )
-    assert code == 2
 
-
-def test_no_password_flag_with_a_config_policy(auth_registry, regprune, tmp_path):
+def test_no_password_flag_with_a_config_policy(auth_registry, regprune, tmp_path, monkeypatch):
     server, _, _, _ = auth_registry
     config = tmp_path / "regprune.toml"
     config.write_text(
@@ -189,24 +186,21 @@ selectors = [{{ use = "age", older_than = "7d" }}]
     assert "go with quick mode's --registry" in _one_error(err)
 
     # By its config name, quick mode logs in to that registry with the flags' credentials.
-    os.environ["REGPRUNE_PASSWORD"] = PASSWORD
-    try:
-        code, out, err = regprune(
-            "--config",
-            str(config),
-            "plan",
-            "--registry",
-            "local",
-            "--repo",
-            "ci/app",
-            "--older-than",
-            "7d",
-            "--username",
-            USER,
-            "--json",
-        )
-    finally:
-        del os.environ["REGPRUNE_PASSWORD"]
+    monkeypatch.setenv("REGPRUNE_PASSWORD", PASSWORD)
+    code, out, err = regprune(
+        "--config",
+        str(config),
+        "plan",
+        "--registry",
+        "local",
+        "--repo",
+        "ci/app",
+        "--older-than",
+        "7d",
+        "--username",
+        USER,
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["registry"] == "local"
 
