@@ -38,6 +38,7 @@ from .plugin_settings import approver_options, configure_plugins
 from .referrers import attach_referrers
 from .registry import RegistryBackend, RegistryVersion, check_backend_options, version_of
 from .scan import RepositoryScan, Scanner
+from .scope import Scope, resolve_scope
 from .state import PruneResult, State
 from .timing import check_time_sources
 from .transitions import Transitions
@@ -99,6 +100,7 @@ class Engine(Transitions):
         self._sources: dict[str, RegistryBackend] = {}
         self._versions: dict[str, RegistryVersion] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
+        self._scopes: dict[str, Scope] = {}
 
     # -- plumbing -----------------------------------------------------------
 
@@ -237,6 +239,7 @@ class Engine(Transitions):
         self._clients.clear()
         self._sources.clear()
         self._versions.clear()
+        self._scopes.clear()
 
     @property
     def request_count(self) -> int:
@@ -266,18 +269,39 @@ class Engine(Transitions):
             self._compiled = compiled
         return list(self._compiled.values())
 
-    def plan(self, policy: str, *, requested_by: str | None = None) -> Plan:
-        """Scan the policy's repositories, decide, store the plan and announce it."""
+    def scope(self, policy: str) -> Scope:
+        """The repositories a policy covers, checked against its registry (see
+        ``scope.py``): a literal name the registry does not have is a `UsageError`.
+        Worked out once per engine, so a front end can check every policy's scope
+        before it plans any (and stores nothing when one has a typo)."""
+        if policy not in self._scopes:
+            settings = self.settings.get_policy(policy)
+            self._scopes[policy] = resolve_scope(
+                self.scan_source(settings.registry),
+                settings.repositories,
+                settings.exclude,
+                where=f"policy {policy}",
+                registry_url=self.registry_settings(settings.registry).url,
+            )
+        return self._scopes[policy]
+
+    def plan(
+        self, policy: str, *, requested_by: str | None = None, store_empty: bool = False
+    ) -> Plan:
+        """Scan the policy's repositories, decide, store the plan and announce it.
+
+        A policy whose globs match no repository makes a plan that is returned with a
+        warning but not stored (``plan.stored`` is False) unless ``store_empty``: an
+        empty scope is more often a mistake than a result worth keeping.
+        """
         compiled_all = {compiled.name: compiled for compiled in self.validate()}
         compiled = compiled_all[policy]
         registry = compiled.settings.registry
         client = self.client(registry)
         now = self.now()
+        scope = self.scope(policy)
         scanner = Scanner(self.scan_source(registry), self.state, registry, now)
-        repositories = scanner.repositories(
-            compiled.settings.repositories, compiled.settings.exclude
-        )
-        scans = scanner.scan(repositories)
+        scans = scanner.scan(scope.repositories, scope.listed)
         # After the scan: its answers usually tell the version, so this costs no request.
         version = self.registry_version(registry)
         method = untag.untag_method(policy, compiled.settings, version, client)
@@ -307,6 +331,7 @@ class Engine(Transitions):
             find_referrers=partial(attach_referrers, scanner),
             coverage=self.state.usage.coverage(registry, now),
         )
+        plan.warnings[:0] = scope.warnings
         plan.warnings.extend(storage_disagreements(scanner.client, scans))
         settings = self.registry_settings(registry)
         if settings.storage is not None and not plan.delete:
@@ -323,6 +348,9 @@ class Engine(Transitions):
         plan.untag_method = method if plan.untag else None
         # The plan holds what it needs: the scans go before it is encoded and stored.
         del scans, keepers_for
+        if scope.empty and not store_empty:
+            plan.stored = False
+            return plan
         self.state.plans.save(plan)
         notify_event(self.manager, "plan_created", self.state, plan=plan)
         self._prune_after_plan(plan)
@@ -498,8 +526,16 @@ class Engine(Transitions):
         now = self.now()
         sources = time_sources or ["created", "label", "first_seen"]
         check_time_sources(sources, self.catalog.time_sources, "time_source")
+        scope = resolve_scope(
+            self.scan_source(registry),
+            patterns,
+            where="ls",
+            registry_url=self.registry_settings(registry).url,
+        )
+        for warning in scope.warnings:
+            log.warning("%s", warning)
         scanner = Scanner(self.scan_source(registry), self.state, registry, now)
-        scans = scanner.scan(scanner.repositories(patterns))
+        scans = scanner.scan(scope.repositories, scope.listed)
         for scan in scans:
             assign_times(scan.images, sources, self.catalog, now)
         return scans

@@ -391,6 +391,8 @@ class Plan:
     # Tags removed from images that stay, and how (see ``UntagMethod``).
     untag: list[UntagItem] = field(default_factory=list)
     untag_method: UntagMethod | None = None
+    # False for a plan the engine did not store (an empty scope, see ``Engine.plan``).
+    stored: bool = True
 
     @property
     def has_work(self) -> bool:
@@ -459,7 +461,7 @@ class Plan:
             "untag_method": self.untag_method,
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
-        }
+        } | ({} if self.stored else {"stored": False})
 
 
 ApprovalDecision = Decision
@@ -546,6 +548,23 @@ class ApplyResult:
         }
 
 
+@dataclass(frozen=True)
+class GcEligible:
+    """What a garbage-collect run found eligible for deletion (a dry run's report),
+    as its own output says (see ``gc_output.py``)."""
+
+    blobs: int
+    manifests: int
+    blobs_marked: int | None = None  # blobs still referenced; None when not reported
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "blobs": self.blobs,
+            "manifests": self.manifests,
+            "blobs_marked": self.blobs_marked,
+        }
+
+
 @dataclass
 class GcResult:
     """The outcome of one garbage-collection run."""
@@ -563,6 +582,9 @@ class GcResult:
     # What the collector would free, worked out from the registry's storage (a dry
     # run with ``[registry.NAME] storage`` set); None otherwise.
     preview: GcPreview | None = None
+    # What the collector said is eligible for deletion (parsed from its whole output,
+    # before ``output`` keeps only the tail); None when it said nothing we could read.
+    eligible: GcEligible | None = None
 
     @property
     def ok(self) -> bool:
@@ -588,4 +610,5 @@ class GcResult:
             "bytes_freed": self.bytes_freed,
             "warnings": self.warnings,
             "output": self.output,
+            "eligible": self.eligible.to_json_dict() if self.eligible is not None else None,
         } | ({"preview": self.preview.to_json_dict()} if self.preview is not None else {})

@@ -108,12 +108,20 @@ class Scanner:
             return match_repositories(include, include, exclude)
         return match_repositories(self.client.catalog(), include, exclude)
 
-    def scan(self, repositories: Sequence[str]) -> list[RepositoryScan]:
-        """Resolve every tag of these repositories and the facts of every digest they reach."""
+    def scan(
+        self, repositories: Sequence[str], listed: Mapping[str, list[str]] | None = None
+    ) -> list[RepositoryScan]:
+        """Resolve every tag of these repositories and the facts of every digest they reach.
+
+        ``listed``: tag lists already read (checking the scope, see ``scope.py``),
+        used instead of asking again."""
         if _is_storage(self.client):
             scans = self._scan_storage(repositories)
         else:
-            tag_lists = self.client.map(self.client.tags, list(repositories))
+            listed = listed or {}
+            unlisted = [repo for repo in repositories if repo not in listed]
+            fetched = dict(zip(unlisted, self.client.map(self.client.tags, unlisted), strict=True))
+            tag_lists = [listed[repo] if repo in listed else fetched[repo] for repo in repositories]
             pairs = [
                 (repo, tag)
                 for repo, tags in zip(repositories, tag_lists, strict=True)

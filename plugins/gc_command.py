@@ -30,6 +30,7 @@ from regprune.durations import parse_duration
 from regprune.errors import GcInterrupted
 from regprune.gc_checks import validate_commands
 from regprune.gc_env import gc_environment
+from regprune.gc_output import parse_gc_output
 from regprune.interrupts import deferred, last_signal, signal_name
 from regprune.models import GcResult
 from regprune.processes import Stopped, run_group
@@ -71,6 +72,9 @@ class _Run:
     after_failed: str | None = None
     signal: int | None = None
     """The signal of the first interruption (a second one only waits for ``after``)."""
+    last_output: str = ""
+    gc_output: str = ""
+    """The GC command's whole output: its counts come before the list the tail keeps."""
 
     def step(self, argv: list[str]) -> int:
         try:
@@ -80,6 +84,7 @@ class _Run:
             self.log.append(f"$ {' '.join(argv)}\n{stop.outcome.output}")
             raise
         self.log.append(f"$ {' '.join(argv)}\n{outcome.output}")
+        self.last_output = outcome.output
         return outcome.exit_code
 
 
@@ -116,6 +121,7 @@ def collect_garbage(
         if run.exit_code == 0:
             run.stage = "gc"
             run.exit_code = run.step(command)
+            run.gc_output = run.last_output
     except KeyboardInterrupt as exc:
         interrupted, run.exit_code, run.signal = exc, 130, last_signal()
         run.log.append(f"interrupted ({signal_name(last_signal())}) during {run.stage}")
@@ -141,6 +147,7 @@ def collect_garbage(
         bytes_before=before_bytes,
         bytes_after=disk_usage(gc.storage_path),
         warnings=_warnings(dry_run, gc.after),
+        eligible=parse_gc_output(run.gc_output),
     )
     if interrupted is not None:
         raise GcInterrupted(_interrupted_message(name, run, ran_before, dry_run, gc), result)

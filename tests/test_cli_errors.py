@@ -373,7 +373,7 @@ def test_wrong_or_missing_password(auth_registry, tmp_path, capsys, credentials,
 )
 def test_unknown_plan_id(tmp_path, capsys, argv):
     code, _, err = run_cli(capsys, "--state", str(tmp_path / "state.db"), *argv)
-    assert_one_error_line(code, err, "no plan 'deadbeef'", "regprune history")
+    assert_one_error_line(code, err, "no plan 'deadbeef'", "regprune plans")
 
 
 def make_plan(capsys, state: Path, url: str) -> str:

@@ -380,7 +380,7 @@ def test_get_plan_by_prefix(state: State) -> None:
     assert "abcd1111" in str(exc.value) and "abcd2222" in str(exc.value)
     with pytest.raises(UsageError) as unknown:
         state.plans.get("0123456")
-    assert str(unknown.value) == "no plan '0123456'; list plans with `regprune history`"
+    assert str(unknown.value) == "no plan '0123456'; list plans with `regprune plans`"
     with pytest.raises(UsageError, match="at least 4"):
         state.plans.get("ff")
     # Prefixes are literal: LIKE wildcards match nothing.

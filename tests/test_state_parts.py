@@ -118,7 +118,7 @@ def test_rows_are_frozen_dataclasses_with_the_old_json_field_names(tmp_path: Pat
     ]  # fmt: skip
     assert list(run.to_json_dict()) == [
         "id", "registry", "dry_run", "command", "exit_code", "ok", "output", "started_at",
-        "finished_at", "bytes_before", "bytes_after", "bytes_freed", "warnings",
+        "finished_at", "bytes_before", "bytes_after", "bytes_freed", "warnings", "eligible",
     ]  # fmt: skip
     assert [f.name for f in dataclasses.fields(ApprovalRow)] == [
         "by", "method", "decision", "note", "team", "at",

@@ -298,6 +298,9 @@ class SlackService(Deciding, ApplyJobs):
             log.warning("planning policy %s failed: %s", policy, exc.message)
             say(f"Planning policy `{policy}` failed: {exc.message}")
             return None
+        if not plan.stored:  # an empty scope: nothing was stored, nothing to post
+            say(f"Policy `{policy}` covers no repository: {'; '.join(plan.warnings)}")
+            return None
         if not plan.has_work:
             self.post_plan(plan.id)  # records it as cancelled: there is nothing to approve
             say(f"Policy `{policy}` has nothing to delete (plan {plan.id}).")

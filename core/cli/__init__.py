@@ -30,6 +30,7 @@ from . import (
     history_cmd,
     ls_cmd,
     plan_cmd,
+    plans_cmd,
     plugins_cmd,
     run_cmd,
     show_cmd,
@@ -43,6 +44,7 @@ from .usage import plain_usage
 COMMAND_MODULES = (
     ls_cmd,
     plan_cmd,
+    plans_cmd,
     show_cmd,
     apply_cmd,
     cancel_cmd,
@@ -61,6 +63,7 @@ HELP = """Plan, approve, delete and garbage-collect images in a private registry
 Typical use:
   regprune ls                      list images, oldest first
   regprune plan                    compute and store a plan (deletes nothing)
+  regprune plans                   list stored plans, newest first
   regprune apply PLAN_ID           approve and delete exactly what the plan lists
   regprune gc                      run the registry's garbage collector
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ..config import RegistrySettings, Settings
 from ..engine import Engine, default_actor, is_interactive
 from ..lifecycle import UNSUCCESSFUL, ItemStatus
 from ..models import ApplyResult, ApprovalContext, PlanItem
-from .context import get_context
-from .flags import json_flag, yes_flag
+from .context import CliContext, get_context
+from .credentials import read_credentials, with_credentials
+from .flags import PasswordStdin, Username, json_flag, yes_flag
 from .render import apply_result, err_console, print_json
 
 APPLY_HELP = """Apply a stored plan: ask its approver, re-check every tag, delete, record each outcome.
@@ -57,6 +60,18 @@ def apply_plan(engine: Engine, plan_id: str, *, yes: bool, as_json: bool) -> App
         return engine.apply(plan.id, context=context, progress=progress)
 
 
+def _with_plan_credentials(
+    cli: CliContext, settings: Settings, plan_id: str, username: str | None, stdin: bool
+) -> Settings:
+    """Settings whose section for the plan's registry logs in as ``username``: a
+    quick-mode plan's registry (known only by its URL) gets a section of its own."""
+    plan = cli.state().plans.get(plan_id)
+    credentials = read_credentials(username, stdin, plan.registry_url, dict(os.environ))
+    if plan.registry not in settings.registry:
+        settings = settings.with_registry(plan.registry, RegistrySettings(url=plan.registry_url))
+    return with_credentials(settings, plan.registry, credentials)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply", help=APPLY_HELP, short_help="Approve and delete what a plan lists.")
     def apply(
@@ -68,9 +83,14 @@ def register(app: typer.Typer) -> None:
         ),
         yes: bool = yes_flag("Approve without asking (for scripts and cron)."),
         as_json: bool = json_flag("Print the deleted, skipped and failed items as JSON."),
+        username: Username = None,
+        password_stdin: PasswordStdin = False,
     ) -> None:
         cli = get_context(ctx)
-        engine = cli.engine(cli.settings(required=False))
+        settings = cli.settings(required=False)
+        if username or password_stdin:
+            settings = _with_plan_credentials(cli, settings, plan_id, username, password_stdin)
+        engine = cli.engine(settings)
         result = apply_plan(engine, plan_id, yes=yes, as_json=as_json)
         if as_json:
             print_json(result.to_json_dict())

@@ -3,7 +3,7 @@
 Two kinds:
 
 - ``Annotated`` aliases for a flag whose help is the same wherever it is used
-  (``--config``, ``--state``, the nine quick-mode flags)::
+  (``--config``, ``--state``, the quick-mode flags)::
 
       def command(state: StatePath = None) -> None: ...
 
@@ -13,7 +13,7 @@ Two kinds:
 
       def command(as_json: bool = json_flag("Print the plan as JSON.")) -> None: ...
 
-Quick mode is one bundle: :func:`with_quick_flags` adds its nine flags to a
+Quick mode is one bundle: :func:`with_quick_flags` adds its flags to a
 command and hands them over as one :class:`QuickFlags`, which
 ``options.quick_policy`` turns into settings.
 """
@@ -124,6 +124,28 @@ QuickApproval = Annotated[
     ),
 ]
 
+# Credentials, docker-login style: a user name, the password never a flag (see credentials.py).
+Username = Annotated[
+    str | None,
+    typer.Option(
+        "--username",
+        "-u",
+        metavar="USER",
+        envvar="REGPRUNE_USERNAME",
+        show_envvar=True,
+        help="Log in to the registry as USER (replacing the config's credentials for it); "
+        "the password comes from --password-stdin, $REGPRUNE_PASSWORD or a prompt.",
+    ),
+]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password for --username from standard input: one line, its "
+        "newline stripped (a prompt without echo when it is a terminal).",
+    ),
+]
+
 
 @dataclass(frozen=True)
 class QuickFlags:
@@ -142,6 +164,8 @@ class QuickFlags:
     keep_tag: list[str] = field(default_factory=list, metadata={"alias": QuickKeepTag})
     keep_semver: int | None = field(default=None, metadata={"alias": QuickKeepSemver})
     approval: str = field(default="cli", metadata={"alias": QuickApproval})
+    username: str | None = field(default=None, metadata={"alias": Username})
+    password_stdin: bool = field(default=False, metadata={"alias": PasswordStdin})
 
     @property
     def selects(self) -> bool:
@@ -179,7 +203,7 @@ _R = TypeVar("_R")
 def with_quick_flags(command: Callable[..., _R]) -> Callable[..., _R]:
     """Give ``command`` the quick-mode flags, after its own, as one ``quick`` argument.
 
-    ``command`` declares ``quick: QuickFlags``; typer sees the nine flags in its
+    ``command`` declares ``quick: QuickFlags``; typer sees the bundle's flags in its
     place (so ``--help`` lists them, in the bundle's order) and the wrapper folds the
     parsed values into a ``QuickFlags``.
     """

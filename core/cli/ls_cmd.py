@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from ..engine import images_by_time
 from .context import get_context
-from .flags import json_flag, registry_flag
+from .credentials import read_credentials, with_credentials
+from .flags import PasswordStdin, Username, json_flag, registry_flag
 from .options import resolve_registry
 from .render import image_json, images_table, print_json
 
@@ -25,6 +28,8 @@ def register(app: typer.Typer) -> None:
             metavar="URL|NAME",
         ),
         as_json: bool = json_flag("Print the images as JSON."),
+        username: Username = None,
+        password_stdin: PasswordStdin = False,
     ) -> None:
         """List images per repository, oldest first, with tags, digest, size and age.
 
@@ -33,7 +38,9 @@ def register(app: typer.Typer) -> None:
         """
         cli = get_context(ctx)
         settings, name = resolve_registry(cli, registry)
-        engine = cli.engine(settings)
+        where = registry or settings.get_registry(name).url
+        credentials = read_credentials(username, password_stdin, where, dict(os.environ))
+        engine = cli.engine(with_credentials(settings, name, credentials))
         scans = engine.list_images(name, [repository or "*"])
         images = images_by_time(scans)
         if as_json:

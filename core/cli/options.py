@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import ValidationError
 
 from ..config import PluginSpec, PolicySettings, RegistrySettings, Settings
@@ -10,6 +12,7 @@ from ..errors import UsageError
 from ..plugin_manager import build_catalog
 from ..urls import registry_identity
 from .context import CliContext
+from .credentials import read_credentials, with_credentials
 from .flags import QuickFlags
 
 QUICK_POLICY = "quick"
@@ -140,5 +143,7 @@ def quick_policy(cli: CliContext, quick: QuickFlags) -> tuple[Settings, str]:
         raise _quick_error(exc) from None
     # Only now look at the registry, so a bad flag is reported without any connection.
     settings, name = resolve_registry(cli, registry)
+    credentials = read_credentials(quick.username, quick.password_stdin, registry, dict(os.environ))
+    settings = with_credentials(settings, name, credentials)
     policy = policy.model_copy(update={"registry": name})
     return settings.with_policy(QUICK_POLICY, policy), QUICK_POLICY

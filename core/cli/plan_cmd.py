@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -29,10 +30,23 @@ Examples:
 """
 
 
+def store_empty_flag() -> Any:
+    """``--store-empty``: store a plan even when its scope matched no repository."""
+    return typer.Option(
+        False,
+        "--store-empty",
+        help="Store the plan even when the policy's globs match no repository (such a "
+        "plan is shown with a warning and not stored by default).",
+    )
+
+
 def make_plans(
-    cli: CliContext, *, policy: str | None, quick: QuickFlags
+    cli: CliContext, *, policy: str | None, quick: QuickFlags, store_empty: bool = False
 ) -> tuple[Engine, list[Plan]]:
-    """Plans for one policy, every configured policy, or a quick-mode policy from flags."""
+    """Plans for one policy, every configured policy, or a quick-mode policy from flags.
+
+    Every policy's scope is checked before any is planned: a repository name the
+    registry does not have stops the run with nothing stored."""
     if quick.selects or (quick.registry and not policy):
         if policy:
             raise UsageError(
@@ -41,10 +55,15 @@ def make_plans(
             )
         settings, name = quick_policy(cli, quick)
         engine = cli.engine(settings)
-        return engine, [engine.plan(name)]
+        return engine, [engine.plan(name, store_empty=store_empty)]
     if quick.registry:
         raise UsageError(
             "--registry is a quick-mode flag; with --policy the policy names the registry"
+        )
+    if quick.username or quick.password_stdin:
+        raise UsageError(
+            "--username and --password-stdin go with quick mode's --registry; a configured "
+            "policy's registry takes them from its [registry.NAME] username and password"
         )
     engine = cli.engine()
     names = [policy] if policy else sorted(engine.settings.policy)
@@ -53,7 +72,9 @@ def make_plans(
     for name in names:
         engine.settings.get_policy(name)
     engine.validate()
-    return engine, [engine.plan(name) for name in names]
+    for name in names:
+        engine.scope(name)
+    return engine, [engine.plan(name, store_empty=store_empty) for name in names]
 
 
 def register(app: typer.Typer) -> None:
@@ -66,17 +87,20 @@ def register(app: typer.Typer) -> None:
             "Print the plan as JSON (a list when several policies are planned)."
         ),
         no_keep: bool = typer.Option(False, "--no-keep", help="Do not list the kept images."),
+        store_empty: bool = store_empty_flag(),
         *,
         quick: QuickFlags,
     ) -> None:
         cli = get_context(ctx)
-        engine, plans = make_plans(cli, policy=policy, quick=quick)
+        engine, plans = make_plans(cli, policy=policy, quick=quick, store_empty=store_empty)
         if as_json:
             write_plans_json(plans, sys.stdout)
             return
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)
-            if p.has_work:
+            if not p.stored:
+                typer.echo(f"Plan {p.id} not stored: it covers no repository (--store-empty stores it).")
+            elif p.has_work:
                 approver = engine.catalog.approvers.get(p.approval)
                 if decided_elsewhere(approver):
                     # Its front end decides and applies it; `apply` here would only wait.

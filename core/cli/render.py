@@ -239,6 +239,8 @@ def summary_line(plan: Plan, *, status: bool = True) -> str:
         f"{'' if s.bytes_exact else 'about '}{human_bytes(s.bytes)} to free after gc"
         f"{' (exact, from the storage)' if s.bytes_exact else ''}."
     )
+    if not plan.stored:
+        return f"{line} Not stored."
     return f"{line} Status: {plan.status}." if status else line
 
 
@@ -275,19 +277,50 @@ def apply_result(result: ApplyResult, *, gc_follows: bool = False) -> None:
 def gc_result(result: GcResult) -> None:
     for warning in result.warnings:
         err_console.print(f"warning: {warning}")
-    what = "dry run" if result.dry_run else "garbage collection"
-    freed = f"; freed {human_bytes(result.bytes_freed)}" if result.bytes_freed is not None else ""
-    sizes = ""
-    if result.bytes_before is not None:
-        sizes = (
-            f" (storage {human_bytes(result.bytes_before)} -> {human_bytes(result.bytes_after)})"
-        )
     status = "ok" if result.ok else f"failed with exit code {result.exit_code}"
-    console.print(f"{result.registry}: {what} {status}{freed}{sizes}")
+    if result.dry_run:
+        # A dry run frees nothing: say what the collector found, never "freed 0 B".
+        console.print(
+            f"{result.registry}: dry run {status}; {gc_eligible_text(result)}",
+            markup=False,
+            soft_wrap=True,  # one line, whatever the width: scripts grep it
+        )
+    else:
+        freed = (
+            f"; freed {human_bytes(result.bytes_freed)}" if result.bytes_freed is not None else ""
+        )
+        sizes = ""
+        if result.bytes_before is not None:
+            sizes = (
+                f" (storage {human_bytes(result.bytes_before)} -> "
+                f"{human_bytes(result.bytes_after)})"
+            )
+        console.print(f"{result.registry}: garbage collection {status}{freed}{sizes}")
     if not result.ok:
         console.print(result.output[-2000:], markup=False)
     if result.preview is not None:
         gc_preview_table(result.preview)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def gc_eligible_text(result: GcResult) -> str:
+    """What a dry run found, in words: the collector's own counts."""
+    eligible = result.eligible
+    if eligible is None:
+        return "the collector reported no counts (its output is in --json)"
+    if not eligible.blobs and not eligible.manifests:
+        found = "nothing eligible for deletion: a real run would free nothing"
+    else:
+        found = (
+            f"{_count(eligible.blobs, 'blob')} and {_count(eligible.manifests, 'manifest')} "
+            "eligible for deletion"
+        )
+    if eligible.blobs_marked is not None:
+        found += f" ({_count(eligible.blobs_marked, 'blob')} still in use)"
+    return found
 
 
 def gc_preview_table(preview: GcPreview) -> None:

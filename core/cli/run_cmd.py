@@ -9,7 +9,7 @@ from ..lifecycle import ItemStatus, PlanStatus
 from .apply_cmd import apply_plan
 from .context import get_context
 from .flags import QuickFlags, json_flag, policy_flag, with_quick_flags, yes_flag
-from .plan_cmd import make_plans
+from .plan_cmd import make_plans, store_empty_flag
 from .render import apply_result, gc_result, print_json, summary_line
 
 RUN_HELP = """Plan, approve and apply each policy, then garbage-collect where asked: for cron.
@@ -34,11 +34,12 @@ def register(app: typer.Typer) -> None:
             False, "--gc", help="Garbage-collect afterwards (also when a policy sets gc = true)."
         ),
         as_json: bool = json_flag("Print plans, apply results and gc runs as JSON."),
+        store_empty: bool = store_empty_flag(),
         *,
         quick: QuickFlags,
     ) -> None:
         cli = get_context(ctx)
-        engine, plans = make_plans(cli, policy=policy, quick=quick)
+        engine, plans = make_plans(cli, policy=policy, quick=quick, store_empty=store_empty)
         # What gc would refuse (a bad command, --delete-untagged on 2.x next to multi-arch
         # images) is refused before anything is applied: exit 2 with nothing changed.
         for name in dict.fromkeys(p.registry for p in plans if p.has_work and (gc or p.gc)):
@@ -52,6 +53,9 @@ def register(app: typer.Typer) -> None:
                 # No "Status: pending." here: the apply's own line says how it ended.
                 nothing = "" if plan.has_work else " Nothing to apply."
                 typer.echo(summary_line(plan, status=False) + nothing)
+                if not plan.stored:  # plan tables are not printed here: say why it is empty
+                    for warning in plan.warnings:
+                        typer.echo(f"warning: {warning}", err=True)
             if not plan.has_work:
                 entry["apply"] = None
                 report["plans"].append(entry)

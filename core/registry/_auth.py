@@ -176,7 +176,8 @@ class Authenticator:
         what = f" for {scope}" if scope else ""
         return AuthenticationFailed(
             f"registry {self.registry_url} requires authentication{what}; set username and "
-            "password for it in the regprune config, or run docker login"
+            "password for it in the regprune config, give quick mode --username with "
+            "--password-stdin, or run docker login"
         )
 
     def _rejected(self) -> AuthenticationFailed:

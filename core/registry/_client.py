@@ -175,12 +175,19 @@ class RegistryClient(HttpSession):
 
     def tags(self, repository: str) -> list[str]:
         """Every tag of a repository; [] when the repository does not exist."""
+        return self.tags_or_none(repository) or []
+
+    def tags_or_none(self, repository: str) -> list[str] | None:
+        """Every tag of a repository; None when the registry does not know it (its tag
+        list answers 404, NAME_UNKNOWN): how a literal repository name is checked
+        without the catalog, which may need a scope the policy's repositories do not."""
         scope = f"repository:{repository}:pull"
         url = f"{self._v2}{repository}/tags/list"
-        names = self._paginate(url, "tags", scope, page_size=1000, missing_ok=True)
+        missing: list[bool] = []
+        names = self._paginate(url, "tags", scope, page_size=1000, missing=missing)
         if names is None:
-            names = self._paginate(url, "tags", scope, page_size=None, missing_ok=True)
-        return names or []
+            names = self._paginate(url, "tags", scope, page_size=None, missing=missing)
+        return None if missing else (names or [])
 
     def _manifest_request(self, method: str, repository: str, reference: str) -> httpx.Response:
         """A GET or HEAD of a manifest by tag or digest, unchecked (404 is the caller's)."""
@@ -488,16 +495,20 @@ class RegistryClient(HttpSession):
         scope: str,
         *,
         page_size: int | None,
-        missing_ok: bool = False,
+        missing: list[bool] | None = None,
     ) -> list[str] | None:
-        """Walk a Link-paginated list; None when the registry refuses ``page_size``."""
+        """Walk a Link-paginated list; None when the registry refuses ``page_size``.
+
+        With ``missing`` given, a 404 is no error: ``[]``, and ``missing`` gets a True.
+        """
         next_url: str | None = f"{url}?n={page_size}" if page_size else url
         seen: set[str] = set()
         names: list[str] = []
         while next_url and next_url not in seen:  # a registry repeating a Link must not loop us
             seen.add(next_url)
             response = self._request("GET", next_url, scope)
-            if response.status_code == 404 and missing_ok:
+            if response.status_code == 404 and missing is not None:
+                missing.append(True)
                 return []
             if (
                 response.status_code == 400

@@ -21,7 +21,7 @@ before it returns, so outcomes are durable as they happen.
 Datetimes are stored as ISO-8601 UTC strings with microseconds (so they sort as
 text) and returned as timezone-aware datetimes.  Naive datetimes passed in are
 taken to be UTC.  Rows come back as frozen dataclasses (``AuditEvent``, ``LockInfo``,
-``GcRun``, ``ApprovalRow``, ``PlanFields``), never as string-indexed dicts.
+``GcRun``, ``ApprovalRow``, ``PlanFields``, ``PlanRow``), never as string-indexed dicts.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from .digests import DigestCache
 from .gc_runs import GcRun, GcRuns
 from .locks import LockInfo, Locks
 from .messages import MessageRef, PlanMessages
+from .plan_list import PlanRow
 from .plans import PlanFields, PlanRemoved, Plans
 from .retention import FINAL_PLAN_STATUSES, UNFINISHED_PLAN_STATUSES, PruneResult, Retention
 from .schema import migrations
@@ -75,6 +76,7 @@ __all__ = [
     "PlanFields",
     "PlanMessages",
     "PlanRemoved",
+    "PlanRow",
     "Plans",
     "PruneResult",
     "RecordResult",

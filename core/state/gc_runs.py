@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from ..models import GcResult
+from ..models import GcEligible, GcResult
 from ._codec import parse, to_db
 from .connection import Connection
 
@@ -29,10 +29,13 @@ class GcRun:
     bytes_after: int | None
     bytes_freed: int | None
     warnings: list[str]
+    eligible: GcEligible | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The run as a JSON object (datetimes left for the encoder)."""
-        return asdict(self)
+        data = asdict(self)
+        data["eligible"] = self.eligible.to_json_dict() if self.eligible is not None else None
+        return data
 
 
 class GcRuns:
@@ -46,8 +49,8 @@ class GcRuns:
         with self._conn.write() as conn:
             conn.execute(
                 "INSERT INTO gc_runs (registry, dry_run, command, exit_code, ok, output,"
-                " started_at, finished_at, bytes_before, bytes_after, bytes_freed, warnings)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, finished_at, bytes_before, bytes_after, bytes_freed, warnings,"
+                " eligible) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     registry,
                     int(result.dry_run),
@@ -61,6 +64,7 @@ class GcRuns:
                     result.bytes_after,
                     result.bytes_freed,
                     json.dumps(result.warnings),
+                    json.dumps(result.eligible.to_json_dict()) if result.eligible else None,
                 ),
             )
 
@@ -87,6 +91,18 @@ class GcRuns:
                 bytes_after=row["bytes_after"],
                 bytes_freed=row["bytes_freed"],
                 warnings=json.loads(row["warnings"] or "[]"),
+                eligible=_eligible(row.get("eligible")),
             )
             for row in self._conn.rows(sql, [*params, limit])
         ]
+
+
+def _eligible(text: str | None) -> GcEligible | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return GcEligible(
+        blobs=int(data["blobs"]),
+        manifests=int(data["manifests"]),
+        blobs_marked=data.get("blobs_marked"),
+    )

@@ -25,6 +25,7 @@ from ..models import (
 from ._codec import canonical_pieces, content_hash, from_db, now, to_db
 from .audit import AuditLog
 from .connection import Connection
+from .plan_list import PlanRow, list_plans
 
 _PLAN_STATUSES = frozenset(PlanStatus)
 _ITEM_STATUSES = frozenset(ItemStatus)
@@ -56,7 +57,7 @@ class PlanFields:
 
 
 def _no_plan(plan_id: str) -> UsageError:
-    return UsageError(f"no plan '{plan_id}'; list plans with `regprune history`")
+    return UsageError(f"no plan '{plan_id}'; list plans with `regprune plans`")
 
 
 class Plans:
@@ -159,7 +160,7 @@ class Plans:
         if len(plan_id) < _MIN_PREFIX:
             raise UsageError(
                 f"no plan '{plan_id}'; give at least {_MIN_PREFIX} characters of its id,"
-                " list plans with `regprune history`"
+                " list plans with `regprune plans`"
             )
         # substr, not LIKE: exact and case-sensitive, no wildcards to escape.
         rows = self._conn.rows(
@@ -240,6 +241,19 @@ class Plans:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         return [_plan_from_row(row) for row in self._conn.rows(sql, [*params, limit])]
+
+    def listing(
+        self,
+        *,
+        limit: int = 20,
+        statuses: Sequence[str] = (),
+        policy: str | None = None,
+        registry: str | None = None,
+    ) -> list[PlanRow]:
+        """Stored plans as ``regprune plans`` lists them, newest first (see ``plan_list``)."""
+        return list_plans(
+            self._conn, limit=limit, statuses=statuses, policy=policy, registry=registry
+        )
 
     def set_status(self, plan_id: str, status: str, *, expected: Iterable[str]) -> bool:
         """Move a plan to ``status`` only if its status is one of ``expected``.

@@ -223,3 +223,10 @@ def m004_usage(db: sqlite_utils.Database) -> None:
         not_null={"registry", "started", "heard"},
     )
     db.table("usage_sessions").create_index(["registry", "started"])
+
+
+@migrations()
+def m005_gc_eligible(db: sqlite_utils.Database) -> None:
+    """A GC run records what the collector said is eligible for deletion (JSON of
+    ``GcEligible``; NULL when it printed no counts, and for runs stored before)."""
+    db.table("gc_runs").add_column("eligible", str)

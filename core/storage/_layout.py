@@ -146,6 +146,13 @@ class StorageLayout:
                     )
         return sorted(found)
 
+    def has_repository(self, repository: str) -> bool:
+        """Whether ``repositories()`` lists this name (without walking the whole tree)."""
+        if any(part.startswith("_") for part in repository.split("/")):
+            return False  # the registry's own directories, never repositories
+        path = self.repository_dir(repository)
+        return (path / "_manifests").is_dir() or (path / "_layers").is_dir()
+
     def tags(self, repository: str) -> dict[str, Link]:
         """tag -> its ``current/link``; a tag directory without one (half deleted) is left out."""
         base = f"{self._repository(repository)}/_manifests/tags"

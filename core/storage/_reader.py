@@ -84,6 +84,12 @@ class StorageReader:
     def tags(self, repository: str) -> list[str]:
         return sorted(self.layout.tags(repository))
 
+    def tags_or_none(self, repository: str) -> list[str] | None:
+        """Every tag of a repository; None when the storage holds no such repository."""
+        if not self.layout.has_repository(repository):
+            return None
+        return self.tags(repository)
+
     def tag_links(self, repository: str) -> dict[str, Link]:
         """tag -> its current link (the digest, and when the tag last moved)."""
         return self.layout.tags(repository)

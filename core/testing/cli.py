@@ -29,8 +29,15 @@ if TYPE_CHECKING:
 
 __all__ = ["CLI_ENV", "CliResult", "CliRunner", "isolate_cli", "run_cli"]
 
-CLI_ENV = ("REGPRUNE_CONFIG", "REGPRUNE_STATE", "REGPRUNE_DEBUG")
-"""Variables that point the CLI at a config, a state DB or debug output: removed."""
+CLI_ENV = (
+    "REGPRUNE_CONFIG",
+    "REGPRUNE_STATE",
+    "REGPRUNE_DEBUG",
+    "REGPRUNE_USERNAME",
+    "REGPRUNE_PASSWORD",
+)
+"""Variables that point the CLI at a config, a state DB, debug output or quick-mode
+credentials: removed."""
 
 
 def isolate_cli(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
