@@ -42,9 +42,9 @@ def build_registry(report: RunReport, last_success: dict[str, float]) -> Collect
     def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
         return Gauge(name, doc, labels, registry=registry)
 
-    gauge("regprune_run_exit_code", "Exit code of the last run.", ("command",)).labels(
-        command
-    ).set(report.exit_code)
+    gauge("regprune_run_exit_code", "Exit code of the last run.", ("command",)).labels(command).set(
+        report.exit_code
+    )
     gauge("regprune_run_success", "1 when the last run exited 0, else 0.", ("command",)).labels(
         command
     ).set(1 if report.exit_code == 0 else 0)
