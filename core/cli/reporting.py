@@ -184,9 +184,11 @@ def finish(context: CliContext, exit_code: int) -> RunReport | None:
         return None
     try:
         dispatch(report, notifiers_of(context))
+        _metrics(context, report)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while waiting for a receiver
+        log.warning("interrupted: the run report and metrics may not have been sent")
     except Exception as exc:
         log.warning("run report not sent: %s", describe_exception(exc))
-    _metrics(context, report)
     return report
 
 
