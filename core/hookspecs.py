@@ -101,7 +101,7 @@ def register_time_sources(register: Callable[[str, TimeSource], None]) -> None:
 @hookspec
 def register_notifiers(register: Callable[[str, NotifierFactory], None]) -> None:
     """Register where run reports can go by name (``[notify.NAME] use``):
-    ``register("webhook", factory)``.
+    ``register("jsonl", factory)``.
 
     ``factory(options)`` receives the table's keys but ``use``, ``on``, ``policies``
     and ``commands`` (validate them with a ``regprune.Options`` model; raise

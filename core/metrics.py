@@ -20,12 +20,11 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from .notify.report import OUTCOMES, RunReport
+from .notify.report import ITEM_STATUSES, OUTCOMES, RunReport
 
 JOB = "regprune"
 LAST_SUCCESS = "regprune_last_success_timestamp_seconds"
 PUSH_TIMEOUT = 5.0  # seconds per push: metrics never hold a run up for long
-ITEM_STATUSES = ("deleted", "skipped", "failed")
 log = logging.getLogger("regprune.metrics")
 
 

@@ -60,9 +60,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "regprune.plugins.gc_command",
     "regprune.plugins.audit",
     "regprune.plugins.listen",
-    "regprune.plugins.webhook",
-    "regprune.plugins.slack_webhook",
-    "regprune.plugins.mail",
 )
 DISTRIBUTION = "regprune"
 """Entry points declared by this distribution are built-ins (see the module docstring)."""

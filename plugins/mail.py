@@ -89,7 +89,8 @@ def body(report: RunReport) -> str:
         )
     for gc in report.gc:
         freed = "unknown" if gc.bytes_freed is None else human_bytes(gc.bytes_freed)
-        lines.append(f"gc of {gc.registry}: {'ok' if gc.ok else 'failed'}, freed {freed}")
+        state = "ok" if gc.ok else f"exit code {gc.exit_code}"
+        lines.append(f"gc of {gc.registry}: {state}, freed {freed}")
     lines += [
         f"duration: {report.duration_seconds:.1f}s on {report.host}, regprune {report.version}",
         "",

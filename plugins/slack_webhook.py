@@ -17,11 +17,11 @@ from pydantic import field_validator
 
 from regprune import hookimpl
 from regprune.formatting import human_bytes
-from regprune.notify import RunReport, post_json
+from regprune.notify import DELETED, FAILURE, SUCCESS, GcReport, RunReport, post_json
 from regprune.options import Options, parse_options
 from regprune.plugins.webhook import Retries, Timeout, check_http_url
 
-ICON = {"failure": ":x:", "success": ":white_check_mark:", "deleted": ":wastebasket:"}
+ICON = {FAILURE: ":x:", SUCCESS: ":white_check_mark:", DELETED: ":wastebasket:"}
 
 
 class SlackWebhookOptions(Options):
@@ -32,6 +32,10 @@ class SlackWebhookOptions(Options):
     retries: Retries = 3
 
     _url = field_validator("url")(check_http_url)
+
+
+def _gc_state(gc: GcReport) -> str:
+    return "ok" if gc.ok else f"exit code {gc.exit_code}"
 
 
 def message(report: RunReport) -> dict[str, Any]:
@@ -48,7 +52,7 @@ def message(report: RunReport) -> dict[str, Any]:
         )
     for gc in report.gc:
         freed = "unknown" if gc.bytes_freed is None else human_bytes(gc.bytes_freed)
-        fields.append(f"*gc* of {gc.registry}\n{'ok' if gc.ok else 'failed'}, freed {freed}")
+        fields.append(f"*gc* of {gc.registry}\n{_gc_state(gc)}, freed {freed}")
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         # Slack allows at most 10 fields in a section.

@@ -326,7 +326,7 @@ def test_apply_with_a_failed_item_names_it(regprune_cli, registry_server, pusher
         ('[notify.x]\nuse = "webhook"\n', "notify.x: url"),
         ('[notify.x]\nuse = "webhook"\nurl = "ftp://h/x"\n', "is not an http:// or https:// URL"),
         ('[notify.x]\nuse = "webhook"\nurl = "http://h/x"\ntimeout = 0\n', "notify.x: timeout"),
-        ('[notify.x]\nuse = "webhook"\nurl = "http://h/x"\non = ["always"]\n', "notify.x.on.0"),
+        ('[notify.x]\nuse = "webhook"\nurl = "http://h/x"\non = ["always"]\n', "notify.x.on: 'always' is not an outcome: use 'failure', 'success', 'deleted'"),
         (
             '[notify.x]\nuse = "email"\nhost = "h"\nfrom = "a@b"\nto = ["c@d"]\nusername = "u"\n',
             "username and password go together",

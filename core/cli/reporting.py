@@ -102,8 +102,8 @@ def plan_report(entry: _PlanEntry) -> PlanReport:
         untagged=sum(1 for o in result.untag_outcomes if o.status == ItemStatus.DELETED),
         deleted_bytes=result.bytes_deleted,
         by_status={
-            status: _counts(result.of(ItemStatus(status)))
-            for status in ("deleted", "skipped", "failed")
+            str(status): _counts(result.of(status))
+            for status in (ItemStatus.DELETED, ItemStatus.SKIPPED, ItemStatus.FAILED)
         },
         first_failure=failed[0].reason if failed else "",
     )

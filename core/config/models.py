@@ -26,6 +26,7 @@ from pydantic import (
 
 from ..durations import parse_duration, parse_positive_duration
 from ..errors import ConfigError
+from ..notify.report import FAILURE, OUTCOMES
 from ..patterns import check_pattern
 from ..urls import check_registry_url, registry_identity
 
@@ -356,12 +357,11 @@ class PolicySettings(_Model):
         return dict(self._approval_options)
 
 
-NotifyOn = Literal["failure", "success", "deleted"]
 NotifyCommand = Literal["plan", "apply", "run", "gc"]
 
 
-def _notify_on_default() -> list[NotifyOn]:
-    return ["failure"]
+def _notify_on_default() -> list[str]:
+    return [FAILURE]
 
 
 def _notify_commands_default() -> list[NotifyCommand]:
@@ -371,18 +371,18 @@ def _notify_commands_default() -> list[NotifyCommand]:
 class NotifySettings(BaseModel):
     """One ``[notify.NAME]`` table: where run reports go, and which ones.
 
-    ``use`` names a notifier (``webhook``, ``slack-webhook``, ``email`` or one a
-    plugin registers); its own keys are kept as extras (``options``) and validated by
+    ``use`` names a notifier (a built-in one, see docs/configuration.md#notify, or
+    one a plugin registers); its own keys are kept as extras (``options``) and validated by
     that notifier when the plugins are known, so a misspelled key is still an error.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     use: str = Field(
-        description='The notifier: "webhook", "slack-webhook", "email" or one a plugin '
-        "registers; its own keys sit in this table too."
+        description="The notifier: a built-in (docs/configuration.md#notify) or one a "
+        "plugin registers; its own keys sit in this table too."
     )
-    on: list[NotifyOn] = Field(
+    on: list[str] = Field(
         default_factory=_notify_on_default,
         min_length=1,
         description='Which runs are reported: "failure" (exit code not 0), "success" '
@@ -398,6 +398,16 @@ class NotifySettings(BaseModel):
         min_length=1,
         description="Which commands' runs are reported.",
     )
+
+    @field_validator("on")
+    @classmethod
+    def _outcomes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value not in OUTCOMES:
+                raise ValueError(
+                    f"{value!r} is not an outcome: use {', '.join(repr(o) for o in OUTCOMES)}"
+                )
+        return values
 
     @field_validator("policies")
     @classmethod

@@ -12,9 +12,13 @@ from typing import Protocol, runtime_checkable
 from .http import SIGNATURE_HEADER, DeliveryError, encode, post_json, signature
 from .report import (
     COMMANDS,
+    DELETED,
+    FAILURE,
+    ITEM_STATUSES,
     OUTCOMES,
     SCHEMA,
     SCHEMA_VERSION,
+    SUCCESS,
     GcReport,
     Outcome,
     PlanReport,
@@ -32,10 +36,14 @@ class Notifier(Protocol):
 
 __all__ = [
     "COMMANDS",
+    "DELETED",
+    "FAILURE",
+    "ITEM_STATUSES",
     "OUTCOMES",
     "SCHEMA",
     "SCHEMA_VERSION",
     "SIGNATURE_HEADER",
+    "SUCCESS",
     "DeliveryError",
     "GcReport",
     "Notifier",

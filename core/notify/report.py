@@ -10,13 +10,25 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
+
+from ..lifecycle import ItemStatus
 
 SCHEMA = "regprune.report"
 SCHEMA_VERSION = 1
-Outcome = Literal["success", "failure", "deleted"]
-OUTCOMES: tuple[Outcome, ...] = ("failure", "success", "deleted")
+Outcome = str
+"""``FAILURE``, ``SUCCESS`` or ``DELETED`` (a success that deleted something)."""
+FAILURE, SUCCESS = "failure", "success"
+DELETED = str(ItemStatus.DELETED)  # the outcome is named after the item status
+OUTCOMES: tuple[Outcome, ...] = (FAILURE, SUCCESS, DELETED)
 COMMANDS = ("plan", "apply", "run", "gc")
+# Item statuses as JSON keys and metric labels.
+_DELETED, _SKIPPED, _FAILED = (
+    str(ItemStatus.DELETED),
+    str(ItemStatus.SKIPPED),
+    str(ItemStatus.FAILED),
+)
+ITEM_STATUSES = (_DELETED, _SKIPPED, _FAILED)
 
 
 @dataclass(frozen=True)
@@ -50,12 +62,12 @@ class PlanReport:
             "counts": {
                 "planned": self.planned_images,
                 "planned_tags": self.planned_tags,
-                "deleted": self.deleted,
-                "skipped": self.skipped,
-                "failed": self.failed,
+                _DELETED: self.deleted,
+                _SKIPPED: self.skipped,
+                _FAILED: self.failed,
                 "untagged": self.untagged,
             },
-            "bytes": {"planned": self.planned_bytes, "deleted": self.deleted_bytes},
+            "bytes": {"planned": self.planned_bytes, _DELETED: self.deleted_bytes},
         }
 
 
@@ -106,8 +118,8 @@ class RunReport:
         """``failure`` when the exit code is not 0, else ``deleted`` when something was
         deleted, else ``success``."""
         if self.exit_code != 0:
-            return "failure"
-        return "deleted" if self.deleted else "success"
+            return FAILURE
+        return DELETED if self.deleted else SUCCESS
 
     @property
     def duration_seconds(self) -> float:
@@ -128,9 +140,9 @@ class RunReport:
         anything was deleted, failed run or not."""
         outcome = self.outcome
         return (
-            ("failure" in on and outcome == "failure")
-            or ("success" in on and outcome in ("success", "deleted"))
-            or ("deleted" in on and self.deleted > 0)
+            (FAILURE in on and outcome == FAILURE)
+            or (SUCCESS in on and outcome in (SUCCESS, DELETED))
+            or (DELETED in on and self.deleted > 0)
         )
 
     def for_policies(self, patterns: list[str]) -> RunReport | None:
@@ -148,7 +160,7 @@ class RunReport:
 
     def summary(self) -> str:
         """One line for people: ``regprune run failed (policy ci on main): ...``."""
-        word = {"failure": "failed", "success": "succeeded", "deleted": "succeeded"}[self.outcome]
+        word = "succeeded" if self.exit_code == 0 else _FAILED  # the same English word
         scope = ", ".join(f"{plan.policy} on {plan.registry}" for plan in self.plans)
         if not scope and self.gc:
             scope = ", ".join(f"gc of {gc.registry}" for gc in self.gc)
@@ -181,14 +193,14 @@ class RunReport:
             "counts": {
                 "planned": sum(p.planned_images for p in self.plans),
                 "planned_tags": sum(p.planned_tags for p in self.plans),
-                "deleted": self.deleted,
-                "skipped": sum(p.skipped for p in self.plans),
-                "failed": sum(p.failed for p in self.plans),
+                _DELETED: self.deleted,
+                _SKIPPED: sum(p.skipped for p in self.plans),
+                _FAILED: sum(p.failed for p in self.plans),
                 "untagged": sum(p.untagged for p in self.plans),
             },
             "bytes": {
                 "planned": sum(p.planned_bytes for p in self.plans),
-                "deleted": sum(p.deleted_bytes for p in self.plans),
+                _DELETED: sum(p.deleted_bytes for p in self.plans),
                 "gc_freed": sum(freed) if freed else None,
             },
             "duration_seconds": round(self.duration_seconds, 3),
