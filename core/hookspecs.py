@@ -107,7 +107,7 @@ def register_notifiers(register: Callable[[str, NotifierFactory], None]) -> None
     and ``commands`` (validate them with a ``regprune.Options`` model; raise
     ``ValueError`` with a one-line message when they are wrong: the config is then
     refused with exit 2, naming ``notify.NAME``).  It returns an object with
-    ``send(report)``, called with a ``regprune.notify.RunReport`` once a command
+    ``send(report)``, called with a ``regprune.RunReport`` once a command
     ends.  ``send`` may raise: the failure is one ``warning:`` line and the run's
     outcome and exit code stay what they were.  It should give up within seconds.
     """
