@@ -256,6 +256,48 @@ def test_a_policy_the_config_model_refuses_is_still_reported(
     assert "policy.ci.selectors: required key is missing" in report["error"]
 
 
+def test_a_failing_in_use_command_is_reported(regprune_cli, registry_server, pusher, tmp_path):
+    # The case: a nightly run whose in_use command failed.
+    seed(pusher, old=1)
+    policy = POLICY.replace(
+        'approval = "auto"',
+        'approval = "auto"\nprotectors = [{{ use = "in_use", command = ["sh", "-c", "echo no cluster >&2; exit 4"] }}]',
+    )
+    with HttpReceiver() as hook:
+        write_config(
+            tmp_path, registry_server.url, webhook(hook.url, on='["failure"]'), policy=policy
+        )
+        result = regprune_cli("run")
+    assert result.code != 0
+    report = only_json(hook)
+    assert (report["event"], report["outcome"], report["exit_code"]) == (
+        "run",
+        "failure",
+        result.code,
+    )
+    assert "in_use: command: " in report["error"]
+    assert "exited with status 4: no cluster" in report["error"]
+    assert result.err == f"error: {report['error']}\n"
+    assert sorted(pusher.tags("ci/app")) == ["build-0", "latest"]
+
+
+def test_a_refused_approval_is_reported(regprune_cli, registry_server, pusher, tmp_path):
+    # approval "cli" with no terminal and no --yes: refused, nothing deleted.
+    seed(pusher, old=1)
+    policy = POLICY.replace('approval = "auto"', 'approval = "cli"')
+    with HttpReceiver() as hook:
+        write_config(
+            tmp_path, registry_server.url, webhook(hook.url, on='["failure"]'), policy=policy
+        )
+        result = regprune_cli("run")
+    assert result.code != 0
+    report = only_json(hook)
+    assert report["outcome"] == "failure" and report["policy"] == "ci"
+    assert "needs approval and there is no terminal to ask" in report["error"]
+    assert report["plans"][0]["status"] == "pending" and report["counts"]["deleted"] == 0
+    assert sorted(pusher.tags("ci/app")) == ["build-0", "latest"]
+
+
 def test_apply_of_an_unknown_plan_is_reported(regprune_cli, registry_server, tmp_path):
     with HttpReceiver() as hook:
         write_config(tmp_path, registry_server.url, webhook(hook.url))
@@ -326,7 +368,10 @@ def test_apply_with_a_failed_item_names_it(regprune_cli, registry_server, pusher
         ('[notify.x]\nuse = "webhook"\n', "notify.x: url"),
         ('[notify.x]\nuse = "webhook"\nurl = "ftp://h/x"\n', "is not an http:// or https:// URL"),
         ('[notify.x]\nuse = "webhook"\nurl = "http://h/x"\ntimeout = 0\n', "notify.x: timeout"),
-        ('[notify.x]\nuse = "webhook"\nurl = "http://h/x"\non = ["always"]\n', "notify.x.on: 'always' is not an outcome: use 'failure', 'success', 'deleted'"),
+        (
+            '[notify.x]\nuse = "webhook"\nurl = "http://h/x"\non = ["always"]\n',
+            "notify.x.on: 'always' is not an outcome: use 'failure', 'success', 'deleted'",
+        ),
         (
             '[notify.x]\nuse = "email"\nhost = "h"\nfrom = "a@b"\nto = ["c@d"]\nusername = "u"\n',
             "username and password go together",
