@@ -355,6 +355,18 @@ def test_apply_with_a_failed_item_names_it(regprune_cli, registry_server, pusher
     assert report["outcome"] == "failure" and report["error"]
 
 
+def test_help_of_a_command_is_no_run(regprune_cli, registry_server, tmp_path):
+    with HttpReceiver() as hook:
+        write_config(tmp_path, registry_server.url, webhook(hook.url))
+        helped = regprune_cli("plan", "--help")
+        bad = regprune_cli("plan", "--no-such-flag")
+    assert helped.code == 0 and bad.code == 2
+    # --help reports nothing; a command line that cannot run is a failure like any other.
+    report = only_json(hook)
+    assert (report["event"], report["outcome"], report["exit_code"]) == ("plan", "failure", 2)
+    assert "no such option" in report["error"].lower()
+
+
 # -- configuration ----------------------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ COMMAND_MODULES = (
     state_cmd,
 )
 DEBUG_ENV = "REGPRUNE_DEBUG"
+HELP_FLAGS = frozenset({"-h", "--help"})
 
 HELP = """Plan, approve, delete and garbage-collect images in a private registry, safely.
 
@@ -141,8 +142,10 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
         obj.config_path, obj.state_path, obj.verbose = config, state, verbose
         obj.metrics_file = _check_metrics_file(metrics_file)
         obj.pushgateway = _check_pushgateway(pushgateway)
-        # From here on the command's outcome is reported ([notify.NAME], metrics).
-        reporting.start(obj, ctx.invoked_subcommand)
+        # From here on the command's outcome is reported ([notify.NAME], metrics);
+        # asking for a command's --help is not a run of it.
+        if not HELP_FLAGS & set(obj.argv):
+            reporting.start(obj, ctx.invoked_subcommand)
 
     for module in COMMAND_MODULES:
         module.register(app)
@@ -273,6 +276,7 @@ def _invoke(
         # make_context + invoke rather than main(): typer's main() turns Ctrl-C into a
         # silent exit code 130, and the interruption must be reported in one line.
         args = list(sys.argv[1:] if argv is None else argv)
+        context.argv = tuple(args)
         with command.make_context("regprune", args, obj=context) as ctx:
             result = command.invoke(ctx)
         return result if isinstance(result, int) else 0

@@ -30,6 +30,7 @@ class CliContext:
     config_path: str | None = None
     state_path: str | None = None
     verbose: bool = False
+    argv: tuple[str, ...] = ()
     metrics_file: str | None = None
     pushgateway: str | None = None
     # The one-line error the command ended with (for its run report).
