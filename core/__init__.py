@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the names below, for type checkers and editors
         TimeReading,
         Verdict,
     )
+    from .notify import Notifier, RunReport, post_json
     from .options import (
         Argv,
         Duration,
@@ -119,6 +120,10 @@ _LAZY: dict[str, str] = {
     "RegistryClient": ".registry",
     "NoOptions": ".registry",
     "credentials_for": ".registry",
+    # Notifiers (register_notifiers).
+    "RunReport": ".notify",
+    "Notifier": ".notify",
+    "post_json": ".notify",
     # Front ends (register_front_ends).
     "FrontEnd": ".frontends",
     "approvals_decided_by": ".frontends",
@@ -142,6 +147,7 @@ __all__ = [
     "ManifestFacts",
     "MissingScope",
     "NoOptions",
+    "Notifier",
     "Options",
     "Pattern",
     "PatternError",
@@ -154,6 +160,7 @@ __all__ = [
     "RegistryError",
     "RegistrySettings",
     "RegpruneError",
+    "RunReport",
     "SelectionContext",
     "Selector",
     "TimeReading",
@@ -170,6 +177,7 @@ __all__ = [
     "newest_first",
     "parse_options",
     "parse_rfc3339",
+    "post_json",
     "read_text",
     "run_command",
     "untimed",

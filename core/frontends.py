@@ -36,7 +36,7 @@ from .errors import UsageError
 from .hookcalls import call_each
 from .plugin_manager import BLOCK_ENV, get_plugin_manager
 
-RESERVED_SECTIONS = frozenset({"registry", "policy", "state", "plugins"})
+RESERVED_SECTIONS = frozenset({"registry", "policy", "state", "plugins", "notify"})
 """Top-level sections core owns; no front end may claim them."""
 
 DEFAULT_WAITING = "waits for approval elsewhere; its front end applies it"

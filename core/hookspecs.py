@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         Selector,
         TimeReading,
     )
+    from .notify import Notifier
     from .options import Options
     from .registry import BackendType, RegistryBackend
     from .state import AuditLog, State
@@ -40,6 +41,7 @@ hookimpl = pluggy.HookimplMarker("regprune")
 SelectorFactory = Callable[[dict[str, Any]], "Selector"]
 ProtectorFactory = Callable[[dict[str, Any]], "Protector"]
 TimeSource = Callable[["Image"], "TimeReading | None"]
+NotifierFactory = Callable[[dict[str, Any]], "Notifier"]
 
 
 @hookspec
@@ -93,6 +95,21 @@ def register_time_sources(register: Callable[[str, TimeSource], None]) -> None:
     when it knows nothing.  A policy's ``time_source`` list picks the order; the
     engine takes the first trustworthy time (not missing, not before 2013, not in
     the future).
+    """
+
+
+@hookspec
+def register_notifiers(register: Callable[[str, NotifierFactory], None]) -> None:
+    """Register where run reports can go by name (``[notify.NAME] use``):
+    ``register("jsonl", factory)``.
+
+    ``factory(options)`` receives the table's keys but ``use``, ``on``, ``policies``
+    and ``commands`` (validate them with a ``regprune.Options`` model; raise
+    ``ValueError`` with a one-line message when they are wrong: the config is then
+    refused with exit 2, naming ``notify.NAME``).  It returns an object with
+    ``send(report)``, called with a ``regprune.RunReport`` once a command
+    ends.  ``send`` may raise: the failure is one ``warning:`` line and the run's
+    outcome and exit code stay what they were.  It should give up within seconds.
     """
 
 

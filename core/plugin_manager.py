@@ -249,6 +249,8 @@ class Catalog:
     time_sources: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     # Any: each registry type has its own options model.
     registry_backends: dict[str, BackendType[Any]] = field(default_factory=dict)
+    # [notify.NAME] use -> factory(options) -> a notifier with send(report).
+    notifiers: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     # (kind, name) -> the plugin that registered it, so a failure can name the plugin.
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -331,6 +333,7 @@ def build_catalog(manager: pluggy.PluginManager) -> Catalog:
         ("register_approvers", catalog.approvers, "approver"),
         ("register_time_sources", catalog.time_sources, "time source"),
         ("register_registry_backends", catalog.registry_backends, "registry type"),
+        ("register_notifiers", catalog.notifiers, "notifier"),
     ):
         call_each(manager, hook, bind=registrar(target, kind))
     return catalog

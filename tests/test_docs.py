@@ -67,6 +67,7 @@ SECTION_OF_MODEL: dict[type[BaseModel], str] = {
     SlackSettings: "slack",
     ListenSettings: "listen",
     config.StateSettings: "state",
+    config.NotifySettings: "notify",
 }
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(?:\{#([\w-]+)\})?\s*$")
@@ -326,6 +327,64 @@ def test_documented_plugin_options_exist() -> None:
         )
         stale = set(key_rows(text)) - options[section]
         assert not stale, f"section {{#{section}}} documents options that do not exist: {stale}"
+
+
+# -- built-in notifiers -----------------------------------------------------------------------
+
+
+def builtin_notifier_models() -> Iterator[tuple[str, type[Options]]]:
+    """``(name, options model)`` of every built-in notifier (``[notify.NAME] use``)."""
+    catalog = builtin_catalog()
+    for name, factory in sorted(catalog.notifiers.items()):
+        module = inspect.getmodule(factory)
+        assert module is not None and module.__name__.startswith("regprune.plugins."), name
+        models = [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and issubclass(value, Options)
+            and value is not Options
+            and value.__module__ == module.__name__
+        ]
+        assert len(models) == 1, f"built-in notifier {name!r} needs one Options model"
+        yield name, models[0]
+
+
+def option_keys(model: type[Options]) -> dict[str, FieldInfo]:
+    """The keys a user writes: a field's alias when it has one (``from`` for ``sender``)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
+NOTIFIER_OPTIONS = [
+    pytest.param(name, model, key, id=f"notifier-{name}.{key}")
+    for name, model in builtin_notifier_models()
+    for key in option_keys(model)
+]
+
+
+def test_builtin_notifiers_are_found() -> None:
+    assert {name for name, _ in builtin_notifier_models()} == {"webhook", "slack-webhook", "email"}
+
+
+@pytest.mark.parametrize(("name", "model", "key"), NOTIFIER_OPTIONS)
+def test_builtin_notifier_option_is_documented(name: str, model: type[Options], key: str) -> None:
+    section = f"notifier-{name}"
+    assert section in CONFIG_SECTIONS, (
+        f"built-in notifier {name!r} has no section '### `{name}` {{#{section}}}' in "
+        "docs/configuration.md"
+    )
+    rows = key_rows(CONFIG_SECTIONS[section])
+    assert key in rows, f"option {key!r} of notifier {name!r} is not documented in {{#{section}}}"
+    check_default(f"{section}.{key}", option_keys(model)[key], rows[key][2])
+
+
+def test_documented_notifier_options_exist() -> None:
+    known = {f"notifier-{name}": set(option_keys(model)) for name, model in builtin_notifier_models()}
+    for section, text in CONFIG_SECTIONS.items():
+        if section.startswith("notifier-"):
+            assert section in known, f"docs/configuration.md documents {section}, not built in"
+            stale = set(key_rows(text)) - known[section]
+            assert not stale, f"section {{#{section}}} documents options that do not exist: {stale}"
 
 
 # -- the command line -----------------------------------------------------------------------

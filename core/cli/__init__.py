@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 import pluggy
 import typer
 
 from .. import __version__, interrupts
-from ..errors import Interrupted, RegpruneError
+from ..errors import Interrupted, RegpruneError, UsageError
 from ..hookcalls import call_each
 from ..plugin_manager import get_plugin_manager
 from . import (
@@ -32,13 +33,14 @@ from . import (
     plan_cmd,
     plans_cmd,
     plugins_cmd,
+    reporting,
     run_cmd,
     show_cmd,
     state_cmd,
     unlock_cmd,
 )
 from .context import CliContext
-from .flags import ConfigPath, StatePath
+from .flags import ConfigPath, MetricsFile, Pushgateway, StatePath
 from .usage import plain_usage
 
 COMMAND_MODULES = (
@@ -56,6 +58,7 @@ COMMAND_MODULES = (
     state_cmd,
 )
 DEBUG_ENV = "REGPRUNE_DEBUG"
+HELP_FLAGS = frozenset({"-h", "--help"})
 
 HELP = """Plan, approve, delete and garbage-collect images in a private registry, safely.
 
@@ -131,6 +134,8 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
             "-v",
             help="Report HTTP request counts on stderr; `bot slack`: log slack_sdk's own lines too.",
         ),
+        metrics_file: MetricsFile = None,
+        pushgateway: Pushgateway = None,
         version: bool = typer.Option(
             False,
             "--version",
@@ -142,12 +147,48 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
         obj = ctx.obj
         assert isinstance(obj, CliContext)
         obj.config_path, obj.state_path, obj.verbose = config, state, verbose
+        obj.metrics_file = _check_metrics_file(metrics_file)
+        obj.pushgateway = _check_pushgateway(pushgateway)
+        # From here on the command's outcome is reported ([notify.NAME], metrics);
+        # asking for a command's --help is not a run of it.
+        if not HELP_FLAGS & set(obj.argv):
+            reporting.start(obj, ctx.invoked_subcommand)
 
     for module in COMMAND_MODULES:
         module.register(app)
     # A plugin whose commands fail to register must not take --help or `plugins` down.
     call_each(manager, "register_commands", tolerate=True, cli=app)
     return app
+
+
+def _check_metrics_file(value: str | None) -> str | None:
+    """``--metrics-file``: a file in an existing directory (checked before any work)."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise UsageError(f"--metrics-file {value}: is a directory; name a file, e.g. regprune.prom")
+    if not path.parent.is_dir():
+        raise UsageError(f"--metrics-file {value}: directory {path.parent} does not exist")
+    return str(path)
+
+
+def _check_pushgateway(value: str | None) -> str | None:
+    """``--pushgateway``: an http:// or https:// URL with a host."""
+    if value is None:
+        return None
+    import httpx  # already loaded by any command that talks to a registry
+
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"--pushgateway {value}: not an http:// or https:// URL with a host, "
+            "e.g. http://pushgateway:9091"
+        )
+    return value
 
 
 def _one_line(message: str) -> str:
@@ -159,7 +200,10 @@ def error(message: str) -> None:
     typer.echo(f"error: {_one_line(message)}", err=True)
 
 
-def _usage_error(exc: Exception) -> int:
+_print_error = error
+
+
+def _usage_error(exc: Exception, say: Callable[[str], None] = error) -> int:
     """A click usage error as one line, pointing at the command's --help."""
     if type(exc).__name__ == "NoArgsIsHelpError":  # bare `regprune`: show the help
         cast(_ClickError, exc).show()
@@ -167,7 +211,7 @@ def _usage_error(exc: Exception) -> int:
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "regprune"
     message = cast(_ClickError, exc).format_message().rstrip(".")
-    error(f"{message[:1].lower()}{message[1:]} (see `{command} --help`)")
+    say(f"{message[:1].lower()}{message[1:]} (see `{command} --help`)")
     return 2
 
 
@@ -217,20 +261,29 @@ def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | No
     context = CliContext(manager=manager)
     # SIGTERM unwinds like Ctrl-C, so `finally` blocks run (locks, GC children, `after`).
     with interrupts.termination_as_interrupt():
+        code = 1  # what a REGPRUNE_DEBUG traceback reports
         try:
-            return _invoke(manager, context, argv, debug)
+            code = _invoke(manager, context, argv, debug)
+            return code
         finally:
+            # Before close(): the report counts the registry clients' requests.
+            reporting.finish(context, code)
             context.close()
 
 
 def _invoke(
     manager: pluggy.PluginManager, context: CliContext, argv: Sequence[str] | None, debug: bool
 ) -> int:
+    def error(message: str) -> None:
+        context.last_error = _one_line(message)  # the run report's error
+        _print_error(message)
+
     try:
         command = plain_usage(typer.main.get_command(make_app(manager)))
         # make_context + invoke rather than main(): typer's main() turns Ctrl-C into a
         # silent exit code 130, and the interruption must be reported in one line.
         args = list(sys.argv[1:] if argv is None else argv)
+        context.argv = tuple(args)
         with command.make_context("regprune", args, obj=context) as ctx:
             result = command.invoke(ctx)
         return result if isinstance(result, int) else 0
@@ -248,7 +301,7 @@ def _invoke(
     except typer.Exit as exc:
         return exc.exit_code
     except ClickUsageError as exc:
-        return _usage_error(exc)
+        return _usage_error(exc, error)
     except ClickException as exc:
         error(cast(_ClickError, exc).format_message())
         return getattr(exc, "exit_code", 1)
@@ -259,7 +312,7 @@ def _invoke(
         error("aborted: end of input")
         return 1
     except KeyboardInterrupt:
-        return _interrupted()
+        return _interrupted(error)
     except Exception as exc:
         if debug:
             raise
@@ -276,10 +329,10 @@ def _interrupted_line(message: str) -> str:
     return message if message.lower().startswith("interrupted") else f"interrupted: {message}"
 
 
-def _interrupted() -> int:
+def _interrupted(say: Callable[[str], None] = error) -> int:
     """A Ctrl-C or SIGTERM that no command turned into an `Interrupted` with its own story."""
     what = interrupts.signal_name(interrupts.last_signal())
-    error(
+    say(
         f"interrupted ({what}) before the command finished; what was done so far stays done:"
         " an interrupted apply resumes with `regprune apply PLAN_ID` (see `regprune show"
         " PLAN_ID`), and plan, ls and gc can simply run again"

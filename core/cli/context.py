@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
 import typer
@@ -16,6 +17,10 @@ from ..frontends import collect_front_ends
 from ..plugin_manager import build_catalog
 from ..state import State
 
+if TYPE_CHECKING:
+    from ..notify.dispatch import ConfiguredNotifier
+    from .reporting import RunReporting
+
 
 @dataclass
 class CliContext:
@@ -25,6 +30,14 @@ class CliContext:
     config_path: str | None = None
     state_path: str | None = None
     verbose: bool = False
+    argv: tuple[str, ...] = ()
+    metrics_file: str | None = None
+    pushgateway: str | None = None
+    # The one-line error the command ended with (for its run report).
+    last_error: str | None = None
+    reporting: RunReporting | None = field(default=None, repr=False)
+    # The [notify.NAME] notifiers, built (and so checked) with the settings.
+    notifiers: list[ConfiguredNotifier] | None = field(default=None, repr=False)
     _settings: Settings | None = field(default=None, repr=False)
     _state: State | None = field(default=None, repr=False)
     _engines: list[Engine] = field(default_factory=list, repr=False)
@@ -47,11 +60,30 @@ class CliContext:
             else:
                 # Each registry's type and its own keys are checked now, with the file's name;
                 # the sections of this run's front ends are valid, any other is an error.
-                backends = build_catalog(self.manager).registry_backends
-                self._settings = load_settings(
-                    Path(path), backends=backends, front_ends=collect_front_ends(self.manager)
+                catalog = build_catalog(self.manager)
+                settings = load_settings(
+                    Path(path),
+                    backends=catalog.registry_backends,
+                    front_ends=collect_front_ends(self.manager),
                 )
+                from ..notify.dispatch import build_notifiers
+
+                # A bad [notify.NAME] is a config error like any other, before any work.
+                try:
+                    self.notifiers = build_notifiers(settings.notify, catalog)
+                except ConfigError as exc:
+                    raise ConfigError(f"{path}: {exc.message}") from None
+                self._settings = settings
         return self._settings
+
+    def http_requests(self) -> dict[tuple[str, str], int]:
+        """Requests sent so far by the engines' registry clients: ``{(registry, method): n}``."""
+        counts: dict[tuple[str, str], int] = {}
+        for engine in self._engines:
+            for name, client in engine._clients.items():
+                for method, count in client.requests_by_method.items():
+                    counts[(name, method)] = counts.get((name, method), 0) + count
+        return counts
 
     def state(self) -> State:
         if self._state is None:

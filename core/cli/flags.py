@@ -48,6 +48,25 @@ StatePath = Annotated[
     ),
 ]
 
+MetricsFile = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-file",
+        metavar="PATH",
+        help="Write the run's Prometheus metrics to PATH (atomically; for node_exporter's "
+        "textfile collector, name it *.prom). plan, apply, run and gc.",
+    ),
+]
+Pushgateway = Annotated[
+    str | None,
+    typer.Option(
+        "--pushgateway",
+        metavar="URL",
+        help="Push the run's Prometheus metrics to this Pushgateway (job regprune, grouped "
+        "by policy and registry). plan, apply, run and gc.",
+    ),
+]
+
 # -- quick mode -------------------------------------------------------------------------
 
 QuickRegistry = Annotated[

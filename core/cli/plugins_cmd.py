@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = json_flag("Print plugins and names as JSON."),
     ) -> None:
         """List installed plugins (built-in ones too), the hooks they implement, and the
-        selectors, protectors, approvers, time sources, registry types and front ends they
-        register."""
+        selectors, protectors, approvers, time sources, registry types, notifiers and front
+        ends they register."""
         manager = get_context(ctx).manager
         rows = plugin_rows(manager)
         catalog = build_catalog(manager)
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
             "approvers": sorted(catalog.approvers),
             "time_sources": sorted(catalog.time_sources),
             "registry_types": sorted(catalog.registry_backends),
+            "notifiers": sorted(catalog.notifiers),
             "front_ends": sorted(collect_front_ends(manager)),
         }
         if as_json:

@@ -89,7 +89,7 @@ def _check_document(data: Any, path: str = "") -> None:
     if isinstance(data, dict):
         for key, value in data.items():
             where = f"{path}.{key}" if path else str(key)
-            if path in ("registry", "policy") and not _NAME.match(str(key)):
+            if path in ("registry", "policy", "notify") and not _NAME.match(str(key)):
                 raise ConfigError(
                     f"{path}.{key!r}: invalid name: use letters, digits, '_', '.' and '-' "
                     "(at most 64, starting with a letter or digit)"

@@ -26,6 +26,7 @@ from pydantic import (
 
 from ..durations import parse_duration, parse_positive_duration
 from ..errors import ConfigError
+from ..notify.report import FAILURE, OUTCOMES
 from ..patterns import check_pattern
 from ..urls import check_registry_url, registry_identity
 
@@ -356,6 +357,72 @@ class PolicySettings(_Model):
         return dict(self._approval_options)
 
 
+NotifyCommand = Literal["plan", "apply", "run", "gc"]
+
+
+def _notify_on_default() -> list[str]:
+    return [FAILURE]
+
+
+def _notify_commands_default() -> list[NotifyCommand]:
+    return ["plan", "apply", "run", "gc"]
+
+
+class NotifySettings(BaseModel):
+    """One ``[notify.NAME]`` table: where run reports go, and which ones.
+
+    ``use`` names a notifier (a built-in one, see docs/configuration.md#notify, or
+    one a plugin registers); its own keys are kept as extras (``options``) and validated by
+    that notifier when the plugins are known, so a misspelled key is still an error.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    use: str = Field(
+        description="The notifier: a built-in (docs/configuration.md#notify) or one a "
+        "plugin registers; its own keys sit in this table too."
+    )
+    on: list[str] = Field(
+        default_factory=_notify_on_default,
+        min_length=1,
+        description='Which runs are reported: "failure" (exit code not 0), "success" '
+        '(exit code 0), "deleted" (something was deleted, whatever the outcome).',
+    )
+    policies: list[str] = Field(
+        default_factory=list,
+        description="Policy globs: only plans of matching policies are reported (empty: "
+        "every policy). A failure before any plan, and gc, are reported whatever it says.",
+    )
+    commands: list[NotifyCommand] = Field(
+        default_factory=_notify_commands_default,
+        min_length=1,
+        description="Which commands' runs are reported.",
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _outcomes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value not in OUTCOMES:
+                raise ValueError(
+                    f"{value!r} is not an outcome: use {', '.join(repr(o) for o in OUTCOMES)}"
+                )
+        return values
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_globs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("a policy glob must not be empty")
+        return values
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keys of this table only its notifier knows, for its options model."""
+        return dict(self.model_extra or {})
+
+
 NEVER = "never"
 
 
@@ -393,6 +460,10 @@ class Settings(_Model):
     policy: ReadOnly[PolicySettings] = Field(default_factory=lambda: MappingProxyType({}))
     state: StateSettings = Field(
         default_factory=StateSettings, description="The state DB: plan retention."
+    )
+    notify: ReadOnly[NotifySettings] = Field(
+        default_factory=lambda: MappingProxyType({}),
+        description="Where run reports go: one [notify.NAME] table per notifier.",
     )
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
