@@ -16,4 +16,4 @@ if [ ! -x "$bin" ]; then
 fi
 bin="$(realpath "$bin")"  # the fixtures start it from their own temporary directories
 echo "== registry-facing tests again, against $("$bin" --version 2>/dev/null | head -1 || echo "$bin")"
-REGPRUNE_REGISTRY_BIN="$bin" .venv/bin/pytest -n 2 -m registry -q ${PYTEST_ARGS:-}
+REGPRUNE_REGISTRY_BIN="$bin" .venv/bin/pytest -n "${WORKERS:-4}" -m registry -q ${PYTEST_ARGS:-}
