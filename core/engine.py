@@ -38,6 +38,7 @@ from .plugin_settings import approver_options, configure_plugins
 from .referrers import attach_referrers
 from .registry import RegistryBackend, RegistryVersion, check_backend_options, version_of
 from .scan import RepositoryScan, Scanner
+from .scan_progress import ScanProgress
 from .state import PruneResult, State
 from .timing import check_time_sources
 from .transitions import Transitions
@@ -99,6 +100,8 @@ class Engine(Transitions):
         self._sources: dict[str, RegistryBackend] = {}
         self._versions: dict[str, RegistryVersion] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
+        # What plan and ls scans report their steps to (the CLI's bar on a terminal).
+        self.scan_progress: ScanProgress | None = None
 
     # -- plumbing -----------------------------------------------------------
 
@@ -273,7 +276,9 @@ class Engine(Transitions):
         registry = compiled.settings.registry
         client = self.client(registry)
         now = self.now()
-        scanner = Scanner(self.scan_source(registry), self.state, registry, now)
+        scanner = Scanner(
+            self.scan_source(registry), self.state, registry, now, self.scan_progress
+        )
         repositories = scanner.repositories(
             compiled.settings.repositories, compiled.settings.exclude
         )
@@ -496,7 +501,9 @@ class Engine(Transitions):
         now = self.now()
         sources = time_sources or ["created", "label", "first_seen"]
         check_time_sources(sources, self.catalog.time_sources, "time_source")
-        scanner = Scanner(self.scan_source(registry), self.state, registry, now)
+        scanner = Scanner(
+            self.scan_source(registry), self.state, registry, now, self.scan_progress
+        )
         scans = scanner.scan(scanner.repositories(patterns))
         for scan in scans:
             assign_times(scan.images, sources, self.catalog, now)
