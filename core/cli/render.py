@@ -36,6 +36,8 @@ console = OutputConsole(highlight=False, soft_wrap=False)
 err_console = OutputConsole(stderr=True, highlight=False)
 
 MAX_TAGS = 4
+# To a pipe a reason has the whole line: only a runaway one is cut.
+PIPE_REASON_LIMIT = 2000
 
 
 class _InRepository(Protocol):
@@ -125,9 +127,10 @@ def _tags_width(cells: Iterable[str], limit: int = 24) -> int:
 
 
 def reason_cell(reasons: Sequence[str]) -> str:
-    """Reasons one per line; to a pipe, on one line, separated by ``; ``."""
-    joiner = "; " if _one_line() else "\n"
-    return joiner.join(short_reason(reason) for reason in reasons) or "-"
+    """Reasons one per line, trimmed; to a pipe, whole and on one line, separated by ``; ``."""
+    if _one_line():
+        return "; ".join(short_reason(reason, PIPE_REASON_LIMIT) for reason in reasons) or "-"
+    return "\n".join(short_reason(reason) for reason in reasons) or "-"
 
 
 def _table(title: str | None = None) -> Table:
