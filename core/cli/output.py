@@ -10,7 +10,7 @@ pads its cells with.  Which case applies is decided at each write, from whatever
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rich.console import Console, ConsoleDimensions
 
@@ -72,7 +72,7 @@ class OutputConsole(Console):
     @property
     def file(self) -> IO[str]:
         stream = _stream(self.stderr)
-        return stream if is_terminal(stream) else self._trimmed  # type: ignore[return-value]
+        return stream if is_terminal(stream) else cast(IO[str], self._trimmed)
 
     @file.setter
     def file(self, value: IO[str]) -> None:
@@ -80,11 +80,11 @@ class OutputConsole(Console):
 
     @property
     def size(self) -> ConsoleDimensions:
-        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        size = super().size
         if is_terminal(_stream(self.stderr)):
             return size
         return ConsoleDimensions(PIPE_WIDTH, size.height)
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
-        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]  # mypy types a property as its value

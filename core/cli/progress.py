@@ -53,6 +53,8 @@ class ScanBar:
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
+            # What goes to stdout stays there (rich would print it through stderr).
+            redirect_stdout=False,
         )
         self._repositories = bar.add_task("repositories", total=repositories)
         # The tags' total grows as repositories are listed.
