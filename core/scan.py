@@ -35,8 +35,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # Batched reads go in slices of this many while someone watches the progress: small
-# enough for the bar to move, large enough to keep the client's pipelines full.
-PROGRESS_SLICE = 256
+# enough for the bar to move, large enough to keep the client's pipelines full (2,000
+# tags on 2.8.2: 256 cost a fifth of a warm scan's speed, 1,000 nothing measurable).
+PROGRESS_SLICE = 1000
 
 
 @dataclass
