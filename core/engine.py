@@ -38,6 +38,7 @@ from .plugin_settings import approver_options, configure_plugins
 from .referrers import attach_referrers
 from .registry import RegistryBackend, RegistryVersion, check_backend_options, version_of
 from .scan import RepositoryScan, Scanner
+from .scan_progress import ScanProgress
 from .scope import Scope, resolve_scope
 from .state import PruneResult, State
 from .timing import check_time_sources
@@ -101,6 +102,8 @@ class Engine(Transitions):
         self._versions: dict[str, RegistryVersion] = {}
         self._compiled: dict[str, CompiledPolicy] | None = None
         self._scopes: dict[str, Scope] = {}
+        # What plan and ls scans report their steps to (the CLI's bar on a terminal).
+        self.scan_progress: ScanProgress | None = None
 
     # -- plumbing -----------------------------------------------------------
 
@@ -300,7 +303,9 @@ class Engine(Transitions):
         client = self.client(registry)
         now = self.now()
         scope = self.scope(policy)
-        scanner = Scanner(self.scan_source(registry), self.state, registry, now)
+        scanner = Scanner(
+            self.scan_source(registry), self.state, registry, now, self.scan_progress
+        )
         scans = scanner.scan(scope.repositories, scope.listed)
         # After the scan: its answers usually tell the version, so this costs no request.
         version = self.registry_version(registry)
@@ -534,7 +539,9 @@ class Engine(Transitions):
         )
         for warning in scope.warnings:
             log.warning("%s", warning)
-        scanner = Scanner(self.scan_source(registry), self.state, registry, now)
+        scanner = Scanner(
+            self.scan_source(registry), self.state, registry, now, self.scan_progress
+        )
         scans = scanner.scan(scope.repositories, scope.listed)
         for scan in scans:
             assign_times(scan.images, sources, self.catalog, now)

@@ -15,20 +15,29 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ManifestNotFound, RegistryError
 from .manifests import facts_from_manifest, needs_config, with_config
 from .mediatypes import artifact_subject, is_index
 from .models import Image, ManifestFacts, Usage
 from .registry import Manifest, RegistryBackend
+from .scan_progress import NoProgress, ScanProgress
 from .state import State
 
 if TYPE_CHECKING:
     from .storage import Link
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Batched reads go in slices of this many while someone watches the progress: small
+# enough for the bar to move, large enough to keep the client's pipelines full (2,000
+# tags on 2.8.2: 256 cost a fifth of a warm scan's speed, 1,000 nothing measurable).
+PROGRESS_SLICE = 1000
 
 
 @dataclass
@@ -96,11 +105,19 @@ def is_literal(pattern: str) -> bool:
 class Scanner:
     """Resolves tags and digest facts for repositories, using the state DB as a cache."""
 
-    def __init__(self, client: RegistryBackend, state: State, registry: str, now: datetime) -> None:
+    def __init__(
+        self,
+        client: RegistryBackend,
+        state: State,
+        registry: str,
+        now: datetime,
+        progress: ScanProgress | None = None,
+    ) -> None:
         self.client = client
         self.state = state
         self.registry = registry
         self.now = now
+        self.progress: ScanProgress = progress or NoProgress()
 
     def repositories(self, include: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
         """Repositories a policy covers; literal names skip the catalog (it may need extra scope)."""
@@ -115,21 +132,68 @@ class Scanner:
 
         ``listed``: tag lists already read (checking the scope, see ``scope.py``),
         used instead of asking again."""
-        if _is_storage(self.client):
-            scans = self._scan_storage(repositories)
-        else:
-            listed = listed or {}
-            unlisted = [repo for repo in repositories if repo not in listed]
-            fetched = dict(zip(unlisted, self.client.map(self.client.tags, unlisted), strict=True))
-            tag_lists = [listed[repo] if repo in listed else fetched[repo] for repo in repositories]
-            pairs = [
-                (repo, tag)
-                for repo, tags in zip(repositories, tag_lists, strict=True)
-                for tag in tags
-            ]
-            scans = self._build(repositories, pairs, self._resolve_tags(pairs))
-        self._attach_usage(scans)
+        self.progress.started(len(repositories))
+        try:
+            if _is_storage(self.client):
+                scans = self._scan_storage(repositories)
+            else:
+                known = listed or {}
+                unlisted = [repo for repo in repositories if repo not in known]
+                fetched = dict(
+                    zip(unlisted, self.client.map(self._listed_tags, unlisted), strict=True)
+                )
+                for repo in repositories:
+                    if repo in known:
+                        self.progress.listed(repo, len(known[repo]))
+                tag_lists = [
+                    known[repo] if repo in known else fetched[repo] for repo in repositories
+                ]
+                pairs = [
+                    (repo, tag)
+                    for repo, tags in zip(repositories, tag_lists, strict=True)
+                    for tag in tags
+                ]
+                scans = self._build(repositories, pairs, self._resolve_tags(pairs))
+            self._attach_usage(scans)
+        finally:
+            self.progress.finished()
         return scans
+
+    def _listed_tags(self, repository: str) -> list[str]:
+        tags = self.client.tags(repository)
+        self.progress.listed(repository, len(tags))
+        return tags
+
+    def _batched(
+        self,
+        batch: Callable[[Sequence[T]], list[R]],
+        items: Sequence[T],
+        done: Callable[[int], None],
+    ) -> list[R]:
+        """``batch(items)``, in slices when a progress is watching (``done`` after each);
+        in one call otherwise, as the client pipelines best."""
+        if isinstance(self.progress, NoProgress):
+            return batch(items)
+        results: list[R] = []
+        for start in range(0, len(items), PROGRESS_SLICE):
+            part = batch(items[start : start + PROGRESS_SLICE])
+            results.extend(part)
+            done(len(part))
+        return results
+
+    def _mapped(
+        self, fn: Callable[[T], R], items: Sequence[T], done: Callable[[int], None]
+    ) -> list[R]:
+        """``client.map(fn, items)``, with ``done(1)`` after each item."""
+        if isinstance(self.progress, NoProgress):
+            return self.client.map(fn, items)
+
+        def one(item: T) -> R:
+            result = fn(item)
+            done(1)
+            return result
+
+        return self.client.map(one, items)
 
     def _attach_usage(self, scans: list[RepositoryScan]) -> None:
         """Give every image the pulls ``regprune listen`` recorded for its manifests:
@@ -147,8 +211,12 @@ class Scanner:
         """The scan from storage: tags from their links, untagged manifests from the
         revisions, facts read only for digests the cache does not know."""
         source: Any = self.client
-        links = {repo: source.tag_links(repo) for repo in repositories}
-        revisions = {repo: source.revisions(repo) for repo in repositories}
+        links: dict[str, dict[str, Link]] = {}
+        revisions: dict[str, dict[str, Link]] = {}
+        for repo in repositories:
+            links[repo] = source.tag_links(repo)
+            revisions[repo] = source.revisions(repo)
+            self.progress.listed(repo, len(links[repo]))
         pairs: list[tuple[str, str]] = []
         digests: list[str] = []
         for repo in repositories:
@@ -156,11 +224,15 @@ class Scanner:
                 if link.digest in revisions[repo]:  # else the registry answers 404 for it
                     pairs.append((repo, tag))
                     digests.append(link.digest)
+        # Their link files resolved every tag (one that points nowhere counts as done).
+        self.progress.resolved(sum(len(tags) for tags in links.values()))
         known = self.state.digests.get_facts(set(digests))
         unknown = sorted(
             {(repo, d) for (repo, _), d in zip(pairs, digests, strict=True) if d not in known}
         )
-        read = dict(zip(unknown, source.get_manifests(unknown), strict=True))
+        self.progress.reading(len(unknown))
+        manifests = self._batched(source.get_manifests, unknown, self.progress.read)
+        read = dict(zip(unknown, manifests, strict=True))
         resolved: list[tuple[str, str, ManifestFacts] | None] = []
         for (repo, tag), digest in zip(pairs, digests, strict=True):
             if digest in known:
@@ -220,8 +292,8 @@ class Scanner:
         """
         batch = getattr(self.client, "get_manifests", None)
         if batch is None:
-            return self.client.map(self._resolve_tag, pairs)
-        manifests: list[Manifest | None] = batch(pairs)
+            return self._mapped(self._resolve_tag, pairs, self.progress.resolved)
+        manifests: list[Manifest | None] = self._batched(batch, pairs, self.progress.resolved)
         return [
             None if manifest is None else (tag, manifest.digest, _facts(manifest))
             for (_, tag), manifest in zip(pairs, manifests, strict=True)
@@ -263,8 +335,9 @@ class Scanner:
             for child, repo in child_keys.items()
             if child not in manifests and child not in pending
         )
+        self.progress.reading(len(to_fetch))
         for (repo, child), fetched in zip(
-            to_fetch, self.client.map(self._fetch_manifest, to_fetch), strict=True
+            to_fetch, self._mapped(self._fetch_manifest, to_fetch, self.progress.read), strict=True
         ):
             if fetched is not None:
                 pending[child] = (repo, fetched)
@@ -307,11 +380,14 @@ class Scanner:
     def _with_configs(self, jobs: list[tuple[str, ManifestFacts]]) -> list[ManifestFacts]:
         """The facts of new image manifests completed from their config blobs, batched
         (``get_blobs``) when the back end offers it."""
+        self.progress.reading(len(jobs))
         batch = getattr(self.client, "get_blobs", None)
         if batch is None:
-            return self.client.map(self._with_config, jobs)
-        blobs: list[bytes | None] = batch(
-            [(repo, facts.config_digest) for repo, facts in jobs if facts.config_digest]
+            return self._mapped(self._with_config, jobs, self.progress.read)
+        blobs: list[bytes | None] = self._batched(
+            batch,
+            [(repo, facts.config_digest) for repo, facts in jobs if facts.config_digest],
+            self.progress.read,
         )
         # A missing config blob (None) leaves the image without a build time.
         return [

@@ -105,7 +105,6 @@ def main() -> None:
         **os.environ,
         "REGPRUNE_CONFIG": str(WORK / "regprune.toml"),
         "REGPRUNE_STATE": str(WORK / "state.db"),
-        "COLUMNS": os.environ.get("COLUMNS", "160"),
     }
     with RegistryServer(WORK / "registry", delete_enabled=True) as server:
         banner(f"A throwaway registry at {server.url}; pushing CI-shaped images")

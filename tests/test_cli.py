@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from regprune.cli import run
+from regprune.cli import output, render, run
 from regprune.engine import lock_name
 from regprune.state import State
 from regprune.testing import days_ago
@@ -43,6 +44,15 @@ selectors = [
 def _isolated(isolated_cli: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kit's isolated CLI, at the terminal width click picks by itself."""
     monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture
+def terminal_80(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdout as an 80-column terminal: the tables' layout for people (a pipe gets
+    unfolded rows instead: tests/test_terminal_output.py)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(output, "is_terminal", lambda stream: stream is sys.stdout)
+    monkeypatch.setattr(render.console, "_force_terminal", True)
 
 
 class Cli:
@@ -121,7 +131,7 @@ def test_ls_json_lists_images_oldest_first(cli, pusher):
     assert cli.json("ls", "ci/web") == [images[-1]]
 
 
-def test_ls_table(cli, ci_images):
+def test_ls_table(cli, ci_images, terminal_80):
     _, out, _ = cli("ls")
 
     lines = out.splitlines()
@@ -199,7 +209,7 @@ def test_plan_json_has_the_contract_shape(cli, ci_images):
         assert state.plans.get(plan["plan_id"]).status == "pending"
 
 
-def test_plan_table_is_readable(cli, ci_images):
+def test_plan_table_is_readable(cli, ci_images, terminal_80):
     _, out, _ = cli("plan")
 
     signature_tag = ci_images["signature"].tags[0]

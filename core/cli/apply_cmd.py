@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+from rich.progress import Progress as Bar
 
+from ..apply import Progress
 from ..config import RegistrySettings, Settings
 from ..engine import Engine, default_actor, is_interactive
 from ..lifecycle import UNSUCCESSFUL, ItemStatus
@@ -31,24 +33,32 @@ Exit code 1 when an item failed or the plan was rejected.
 
 
 @contextmanager
-def progress_bar(total: int, enabled: bool) -> Iterator:
+def progress_bar(total: int, enabled: bool) -> Iterator[Progress]:
+    """A "deleting N/M" bar on stderr, drawn from the first item done: never while the
+    approver still asks (its question comes first, and nothing says "deleting" before
+    a yes)."""
     if not enabled:
         yield lambda item, status, reason: None
         return
-    with Progress(
+    bar = Bar(
         TextColumn(ItemStatus.DELETING),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         console=err_console,
         transient=True,
-    ) as progress:
-        task = progress.add_task("", total=total)
+    )
+    task = bar.add_task("", total=total)
 
-        def advance(item: PlanItem, status: str, reason: str) -> None:
-            progress.update(task, advance=1, description=f"{item.repository} {status}")
+    def advance(item: PlanItem, status: str, reason: str) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, advance=1, description=f"{item.repository} {status}")
 
+    try:
         yield advance
+    finally:
+        bar.stop()
 
 
 def apply_plan(engine: Engine, plan_id: str, *, yes: bool, as_json: bool) -> ApplyResult:

@@ -16,6 +16,8 @@ from ..errors import ConfigError, UsageError
 from ..frontends import collect_front_ends
 from ..plugin_manager import build_catalog
 from ..state import State
+from .progress import scan_progress
+from .render import err_console
 
 if TYPE_CHECKING:
     from ..notify.dispatch import ConfiguredNotifier
@@ -103,6 +105,8 @@ class CliContext:
 
     def engine(self, settings: Settings | None = None) -> Engine:
         engine = Engine(settings or self.settings(), self.state(), manager=self.manager)
+        # Scans draw their progress on stderr when it is a terminal, and nothing otherwise.
+        engine.scan_progress = scan_progress(err_console)
         self._engines.append(engine)
         return engine
 

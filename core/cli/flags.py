@@ -24,9 +24,12 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from ..errors import UsageError
 
 ConfigPath = Annotated[
     str | None,
@@ -268,3 +271,29 @@ def registry_flag(help: str, *, metavar: str = "NAME") -> Any:
 def yes_flag(help: str) -> Any:
     """``--yes`` / ``-y``: approve ``cli`` plans without asking."""
     return typer.Option(False, "--yes", "-y", help=help)
+
+
+class OutputFormat(StrEnum):
+    """What ``--format`` accepts: tables for people, tab-separated rows or JSON for scripts."""
+
+    TABLE = "table"
+    TSV = "tsv"
+    JSON = "json"
+
+
+def format_flag(help: str) -> Any:
+    """``--format table|tsv|json`` (``--json`` stays a short way to say ``--format json``)."""
+    return typer.Option(None, "--format", metavar="table|tsv|json", help=help)
+
+
+def output_format(chosen: str | None, as_json: bool) -> OutputFormat:
+    """The format a command prints in, from ``--format`` and ``--json``: an unknown
+    format, or both flags disagreeing, is a usage error."""
+    try:
+        picked = OutputFormat((chosen or "table").lower())
+    except ValueError:
+        names = ", ".join(f.value for f in OutputFormat)
+        raise UsageError(f"--format {chosen!r} is not one of {names}") from None
+    if as_json and chosen is not None and picked is not OutputFormat.JSON:
+        raise UsageError(f"--json and --format {picked.value} disagree: pass one of them")
+    return OutputFormat.JSON if as_json else picked

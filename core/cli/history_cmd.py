@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich import box
 from rich.table import Table
 
 from .context import get_context
-from .flags import json_flag, registry_flag
+from .flags import OutputFormat, format_flag, json_flag, output_format, registry_flag
 from .render import console, event_summary, print_json
+from .tsv import events_tsv
 
 
 def register(app: typer.Typer) -> None:
@@ -28,15 +31,22 @@ def register(app: typer.Typer) -> None:
             None, "--plan", metavar="PLAN_ID", help="Only the events of this plan."
         ),
         registry: str | None = registry_flag("Only the events of this registry."),
-        as_json: bool = json_flag("Print the events as JSON."),
+        as_json: bool = json_flag("Print the events as JSON (the same as --format json)."),
+        fmt: str | None = format_flag(
+            "table (default), tsv (a header row, then one tab-separated row per event) or json."
+        ),
     ) -> None:
         """Show the audit log, newest first: plans, approvals, deletions, skips and GC runs."""
+        chosen = output_format(fmt, as_json)
         state = get_context(ctx).state()
         # A plan removed by retention keeps its events: --plan still finds them.
         plan_id = state.plans.id_of(plan) if plan else None
         events = state.audit_log.events(limit=limit, registry=registry, plan_id=plan_id)
-        if as_json:
+        if chosen is OutputFormat.JSON:
             print_json([event.to_json_dict() for event in events])
+            return
+        if chosen is OutputFormat.TSV:
+            events_tsv(events, sys.stdout, event_summary)
             return
         if not events:
             console.print("no events")

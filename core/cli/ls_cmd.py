@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
 from ..engine import images_by_time
 from .context import get_context
 from .credentials import read_credentials, with_credentials
-from .flags import PasswordStdin, Username, json_flag, registry_flag
+from .flags import (
+    OutputFormat,
+    PasswordStdin,
+    Username,
+    format_flag,
+    json_flag,
+    output_format,
+    registry_flag,
+)
 from .options import resolve_registry
 from .render import image_json, images_table, print_json
+from .tsv import images_tsv
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +37,10 @@ def register(app: typer.Typer) -> None:
             "Registry URL or a registry name from the config (default: the only one).",
             metavar="URL|NAME",
         ),
-        as_json: bool = json_flag("Print the images as JSON."),
+        as_json: bool = json_flag("Print the images as JSON (the same as --format json)."),
+        fmt: str | None = format_flag(
+            "table (default), tsv (a header row, then one tab-separated row per image) or json."
+        ),
         username: Username = None,
         password_stdin: PasswordStdin = False,
     ) -> None:
@@ -36,6 +49,7 @@ def register(app: typer.Typer) -> None:
         An image is a manifest digest with every tag pointing to it; signatures and
         attestations are counted with the image they belong to.
         """
+        chosen = output_format(fmt, as_json)
         cli = get_context(ctx)
         settings, name = resolve_registry(cli, registry)
         where = registry or settings.get_registry(name).url
@@ -43,7 +57,9 @@ def register(app: typer.Typer) -> None:
         engine = cli.engine(with_credentials(settings, name, credentials))
         scans = engine.list_images(name, [repository or "*"])
         images = images_by_time(scans)
-        if as_json:
+        if chosen is OutputFormat.JSON:
             print_json([image_json(image) for image in images])
+        elif chosen is OutputFormat.TSV:
+            images_tsv(images, sys.stdout)
         else:
             images_table(images, engine.now())

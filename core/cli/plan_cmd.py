@@ -12,9 +12,18 @@ from ..errors import ConfigError, UsageError
 from ..frontends import decided_elsewhere, waiting_text
 from ..models import Plan
 from .context import CliContext, get_context
-from .flags import QuickFlags, json_flag, policy_flag, with_quick_flags
+from .flags import (
+    OutputFormat,
+    QuickFlags,
+    format_flag,
+    json_flag,
+    output_format,
+    policy_flag,
+    with_quick_flags,
+)
 from .options import quick_policy
 from .render import plan_tables, write_plans_json
+from .tsv import plans_tsv
 
 PLAN_HELP = """Compute and store a plan: what would be deleted and kept, and why. Deletes nothing.
 
@@ -84,17 +93,26 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         policy: str | None = policy_flag("Policy to plan (default: every policy)."),
         as_json: bool = json_flag(
-            "Print the plan as JSON (a list when several policies are planned)."
+            "Print the plan as JSON (a list when several policies are planned; the same as "
+            "--format json)."
+        ),
+        fmt: str | None = format_flag(
+            "table (default), tsv (a header row, then one tab-separated row per item of "
+            "every plan) or json."
         ),
         no_keep: bool = typer.Option(False, "--no-keep", help="Do not list the kept images."),
         store_empty: bool = store_empty_flag(),
         *,
         quick: QuickFlags,
     ) -> None:
+        chosen = output_format(fmt, as_json)
         cli = get_context(ctx)
         engine, plans = make_plans(cli, policy=policy, quick=quick, store_empty=store_empty)
-        if as_json:
+        if chosen is OutputFormat.JSON:
             write_plans_json(plans, sys.stdout)
+            return
+        if chosen is OutputFormat.TSV:
+            plans_tsv(plans, sys.stdout, show_keep=not no_keep)
             return
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)

@@ -1,8 +1,10 @@
-"""Rendering plans, results and lists for people (rich) and scripts (--json).
+"""Rendering plans, results and lists for people (rich) and scripts (--json, --format tsv).
 
 The human tables are meant to stay readable in 80 columns: digests are shortened,
 cosign artifact tags become ``sha256-2eb39a12….sig`` and long reasons are trimmed
-(``--json`` and ``regprune show PLAN --json`` always carry the full text).
+(``--json`` and ``regprune show PLAN --json`` always carry the full text).  To a pipe
+or a file they are not folded at all: one line per row, several tags or reasons
+joined on it, no trailing spaces (``output.OutputConsole``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -26,14 +27,17 @@ from ..lifecycle import ITEM_UNFINISHED, ItemStatus
 from ..models import ApplyResult, GcResult, Image, KeepItem, Plan, PlanItem, UntagItem
 from ..registry import RegistryVersion
 from ..state import AuditEvent
+from .output import OutputConsole
 
 if TYPE_CHECKING:
     from ..storage import GcPreview
 
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+console = OutputConsole(highlight=False, soft_wrap=False)
+err_console = OutputConsole(stderr=True, highlight=False)
 
 MAX_TAGS = 4
+# To a pipe a reason has the whole line: only a runaway one is cut.
+PIPE_REASON_LIMIT = 2000
 
 
 class _InRepository(Protocol):
@@ -100,9 +104,16 @@ def _write_plan_json(plan: Plan, out: TextIO, level: int) -> None:
 _UNTAGGED = {"child": "(platform)", "artifact": "(referrer)"}
 
 
+def _one_line() -> bool:
+    """Whether cells keep to one line: output to a pipe or a file, one row per line."""
+    return not console.is_terminal
+
+
 def tag_cell(tags: Sequence[str], empty: str = "-", *, extra: Sequence[str] = ()) -> str:
     """Tags one per line (indented under their repository's row), artifact tags shortened,
-    at most MAX_TAGS and a count of the rest."""
+    at most MAX_TAGS and a count of the rest; to a pipe, every tag, on one line."""
+    if _one_line():
+        return "  " + ", ".join([*(short_tag(tag) for tag in tags), *extra] or [empty])
     shown = [short_tag(tag) for tag in tags[:MAX_TAGS]] or [empty]
     if len(tags) > MAX_TAGS:
         shown.append(f"+{len(tags) - MAX_TAGS} more")
@@ -111,10 +122,14 @@ def tag_cell(tags: Sequence[str], empty: str = "-", *, extra: Sequence[str] = ()
 
 def _tags_width(cells: Iterable[str], limit: int = 24) -> int:
     """A tags column wide enough for its longest line (up to ``limit``), so tags rarely fold."""
-    return min(limit, max((len(line) for cell in cells for line in cell.splitlines()), default=4))
+    longest = max((len(line) for cell in cells for line in cell.splitlines()), default=4)
+    return longest if _one_line() else min(limit, longest)
 
 
 def reason_cell(reasons: Sequence[str]) -> str:
+    """Reasons one per line, trimmed; to a pipe, whole and on one line, separated by ``; ``."""
+    if _one_line():
+        return "; ".join(short_reason(reason, PIPE_REASON_LIMIT) for reason in reasons) or "-"
     return "\n".join(short_reason(reason) for reason in reasons) or "-"
 
 
