@@ -455,8 +455,7 @@ class Applier:
             usage = recorded.get(digest)
             if usage is None or usage.last_pull is None or aware(usage.last_pull) <= since:
                 continue
-            agent = (usage.last_pull_agent or "").split()
-            by = f" by {agent[0]}" if agent else ""
+            by = f" by {usage.last_client}" if usage.last_client else ""
             what = "" if digest == item.digest else f" (its manifest {digest[:19]})"
             return f"pulled since the plan was made{what}{by}, at {usage.last_pull:%Y-%m-%d %H:%M}"
         return None

@@ -147,6 +147,13 @@ class Usage:
     pulls: int
     agents: tuple[str, ...] = ()
 
+    @property
+    def last_client(self) -> str | None:
+        """The first word of the last pull's user agent (``docker/27.1.1 go/…`` ->
+        ``docker/27.1.1``), what reasons and tables name; None when it sent none."""
+        words = (self.last_pull_agent or "").split()
+        return words[0][:60] if words else None
+
 
 
 @dataclass(frozen=True)

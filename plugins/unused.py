@@ -47,12 +47,6 @@ class UnusedOptions(Options):
     not_pulled_for: Annotated[str, AfterValidator(_check_window)]
 
 
-def short_agent(agent: str | None) -> str:
-    """The first word of a user agent (``docker/27.1.1 go/go1.22 …`` -> ``docker/27.1.1``)."""
-    words = (agent or "").split()
-    return words[0][:60] if words else "an unnamed client"
-
-
 class UnusedSelector:
     """Selects images not pulled within ``not_pulled_for``, where the listener's
     recorded use covers that whole window; keeps everything else, saying why."""
@@ -104,7 +98,7 @@ def _last_pull(usage: Usage, now: datetime) -> str:
     assert usage.last_pull is not None
     ago = format_duration(max(now - aware(usage.last_pull), timedelta(0)))
     tag = f" (tag {usage.last_pull_tag})" if usage.last_pull_tag else ""
-    return f"last pulled {ago} ago by {short_agent(usage.last_pull_agent)}{tag}"
+    return f"last pulled {ago} ago by {usage.last_client or 'an unnamed client'}{tag}"
 
 
 @hookimpl

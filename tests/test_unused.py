@@ -17,7 +17,7 @@ from regprune.cli.render import image_json
 from regprune.engine import images_by_time
 from regprune.models import Coverage, Usage
 from regprune.plugins import time_sources
-from regprune.plugins.unused import UnusedSelector, short_agent
+from regprune.plugins.unused import UnusedSelector
 from regprune.scan import merged_usage
 from regprune.state import State, UsageEvent
 from regprune.testing import DEFAULT_REGISTRY, ImagePusher, apply_plan, make_engine, run_policy
@@ -114,9 +114,15 @@ def test_a_pull_of_a_platform_manifest_is_use_of_its_index():
     assert verdicts([index], covered(60))[index.digest][0] is False
 
 
-def test_short_agent_names_the_client():
-    assert short_agent("docker/27.1.1 go/go1.22.5 git-commit/cc13f95 os/linux") == "docker/27.1.1"
-    assert short_agent(None) == "an unnamed client"
+def test_the_last_client_is_the_first_word_of_the_user_agent():
+    image = make_image("a", ["v1"])
+    usage = pulled(image, 1, agent="docker/27.1.1 go/go1.22.5 git-commit/cc13f95 os/linux")
+    assert usage.last_client == "docker/27.1.1"
+    assert replace(usage, last_pull_agent=None).last_client is None
+    image.usage = replace(usage, last_pull_agent=None)
+    assert (
+        "last pulled 1d ago by an unnamed client" in verdicts([image], covered(60))[image.digest][1]
+    )
 
 
 @pytest.mark.parametrize("window", ["0s", "30m", "soon", ""])

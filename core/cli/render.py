@@ -397,8 +397,8 @@ def _last_pull(image: Image, now: datetime) -> str:
     """When a client last pulled the image (``regprune listen``), by which client."""
     if image.usage is None or image.usage.last_pull is None:
         return "never"
-    agent = (image.usage.last_pull_agent or "").split()
-    by = f" by {agent[0]}" if agent else ""
+    client = image.usage.last_client
+    by = f" by {client}" if client else ""
     return f"{format_duration(max(now - image.usage.last_pull, timedelta(0)))} ago{by}"
 
 
