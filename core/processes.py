@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .interrupts import deferred
+from .interrupts import deferred, track_group, untrack_group
 
 STOP_GRACE = 10.0
 """Seconds a stopped process group gets between SIGTERM and SIGKILL."""
@@ -149,6 +149,7 @@ def run_group(
                     )
                 except OSError as exc:
                     return _start_error(argv, exc)
+                track_group(process.pid)
                 if on_start is not None:
                     on_start(process.pid)
             try:
@@ -172,6 +173,8 @@ def run_group(
                     stop_group(process)
             raise
         finally:
+            if process is not None:
+                untrack_group(process.pid)
             if process is not None and on_start is not None:
                 with deferred():
                     on_start(None)

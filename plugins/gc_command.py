@@ -31,7 +31,7 @@ from regprune.errors import GcInterrupted
 from regprune.gc_checks import validate_commands
 from regprune.gc_env import gc_environment
 from regprune.gc_output import parse_gc_output
-from regprune.interrupts import deferred, last_signal, signal_name
+from regprune.interrupts import deferred, last_signal, no_forced_exit, signal_name
 from regprune.models import GcResult
 from regprune.processes import Stopped, run_group
 
@@ -103,55 +103,58 @@ def collect_garbage(
         env=gc_environment(gc),
     )
     command = [*gc.command, "--dry-run"] if dry_run else list(gc.command)
-    started = datetime.now(UTC)
-    before_bytes = disk_usage(gc.storage_path)
-    ran_before = False
-    interrupted: KeyboardInterrupt | None = None
-    try:
-        if not dry_run:
-            for n, step in enumerate(gc.before, 1):
-                run.stage, ran_before = f"before {n}/{len(gc.before)}", True
-                code = run.step(step)
-                if code != 0:
-                    run.exit_code = code
-                    run.log.append(
-                        f"before command failed (exit {code}); garbage collection not run"
-                    )
-                    break
-        if run.exit_code == 0:
-            run.stage = "gc"
-            run.exit_code = run.step(command)
-            run.gc_output = run.last_output
-    except KeyboardInterrupt as exc:
-        interrupted, run.exit_code, run.signal = exc, 130, last_signal()
-        run.log.append(f"interrupted ({signal_name(last_signal())}) during {run.stage}")
-    if not dry_run and (ran_before or not gc.before):
-        stage, run.stage = run.stage, "after"
-        interrupted_earlier = interrupted is not None
+    # A second signal interrupts like the first here, never ending the process at
+    # once: the after commands must run (see regprune.interrupts).
+    with no_forced_exit():
+        started = datetime.now(UTC)
+        before_bytes = disk_usage(gc.storage_path)
+        ran_before = False
+        interrupted: KeyboardInterrupt | None = None
         try:
-            with deferred():  # a second Ctrl-C must not leave the registry read-only
-                _after(run, gc.after)
+            if not dry_run:
+                for n, step in enumerate(gc.before, 1):
+                    run.stage, ran_before = f"before {n}/{len(gc.before)}", True
+                    code = run.step(step)
+                    if code != 0:
+                        run.exit_code = code
+                        run.log.append(
+                            f"before command failed (exit {code}); garbage collection not run"
+                        )
+                        break
+            if run.exit_code == 0:
+                run.stage = "gc"
+                run.exit_code = run.step(command)
+                run.gc_output = run.last_output
         except KeyboardInterrupt as exc:
-            if interrupted is None:
-                interrupted, run.signal = exc, last_signal()
-        # The message tells where the first interruption hit, not where a second one did.
-        run.stage = stage if interrupted_earlier else ("after" if interrupted else "finished")
-    result = GcResult(
-        registry=name,
-        dry_run=dry_run,
-        command=command,
-        exit_code=run.exit_code,
-        output="\n".join(run.log)[-OUTPUT_LIMIT:],
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        bytes_before=before_bytes,
-        bytes_after=disk_usage(gc.storage_path),
-        warnings=_warnings(dry_run, gc.after),
-        eligible=parse_gc_output(run.gc_output),
-    )
-    if interrupted is not None:
-        raise GcInterrupted(_interrupted_message(name, run, ran_before, dry_run, gc), result)
-    return result
+            interrupted, run.exit_code, run.signal = exc, 130, last_signal()
+            run.log.append(f"interrupted ({signal_name(last_signal())}) during {run.stage}")
+        if not dry_run and (ran_before or not gc.before):
+            stage, run.stage = run.stage, "after"
+            interrupted_earlier = interrupted is not None
+            try:
+                with deferred():  # a second Ctrl-C must not leave the registry read-only
+                    _after(run, gc.after)
+            except KeyboardInterrupt as exc:
+                if interrupted is None:
+                    interrupted, run.signal = exc, last_signal()
+            # The message tells where the first interruption hit, not where a second one did.
+            run.stage = stage if interrupted_earlier else ("after" if interrupted else "finished")
+        result = GcResult(
+            registry=name,
+            dry_run=dry_run,
+            command=command,
+            exit_code=run.exit_code,
+            output="\n".join(run.log)[-OUTPUT_LIMIT:],
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            bytes_before=before_bytes,
+            bytes_after=disk_usage(gc.storage_path),
+            warnings=_warnings(dry_run, gc.after),
+            eligible=parse_gc_output(run.gc_output),
+        )
+        if interrupted is not None:
+            raise GcInterrupted(_interrupted_message(name, run, ran_before, dry_run, gc), result)
+        return result
 
 
 def _after(run: _Run, steps: list[list[str]]) -> None:

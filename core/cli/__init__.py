@@ -10,6 +10,8 @@ stderr; a traceback is only shown when ``REGPRUNE_DEBUG`` is set.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import sys
@@ -29,6 +31,7 @@ from . import (
     cancel_cmd,
     gc_cmd,
     history_cmd,
+    lost_output,
     ls_cmd,
     plan_cmd,
     plans_cmd,
@@ -41,6 +44,7 @@ from . import (
 )
 from .context import CliContext
 from .flags import ConfigPath, MetricsFile, Pushgateway, StatePath
+from .terminal_guard import guarded
 from .usage import plain_usage
 
 COMMAND_MODULES = (
@@ -196,8 +200,10 @@ def _one_line(message: str) -> str:
 
 
 def error(message: str) -> None:
-    """Print one ``error:`` line on stderr."""
-    typer.echo(f"error: {_one_line(message)}", err=True)
+    """Print one ``error:`` line on stderr (dropped by a terminal nobody reads, or a
+    stderr that went away: the exit code still tells)."""
+    with contextlib.suppress(OSError):
+        typer.echo(f"error: {_one_line(message)}", file=guarded(sys.stderr))
 
 
 _print_error = error
@@ -216,11 +222,12 @@ def _usage_error(exc: Exception, say: Callable[[str], None] = error) -> int:
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record is emitted (tests swap it)."""
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (tests swap it),
+    guarded on a terminal: a terminal nobody reads drops warnings, never the work."""
 
     @property
     def stream(self) -> Any:
-        return sys.stderr
+        return guarded(sys.stderr)
 
     @stream.setter
     def stream(self, value: Any) -> None:
@@ -314,6 +321,11 @@ def _invoke(
     except KeyboardInterrupt:
         return _interrupted(error)
     except Exception as exc:
+        if lost_output.is_lost_output(exc):
+            lost_output.silence_stdout()
+            if cast(OSError, exc).errno == errno.EIO:  # a closed terminal; a pipe's end is routine
+                error("standard output went away (its terminal closed); what was done stays done")
+            return 1
         if debug:
             raise
         detail = _one_line(str(exc)) or "no message"

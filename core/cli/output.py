@@ -4,15 +4,20 @@ On a terminal rich folds tables to fit the screen.  Output to a pipe or a file i
 for scripts, logs and ``grep``: there a line is as long as its text (a table row
 never folds, a long reason stays on one line) and no line ends in the spaces rich
 pads its cells with.  Which case applies is decided at each write, from whatever
-``sys.stdout`` / ``sys.stderr`` is then (tests swap them).
+``sys.stdout`` / ``sys.stderr`` is then (tests swap them).  On a terminal, stderr
+is written through `regprune.cli.terminal_guard`: a terminal that stops reading
+or goes away drops the bars and warnings instead of stopping the command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import IO, Any, cast
 
 from rich.console import Console, ConsoleDimensions
+
+from .terminal_guard import GuardedTerminal, guarded
 
 # Wide enough for any row regprune prints: rich needs a number, and tables do not
 # expand to it (they take their content's width).
@@ -50,11 +55,19 @@ class TrimmedLines:
         lines = (self._spaces + text).split("\n")
         last = lines[-1].rstrip(" ")
         self._spaces = lines[-1][len(last) :]
-        _stream(self.stderr).write("\n".join([*(line.rstrip(" ") for line in lines[:-1]), last]))
+        with self._diagnostics():
+            _stream(self.stderr).write(
+                "\n".join([*(line.rstrip(" ") for line in lines[:-1]), last])
+            )
         return len(text)
 
     def flush(self) -> None:
-        _stream(self.stderr).flush()
+        with self._diagnostics():
+            _stream(self.stderr).flush()
+
+    def _diagnostics(self) -> contextlib.AbstractContextManager[None]:
+        # Stderr that went away (a log pipe's reader left) loses the warning, not the work.
+        return contextlib.suppress(OSError) if self.stderr else contextlib.nullcontext()
 
     def isatty(self) -> bool:
         return False
@@ -72,6 +85,12 @@ class OutputConsole(Console):
     @property
     def file(self) -> IO[str]:
         stream = _stream(self.stderr)
+        if self.stderr:
+            # Bars and warnings must not hang or fail the command on a terminal nobody
+            # reads; a terminal found gone stays guarded (it no longer says it is one).
+            guard = guarded(stream)
+            if isinstance(guard, GuardedTerminal):
+                return cast(IO[str], guard)
         return stream if is_terminal(stream) else cast(IO[str], self._trimmed)
 
     @file.setter
