@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 from prometheus_client.exposition import (
     push_to_gateway,
     pushadd_to_gateway,
@@ -35,6 +35,8 @@ def build_registry(report: RunReport, last_success: dict[str, float]) -> Collect
     the previous metrics file): a failed run must not make them disappear, or an
     alert on their age would go quiet exactly when runs fail.
     """
+    # No `_created` series beside the counter: a run's own start time, noise in a textfile.
+    disable_created_metrics()
     registry = CollectorRegistry(auto_describe=True)
     command = report.event
 

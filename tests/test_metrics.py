@@ -112,6 +112,8 @@ def test_metrics_file_after_a_run(regprune_cli, config, seeded, tmp_path):
     finished = value(found, "regprune_run_timestamp_seconds", command="run")
     assert value(found, "regprune_last_success_timestamp_seconds", policy="ci") == finished
     assert not list(tmp_path.glob("regprune.prom.*")), "the temporary file was renamed"
+    # Only the documented series: no `_created` twin of the request counter.
+    assert not [name for name, _ in found if name.endswith("_created")]
 
 
 def test_a_failed_run_keeps_the_last_success_time(regprune_cli, config, seeded, tmp_path):
@@ -197,3 +199,4 @@ def test_bad_metrics_options_are_one_line_exit_2(regprune_cli, tmp_path, argv, e
     assert result.code == 2
     lines = result.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.err
+

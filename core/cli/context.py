@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 import pluggy
 import typer
 
-from ..config import STATE_ENV, Settings, find_config, find_state_path, load_settings
+from ..config import (
+    STATE_ENV,
+    Settings,
+    default_config_paths,
+    find_config,
+    find_state_path,
+    load_settings,
+)
 from ..engine import Engine
 from ..errors import ConfigError, UsageError
 from ..frontends import collect_front_ends
@@ -54,9 +61,11 @@ class CliContext:
             path = find_config(self.config_path)
             if path is None:
                 if required:
+                    looked = " or ".join(str(path) for path in default_config_paths())
                     raise ConfigError(
-                        "no config file: create ./regprune.toml (see docs/configuration.md), pass "
-                        "--config or set REGPRUNE_CONFIG; or use quick mode: --registry URL --repo GLOB"
+                        f"no config file: there is no {looked}; create one (see "
+                        "docs/configuration.md), pass --config or set REGPRUNE_CONFIG; or use "
+                        "quick mode: --registry URL --repo GLOB"
                     )
                 self._settings = Settings()
             else:

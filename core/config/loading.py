@@ -173,6 +173,7 @@ def parse_settings(
 
 
 def default_config_paths() -> list[Path]:
+    """Where a config file is looked for when neither --config nor $REGPRUNE_CONFIG names one."""
     xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return [Path("regprune.toml"), xdg / "regprune" / "config.toml"]
 
