@@ -18,10 +18,10 @@ import re
 
 from .models import GcEligible
 
-__all__ = ["parse_gc_output"]
+__all__ = ["eligible_blobs", "parse_gc_output"]
 
 _SUMMARY = re.compile(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion")
-_BLOB = re.compile(r"^blob eligible for deletion: \S+", re.MULTILINE)
+_BLOB = re.compile(r"^blob eligible for deletion: (\S+)", re.MULTILINE)
 _MANIFEST = re.compile(r"^manifest eligible for deletion: \S+", re.MULTILINE)
 
 
@@ -39,3 +39,8 @@ def parse_gc_output(text: str) -> GcEligible | None:
     if blob_lines or manifest_lines:
         return GcEligible(blobs=blob_lines, manifests=manifest_lines)
     return None
+
+
+def eligible_blobs(text: str) -> set[str]:
+    """The digests of the blobs the output lists as eligible for deletion."""
+    return set(_BLOB.findall(text))

@@ -155,7 +155,6 @@ class Usage:
         return words[0][:60] if words else None
 
 
-
 @dataclass(frozen=True)
 class Coverage:
     """The time over which the listener heard the registry without a break.
@@ -563,12 +562,15 @@ class GcEligible:
     blobs: int
     manifests: int
     blobs_marked: int | None = None  # blobs still referenced; None when not reported
+    bytes: int | None = None
+    """Sizes of the eligible blobs, measured in ``storage_path``; None without it."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "blobs": self.blobs,
             "manifests": self.manifests,
             "blobs_marked": self.blobs_marked,
+            "bytes": self.bytes,
         }
 
 

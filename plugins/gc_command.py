@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,10 +30,11 @@ from regprune.durations import parse_duration
 from regprune.errors import GcInterrupted
 from regprune.gc_checks import validate_commands
 from regprune.gc_env import gc_environment
-from regprune.gc_output import parse_gc_output
+from regprune.gc_output import eligible_blobs, parse_gc_output
 from regprune.interrupts import deferred, last_signal, no_forced_exit, signal_name
-from regprune.models import GcResult
+from regprune.models import GcEligible, GcResult
 from regprune.processes import Stopped, run_group
+from regprune.storage import StorageLayout, StorageUnreadable
 
 OUTPUT_LIMIT = 8000
 TrackChild = Callable[[int | None], None]
@@ -150,11 +151,28 @@ def collect_garbage(
             bytes_before=before_bytes,
             bytes_after=disk_usage(gc.storage_path),
             warnings=_warnings(dry_run, gc.after),
-            eligible=parse_gc_output(run.gc_output),
+            eligible=_eligible(run.gc_output, gc.storage_path if dry_run else None),
         )
         if interrupted is not None:
             raise GcInterrupted(_interrupted_message(name, run, ran_before, dry_run, gc), result)
         return result
+
+
+def _eligible(output: str, storage_path: str | None) -> GcEligible | None:
+    """The collector's counts; with ``storage_path`` (a dry run's: the blobs are still
+    there) the eligible blobs' sizes too, when the output lists every one of them."""
+    eligible = parse_gc_output(output)
+    if eligible is None or not storage_path:
+        return eligible
+    listed = eligible_blobs(output)
+    if len(listed) != eligible.blobs:
+        return eligible
+    try:
+        layout = StorageLayout(storage_path, key="gc.storage_path")
+        sizes = [layout.blob_size(digest) or 0 for digest in sorted(listed)]
+    except StorageUnreadable:
+        return eligible
+    return replace(eligible, bytes=sum(sizes))
 
 
 def _after(run: _Run, steps: list[list[str]]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from regprune.cli import run
+from regprune.formatting import human_bytes
 from regprune.models import GcEligible
 from regprune.state import State
 from regprune.testing import days_ago
@@ -63,11 +64,22 @@ def regprune(capsys, tmp_path, registry_server):
 
 def _registry_counts(server) -> tuple[int, int, int]:
     """The counts of the registry's own dry run, run directly."""
-    completed = server.garbage_collect("--dry-run")
-    found = SUMMARY.findall(completed.stdout + completed.stderr)
-    assert found, completed.stdout + completed.stderr
-    marked, blobs, manifests = (int(n) for n in found[-1])
+    marked, blobs, manifests, _ = _registry_dry_run(server)
     return marked, blobs, manifests
+
+
+def _registry_dry_run(server) -> tuple[int, int, int, int]:
+    """The registry's own dry run: its counts, and the bytes of the blob files it lists."""
+    completed = server.garbage_collect("--dry-run")
+    output = completed.stdout + completed.stderr
+    found = SUMMARY.findall(output)
+    assert found, output
+    marked, blobs, manifests = (int(n) for n in found[-1])
+    listed = set(re.findall(r"blob eligible for deletion: sha256:([0-9a-f]{64})", output))
+    assert len(listed) == blobs
+    blob_root = Path(server.storage_path) / "docker/registry/v2/blobs/sha256"
+    size = sum((blob_root / hex_[:2] / hex_ / "data").stat().st_size for hex_ in listed)
+    return marked, blobs, manifests, size
 
 
 def test_a_dry_run_reports_what_is_eligible_never_freed(
@@ -78,7 +90,7 @@ def test_a_dry_run_reports_what_is_eligible_never_freed(
     pusher.push_image("ci/app", ["new"], layers=2)
     code, _, err = regprune("run", "--yes")
     assert code == 0, err
-    marked, blobs, manifests = _registry_counts(registry_server)
+    marked, blobs, manifests, size = _registry_dry_run(registry_server)
     assert blobs >= 40 * 3  # two layers and a config blob per deleted image
 
     code, out, err = regprune("gc", "--dry-run")
@@ -88,15 +100,26 @@ def test_a_dry_run_reports_what_is_eligible_never_freed(
     assert (
         f"local: dry run ok; {blobs:,} blobs and {manifests:,} manifest"
         f"{'' if manifests == 1 else 's'} eligible for deletion ({marked:,} blob"
-        f"{'' if marked == 1 else 's'} still in use)"
+        f"{'' if marked == 1 else 's'} still in use); a real run frees about "
+        f"{human_bytes(size)}"
     ) in out
 
     code, out, _ = regprune("gc", "--dry-run", "--json")
     assert code == 0
     document = json.loads(out)
-    assert document["eligible"] == {"blobs": blobs, "manifests": manifests, "blobs_marked": marked}
+    assert document["eligible"] == {
+        "blobs": blobs,
+        "manifests": manifests,
+        "blobs_marked": marked,
+        "bytes": size,
+    }
     with State(tmp_path / "state.db") as state:  # recorded with the run
-        assert state.gc_runs.recent(limit=1)[0].eligible == GcEligible(blobs, manifests, marked)
+        recorded = state.gc_runs.recent(limit=1)[0].eligible
+        assert recorded == GcEligible(blobs, manifests, marked, size)
+    # What the real run then frees on disk is at least that (the blob files' sizes).
+    code, out, err = regprune("gc", "--json")
+    assert code == 0, err
+    assert json.loads(out)["bytes_freed"] >= size
     # The kept output is the tail: the summary line is gone from it, the counts are not.
     assert not SUMMARY.search(document["output"])
     assert document["output"].rstrip().endswith(tuple("0123456789abcdef"))

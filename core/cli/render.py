@@ -285,7 +285,9 @@ def apply_result(result: ApplyResult, *, gc_follows: bool = False) -> None:
     )
     if deleted:  # only then is there anything for gc to free
         then = "garbage collection runs next" if gc_follows else "run gc to free the disk"
-        line += f"; {human_bytes(result.bytes_deleted)} of manifests and blobs unreferenced ({then})"
+        line += (
+            f"; {human_bytes(result.bytes_deleted)} of manifests and blobs unreferenced ({then})"
+        )
     console.print(f"{line}.")
 
 
@@ -335,6 +337,8 @@ def gc_eligible_text(result: GcResult) -> str:
         )
     if eligible.blobs_marked is not None:
         found += f" ({_count(eligible.blobs_marked, 'blob')} still in use)"
+    if eligible.bytes is not None and (eligible.blobs or eligible.manifests):
+        found += f"; a real run frees about {human_bytes(eligible.bytes)}"
     return found
 
 

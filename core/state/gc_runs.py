@@ -105,4 +105,5 @@ def _eligible(text: str | None) -> GcEligible | None:
         blobs=int(data["blobs"]),
         manifests=int(data["manifests"]),
         blobs_marked=data.get("blobs_marked"),
+        bytes=data.get("bytes"),
     )
