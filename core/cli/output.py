@@ -80,6 +80,10 @@ class OutputConsole(Console):
     def __init__(self, **options: Any) -> None:
         # Before rich's own set-up, which already asks for ``file``.
         self._trimmed = TrimmedLines(stderr=bool(options.get("stderr")))
+        # What regprune prints holds the user's text (globs, regexes, names): a `[`
+        # or `:name:` in it is text, never rich markup or an emoji code.
+        options.setdefault("markup", False)
+        options.setdefault("emoji", False)
         super().__init__(**options)
 
     @property
