@@ -6,6 +6,12 @@ therefore starts a new session (its own process group, out of reach of the
 terminal's Ctrl-C, which only regprune handles) and is stopped as a group: SIGTERM,
 then SIGKILL once `STOP_GRACE` seconds have passed.  That happens on a timeout and
 on any exception while waiting (Ctrl-C, SIGTERM), before the exception goes on.
+
+A command starts behind a gate: a shell that waits on a pipe and only then
+``exec``s the command, in the same process.  regprune records the pid (the GC
+child in the registry's lock) and then opens the gate.  If regprune dies before
+that (SIGKILL), the pipe closes and the command never runs: no command ever runs
+that its lock does not name.
 """
 
 from __future__ import annotations
@@ -22,10 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .executables import resolve_executable
 from .interrupts import deferred, track_group, untrack_group
 
 STOP_GRACE = 10.0
 """Seconds a stopped process group gets between SIGTERM and SIGKILL."""
+
+
+def _gate(env: Mapping[str, str] | None) -> list[str]:
+    """The start gate: a shell whose standard input is the gate's pipe.  A line is
+    the go: the command then runs with stdin from /dev/null.  End of file (regprune
+    is gone) exits 125 without running it.  The shell's own PWD is not passed on
+    unless the command's environment had one."""
+    given = os.environ if env is None else env
+    forget = "" if "PWD" in given else "unset PWD; "
+    script = f'read -r go || exit 125; {forget}exec "$@" </dev/null'
+    return ["/bin/sh", "-c", script, "regprune-start-gate"]
 
 
 @dataclass
@@ -116,6 +134,29 @@ def _start_error(argv: Sequence[str], exc: OSError) -> Outcome:
     return Outcome(code, f"cannot run {argv[0]}: {reason}")
 
 
+def _start_gated(
+    program: str, argv: Sequence[str], log: IO[bytes], env: Mapping[str, str] | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``argv`` (its ``program`` resolved) started behind a closed gate, in a new
+    session; the process, and the gate's end to write the go to."""
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [*_gate(env), program, *argv[1:]],
+            stdin=read_end,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=None if env is None else dict(env),
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return process, write_end
+
+
 def run_group(
     argv: Sequence[str],
     timeout: float,
@@ -139,19 +180,18 @@ def run_group(
             # would leave a child nobody stops.
             with deferred():
                 try:
-                    process = subprocess.Popen(
-                        list(argv),
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                        env=None if env is None else dict(env),
-                    )
+                    program = resolve_executable(argv[0], env)
+                    process, gate = _start_gated(program, argv, log, env)
                 except OSError as exc:
                     return _start_error(argv, exc)
-                track_group(process.pid)
-                if on_start is not None:
-                    on_start(process.pid)
+                try:
+                    track_group(process.pid)
+                    if on_start is not None:
+                        on_start(process.pid)  # recorded before the command may run
+                    with contextlib.suppress(BrokenPipeError):  # the gate died: wait() says
+                        os.write(gate, b"go\n")
+                finally:
+                    os.close(gate)
             try:
                 code = process.wait(timeout)
             except subprocess.TimeoutExpired:

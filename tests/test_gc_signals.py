@@ -267,6 +267,40 @@ def test_while_a_sigkilled_gc_leaves_its_child_running_the_lock_is_not_stale(
     engine.state.close()
 
 
+KILLED_WHILE_RECORDING = """
+import os, signal, sys
+from regprune import processes
+
+def record(pid):
+    if pid is not None:  # regprune dies right after the child started, before recording it
+        print(pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+processes.run_group(["/bin/sh", "-c", "touch " + sys.argv[1]], 60, on_start=record)
+"""
+
+
+def test_a_command_never_runs_when_regprune_dies_before_recording_it(tmp_path):
+    """The start gate: a child whose pid the lock does not hold yet waits; if regprune
+    dies (SIGKILL) before recording it, the child exits without running the command."""
+    ran = tmp_path / "the-command-ran"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_RECORDING, str(ran)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    gate = int(done.stdout)
+    deadline = time.monotonic() + WAIT
+    while alive(gate):
+        assert time.monotonic() < deadline, "the gated child never ended"
+        time.sleep(0.02)
+    time.sleep(0.2)  # what a command that did run would have needed to touch its file
+    assert not ran.exists(), "the command ran although its start was never recorded"
+
+
 def test_a_recycled_child_pid_does_not_hold_the_lock(tmp_path):
     """A lock whose recorded child pid now belongs to another process (a different start
     time) is stale once its holder is gone: pid reuse cannot block a registry forever."""
