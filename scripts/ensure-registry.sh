@@ -44,26 +44,7 @@ MSG
 fi
 
 echo "Installing Debian's docker-registry package (service start disabled)..."
-# The package's postinst starts a registry service on :5000 through invoke-rc.d.
-# A policy-rc.d answering 101 ("action forbidden") stops that; Docker images usually
-# ship one already, so only add (and later remove) ours when there is none.
-policy=/usr/sbin/policy-rc.d
-own_policy=""
-cleanup() {
-    if [ -n "$own_policy" ]; then rm -f "$policy"; fi
-}
-trap cleanup EXIT
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# added by regprune scripts/ensure-registry.sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    own_policy=1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q </dev/null
-apt-get install -y -q --no-install-recommends ${reinstall:+--reinstall} \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    docker-registry </dev/null
+"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" ${reinstall:+--reinstall} docker-registry
 
 # Should a service have started anyway (a host whose policy allowed it), stop it
 # through its own init script: the fixtures start registries of their own.

@@ -21,25 +21,7 @@ MSG
 fi
 
 echo "Installing Debian's systemd package (for systemd-analyze)..."
-# As in ensure-registry.sh: a policy-rc.d answering 101 keeps maintainer scripts
-# from starting services, and is removed again if we added it.
-policy=/usr/sbin/policy-rc.d
-own_policy=""
-cleanup() {
-    if [ -n "$own_policy" ]; then rm -f "$policy"; fi
-}
-trap cleanup EXIT
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# added by regprune scripts/ensure-systemd.sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    own_policy=1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q </dev/null
-apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    systemd </dev/null
+"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" systemd
 
 found="$(command -v systemd-analyze)" || {
     echo "systemd installed but no systemd-analyze on PATH" >&2
