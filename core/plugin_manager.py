@@ -258,16 +258,33 @@ class Catalog:
         """The plugin that registered ``name`` as a ``kind`` ("selector", "protector", ...)."""
         return self.owners.get((kind, name), "unknown")
 
-    def build(self, kind: str, name: str, options: dict[str, Any], where: str) -> Any:
-        """Create a selector or protector from a policy's spec; errors name the config key."""
-        factories = self.selectors if kind == "selector" else self.protectors
+    def build(
+        self,
+        kind: str,
+        name: str,
+        options: dict[str, Any],
+        where: str,
+        *,
+        name_key: str | None = None,
+    ) -> Any:
+        """Create a selector, protector or notifier from its config table.
+
+        Errors name the config key: ``where`` for a bad option (a factory's
+        ValueError or TypeError), ``name_key`` (default ``where``) for an unknown
+        name; any other failure of the factory is the plugin's error.
+        """
+        factories = {
+            "selector": self.selectors,
+            "protector": self.protectors,
+            "notifier": self.notifiers,
+        }[kind]
         if name not in factories:
             known = ", ".join(sorted(factories)) or "none installed"
-            raise ConfigError(f"{where}: unknown {kind} {name!r} (available: {known})")
+            raise ConfigError(f"{name_key or where}: unknown {kind} {name!r} (available: {known})")
         try:
             return factories[name](options)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
         except UsageError:
             raise
         except Exception as exc:

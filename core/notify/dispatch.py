@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, UsageError
 from ..hookcalls import describe_exception, plugin_error
 from . import Notifier
 from .http import DeliveryError
@@ -54,22 +53,12 @@ def build_notifiers(
     built = []
     for name, section in sections.items():
         where = f"notify.{name}"
-        factory = catalog.notifiers.get(section.use)
-        if factory is None:
-            known = ", ".join(sorted(catalog.notifiers)) or "none installed"
-            raise ConfigError(f"{where}.use: unknown notifier {section.use!r} (available: {known})")
-        owner = catalog.owner("notifier", section.use)
-        try:
-            notifier = factory(section.options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
-        except UsageError:
-            raise
-        except Exception as exc:
-            raise plugin_error(owner, f"its notifier factory {section.use!r}", exc) from exc
+        notifier = catalog.build(
+            "notifier", section.use, section.options, where, name_key=f"{where}.use"
+        )
         if not isinstance(notifier, Notifier):
             raise plugin_error(
-                owner,
+                catalog.owner("notifier", section.use),
                 f"its notifier factory {section.use!r}",
                 f"it returned {type(notifier).__name__}, which has no send(report)",
             )
