@@ -141,7 +141,7 @@ def test_a_glob_matching_nothing_warns_and_stores_nothing_unless_asked(
 
     assert code == 0
     assert "warning: policy quick: 'nope/*' matches no repository" in err
-    assert "not stored" in out
+    assert out.count("Not stored: it covers no repository (--store-empty stores it).") == 1
     assert cli.stored_plans() == 0
 
     code, out, err = cli("plan", *quick, "--json")
@@ -160,7 +160,7 @@ def test_a_glob_matching_nothing_warns_and_stores_nothing_unless_asked(
     # `run` reports the same and applies nothing.
     code, out, err = cli("run", *quick, "--yes")
     assert code == 0
-    assert "Not stored." in out
+    assert "Not stored: it covers no repository (--store-empty stores it)." in out
     assert "matches no repository" in err
     assert cli.stored_plans() == 1
 

@@ -117,8 +117,8 @@ def register(app: typer.Typer) -> None:
         for p in plans:
             plan_tables(p, engine.now(), show_keep=not no_keep)
             if not p.stored:
-                typer.echo(f"Plan {p.id} not stored: it covers no repository (--store-empty stores it).")
-            elif p.has_work:
+                continue  # its summary line said so
+            if p.has_work:
                 approver = engine.catalog.approvers.get(p.approval)
                 if decided_elsewhere(approver):
                     # Its front end decides and applies it; `apply` here would only wait.

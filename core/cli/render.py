@@ -36,6 +36,7 @@ console = OutputConsole(highlight=False, soft_wrap=False)
 err_console = OutputConsole(stderr=True, highlight=False)
 
 MAX_TAGS = 4
+NOT_STORED = "Not stored: it covers no repository (--store-empty stores it)."
 # To a pipe a reason has the whole line: only a runaway one is cut.
 PIPE_REASON_LIMIT = 2000
 
@@ -255,7 +256,7 @@ def summary_line(plan: Plan, *, status: bool = True) -> str:
         f"{' (exact, from the storage)' if s.bytes_exact else ''}."
     )
     if not plan.stored:
-        return f"{line} Not stored."
+        return f"{line} {NOT_STORED}"
     return f"{line} Status: {plan.status}." if status else line
 
 
