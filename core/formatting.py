@@ -80,3 +80,9 @@ def short_reason(reason: str, limit: int = REASON_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
+
+
+def slack_escape(text: str) -> str:
+    """``text`` for Slack's mrkdwn: its three control characters escaped, so user text
+    (a policy name, an error line) can never become a link or an ``<!channel>`` ping."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

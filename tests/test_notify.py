@@ -399,3 +399,18 @@ def test_bad_notify_config_is_one_line_exit_2(regprune_cli, tmp_path, notify, ex
     lines = result.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.err
     assert expected in lines[0]
+
+
+def test_the_slack_summary_escapes_what_the_run_quotes(regprune_cli, registry_server, tmp_path):
+    """An error line quotes the config: in mrkdwn it must stay text, never a ping."""
+    broken = POLICY.replace('use = "age", older_than = "14d"', 'use = "<!channel> & co"')
+    with HttpReceiver() as slack:
+        notify = (
+            f'[notify.team]\nuse = "slack-webhook"\nurl = "{slack.url}/hook"\non = ["failure"]\n'
+        )
+        write_config(tmp_path, registry_server.url, notify, policy=broken)
+        result = regprune_cli("plan")
+    assert result.code == 2
+    text = only_json(slack)["text"]
+    assert "unknown selector '&lt;!channel&gt; &amp; co'" in text
+    assert "<!channel>" not in text

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from regprune.formatting import human_bytes, short
+from regprune.formatting import human_bytes, short, slack_escape
 from regprune.lifecycle import ITEM_REPORTED, ITEM_UNFINISHED, PlanStatus
 from regprune.models import ApplyResult, GcResult, Plan, PlanItem, UntagItem
 
@@ -88,9 +88,7 @@ def truncate(text: str, limit: int) -> str:
     return f"{kept}\n…and {dropped} more line(s)"
 
 
-def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+escape = slack_escape
 
 
 def top_reasons(plan: Plan, limit: int = TOP_REASONS) -> list[tuple[str, int]]:
@@ -170,7 +168,11 @@ def plan_message(view: PlanView) -> Message:
         lines.append(
             "Approved by "
             + ", ".join(f"{mention(by)} at {when(at)}" for by, at in view.approvals)
-            + (f" ({len(view.approvals)} of {view.required})" if view.status == PlanStatus.PENDING else "")
+            + (
+                f" ({len(view.approvals)} of {view.required})"
+                if view.status == PlanStatus.PENDING
+                else ""
+            )
         )
     if view.rejections:
         lines.append(
@@ -290,9 +292,7 @@ def list_file(plan: Plan) -> str:
 
 def progress_text(done: int, total: int, counts: Mapping[str, int]) -> str:
     """A progress line for the thread: ``Progress: 50 of 200 (48 deleted, 2 skipped)``."""
-    detail = ", ".join(
-        f"{counts[s]} {s}" for s in ITEM_REPORTED if counts.get(s)
-    )
+    detail = ", ".join(f"{counts[s]} {s}" for s in ITEM_REPORTED if counts.get(s))
     return f":gear: Progress: {done} of {total}" + (f" ({detail})" if detail else "")
 
 
@@ -365,7 +365,11 @@ def apply_crash_text(plan_id: str, error: str) -> str:
 
 def resume_text(plan_id: str, status: str, done: int, total: int) -> str:
     """The first thread reply of an apply the bot resumes after a restart."""
-    where = "approved but its apply had not started" if status == PlanStatus.APPROVED else "being applied"
+    where = (
+        "approved but its apply had not started"
+        if status == PlanStatus.APPROVED
+        else "being applied"
+    )
     already = (
         f" {done} of {total} manifest(s) were already handled and are not repeated." if done else ""
     )
