@@ -3,12 +3,15 @@ the real CLI against a real registry (plans made, applied and skipped for real).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from regprune.cli import run
+from regprune.cli.tsv import PLAN_LIST_COLUMNS
 from regprune.testing import days_ago
 
 
@@ -90,6 +93,23 @@ def test_plans_lists_status_age_and_outcomes_newest_first(regprune, registry_ser
     assert done[1] == "quick"
     assert done[3:8] == ["done", done[4], "2", "1/1/0", "-"]  # delete, outcomes, untag
     assert done[8].startswith("~")  # an estimate: no storage configured
+
+    # For scripts: one tab-separated row per plan, the JSON's numbers.
+    code, out, err = regprune("plans", "--format", "tsv")
+    assert code == 0, err
+    parsed = list(csv.DictReader(io.StringIO(out), delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert list(parsed[0]) == list(PLAN_LIST_COLUMNS)
+    assert [row["plan_id"] for row in parsed] == [pending, applied]
+    tsv_done = parsed[1]
+    assert (tsv_done["status"], tsv_done["images"], tsv_done["bytes_exact"]) == (
+        "done",
+        "2",
+        "false",
+    )
+    assert (tsv_done["deleted"], tsv_done["skipped"], tsv_done["failed"]) == ("1", "1", "0")
+    assert tsv_done["bytes"] == str(oldest["summary"]["bytes"])
+    assert tsv_done["created_at"] == oldest["created_at"]
+    assert parsed[0]["pending"] == "1"
 
 
 def test_plans_filters_by_status_policy_and_limit(regprune, registry_server, pusher, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -15,8 +16,9 @@ from ..formatting import human_bytes
 from ..lifecycle import ItemStatus, PlanStatus
 from ..state import PlanRow
 from .context import get_context
-from .flags import json_flag, registry_flag
+from .flags import OutputFormat, format_flag, json_flag, output_format, registry_flag
 from .render import console, print_json
+from .tsv import plan_list_tsv
 
 PLANS_HELP = """List stored plans, newest first: id, policy, registry, status, age and counts.
 
@@ -31,6 +33,7 @@ Examples:
   regprune plans
   regprune plans --status pending --status approved
   regprune plans --policy ci --limit 5 --json
+  regprune plans --status done --format tsv | cut -f1,4,13
 """
 
 
@@ -111,8 +114,12 @@ def register(app: typer.Typer) -> None:
             metavar="N",
             help="How many recent plans to show (1 to 1000000).",
         ),
-        as_json: bool = json_flag("Print the plans as JSON."),
+        as_json: bool = json_flag("Print the plans as JSON (the same as --format json)."),
+        fmt: str | None = format_flag(
+            "table (default), tsv (a header row, then one tab-separated row per plan) or json."
+        ),
     ) -> None:
+        chosen = output_format(fmt, as_json)
         cli = get_context(ctx)
         wanted = _statuses(status or [])
         # No config needed: the list reads only the state DB.
@@ -120,8 +127,10 @@ def register(app: typer.Typer) -> None:
         rows = engine.state.plans.listing(
             limit=limit, statuses=wanted, policy=policy, registry=registry
         )
-        if as_json:
+        if chosen is OutputFormat.JSON:
             print_json([row.to_json_dict() for row in rows])
+        elif chosen is OutputFormat.TSV:
+            plan_list_tsv(rows, sys.stdout)
         elif not rows:
             console.print("no plans")
         else:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
+from ..lifecycle import ItemStatus
 from ..models import Image, Plan
-from ..state import AuditEvent
+from ..state import AuditEvent, PlanRow
 
 IMAGE_COLUMNS = ("repository", "digest", "tags", "type", "created", "size", "last_pull")
 PLAN_COLUMNS = (
@@ -28,6 +29,24 @@ PLAN_COLUMNS = (
     "reasons",
 )
 EVENT_COLUMNS = ("id", "at", "event", "plan_id", "registry", "actor", "details")
+PLAN_LIST_COLUMNS = (
+    "plan_id",
+    "policy",
+    "registry",
+    "status",
+    "created_at",
+    "images",
+    "manifests",
+    "tags",
+    "kept_images",
+    "untags",
+    "bytes",
+    "bytes_exact",
+    "deleted",
+    "skipped",
+    "failed",
+    "pending",
+)
 
 _BREAKS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
@@ -134,5 +153,40 @@ def events_tsv(
                 summary(event),
             )
             for event in events
+        ),
+    )
+
+
+def plan_list_tsv(rows: Iterable[PlanRow], out: TextIO) -> None:
+    """``regprune plans --format tsv``: one row per stored plan; ``deleted``,
+    ``skipped``, ``failed`` and ``pending`` count its manifests by outcome so far."""
+    write_rows(
+        out,
+        PLAN_LIST_COLUMNS,
+        (
+            (
+                row.id,
+                row.policy,
+                row.registry,
+                row.status,
+                row.created_at.isoformat(),
+                row.images,
+                row.manifests,
+                row.tags,
+                row.kept_images,
+                row.untags,
+                row.bytes,
+                "true" if row.bytes_exact else "false",
+                *(
+                    row.items.get(status, 0)
+                    for status in (
+                        ItemStatus.DELETED,
+                        ItemStatus.SKIPPED,
+                        ItemStatus.FAILED,
+                        ItemStatus.PENDING,
+                    )
+                ),
+            )
+            for row in rows
         ),
     )
