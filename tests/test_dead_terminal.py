@@ -17,6 +17,8 @@ Real registries, real pseudo-terminals, the real CLI in a subprocess.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import signal
@@ -28,8 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from regprune.cli.terminal_guard import GuardedTerminal
+from regprune import terminal_guard
+from regprune.terminal_guard import GuardedTerminal
 from regprune.testing import ImagePusher, RegistryServer
+from regprune.usage.server import stderr_log
 from tests.terminal import Terminal, cli_env, regprune_command
 
 REPOSITORIES = [f"ci/service-{n}" for n in range(40)]
@@ -82,11 +86,14 @@ def test_a_guarded_write_to_a_closed_terminal_neither_raises_nor_blocks() -> Non
 def test_a_guarded_write_to_an_unread_terminal_gives_up_within_its_patience() -> None:
     master, slave = os.openpty()
     stream = open(slave, "w", closefd=True)  # noqa: SIM115  # closed below
-    guard = GuardedTerminal(stream, patience=0.5)
+    guard = GuardedTerminal(stream, patience=0.5, quiet=1.0)
     started = time.monotonic()
     guard.write("y" * 1_000_000)  # far more than a pty holds
+    # Then a thousand lines (a listener's log, a bar's redraws): one wait in all.
+    for _ in range(1000):
+        guard.write("z" * 80 + "\n")
     took = time.monotonic() - started
-    assert took < 2, f"the write waited {took:.1f}s"
+    assert took < 2, f"the writes waited {took:.1f}s"
     # Stalled is not gone: once read again, the terminal gets later writes.
     assert not guard.gone
     os.set_blocking(master, False)
@@ -95,11 +102,34 @@ def test_a_guarded_write_to_an_unread_terminal_gives_up_within_its_patience() ->
             pass
     except BlockingIOError:
         pass
+    time.sleep(1.0)  # the quiet period after the stall
     guard.write("after\n")
     time.sleep(0.1)
     assert b"after" in os.read(master, 65536)
     os.close(master)
     stream.close()
+
+
+def test_a_listener_log_line_never_fails_or_holds_up_an_event(monkeypatch) -> None:
+    """The listener logs from its request threads: a stderr that went away, or a
+    terminal nobody reads, loses the line and nothing else."""
+
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+    stderr_log("dropped malformed event")  # no exception
+
+    master, slave = os.openpty()
+    with open(slave, "w", closefd=True) as unread:
+        monkeypatch.setattr(sys, "stderr", unread)
+        monkeypatch.setattr(terminal_guard, "PATIENCE", 0.3)
+        started = time.monotonic()
+        for n in range(2000):
+            stderr_log(f"127.0.0.1: 401: bad token {n} " + "x" * 60)
+        assert time.monotonic() - started < 3
+    os.close(master)
 
 
 # -- the real CLI -------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .. import __version__, interrupts
 from ..errors import Interrupted, RegpruneError, UsageError
 from ..hookcalls import call_each
 from ..plugin_manager import get_plugin_manager
+from ..terminal_guard import guarded
 from . import (
     apply_cmd,
     cancel_cmd,
@@ -44,7 +45,6 @@ from . import (
 )
 from .context import CliContext
 from .flags import ConfigPath, MetricsFile, Pushgateway, StatePath
-from .terminal_guard import guarded
 from .usage import plain_usage
 
 COMMAND_MODULES = (

@@ -5,7 +5,7 @@ for scripts, logs and ``grep``: there a line is as long as its text (a table row
 never folds, a long reason stays on one line) and no line ends in the spaces rich
 pads its cells with.  Which case applies is decided at each write, from whatever
 ``sys.stdout`` / ``sys.stderr`` is then (tests swap them).  On a terminal, stderr
-is written through `regprune.cli.terminal_guard`: a terminal that stops reading
+is written through `regprune.terminal_guard`: a terminal that stops reading
 or goes away drops the bars and warnings instead of stopping the command.
 """
 
@@ -17,7 +17,7 @@ from typing import IO, Any, cast
 
 from rich.console import Console, ConsoleDimensions
 
-from .terminal_guard import GuardedTerminal, guarded
+from ..terminal_guard import GuardedTerminal, guarded
 
 # Wide enough for any row regprune prints: rich needs a number, and tables do not
 # expand to it (they take their content's width).

@@ -30,6 +30,7 @@ from types import FrameType
 
 from ..patterns import compile_pattern
 from ..state import State
+from ..terminal_guard import guarded
 from .events import EnvelopeError, parse_envelope
 from .settings import ListenSettings
 from .writer import GroupWriter, WriteFailed
@@ -48,10 +49,16 @@ Log = Callable[[str], None]
 
 
 def stderr_log(line: str) -> None:
-    """One ``listen:`` line on stderr, written in one call so threads never interleave."""
+    """One ``listen:`` line on stderr, written in one call so threads never interleave.
+
+    A terminal nobody reads drops the line (`regprune.terminal_guard`), and a stderr
+    that went away loses it: a log line never holds up or fails an event.
+    """
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    sys.stderr.write(f"{stamp} listen: {line}\n")
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError):
+        stream = guarded(sys.stderr)
+        stream.write(f"{stamp} listen: {line}\n")
+        stream.flush()
 
 
 def _now() -> datetime:
@@ -172,9 +179,7 @@ class Listener:
         now = self._clock()
         usage.forget_old_event_ids(now)
         for registry in self._registries:
-            self._sessions[registry] = usage.start_session(
-                registry, now, **self._session_settings
-            )
+            self._sessions[registry] = usage.start_session(registry, now, **self._session_settings)
         self._writer = GroupWriter(usage, self._clock, delivered=self._prove)
         for target, name in (
             (self._server.serve_forever, "listen-http"),

@@ -9,9 +9,11 @@ and tries it again, with everything since, at every redraw.
 
 `GuardedTerminal` writes through a non-blocking descriptor of its own for the
 same terminal (the shell's descriptor stays as it was).  A write the terminal
-does not take within `PATIENCE` seconds is dropped; after a write error the
-terminal counts as gone and every later write is dropped.  A guarded write never
-raises ``OSError``.
+does not take within `PATIENCE` seconds is dropped, and so is everything for the
+`QUIET` seconds after it (a stuck terminal costs one wait, not one per line);
+after a write error the terminal counts as gone and every later write is
+dropped.  A guarded write never raises ``OSError``; writes from several threads
+(a progress bar's refresh, the listener's requests) go one at a time.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import threading
 import time
 from typing import IO, cast
 
 PATIENCE = 5.0
 """Seconds one write may wait for a terminal that does not take it."""
+QUIET = 30.0
+"""Seconds after such a wait in which writes are dropped without waiting."""
 
 _guards: dict[int, GuardedTerminal] = {}  # by id() of the stream they guard
 
@@ -31,35 +36,47 @@ _guards: dict[int, GuardedTerminal] = {}  # by id() of the stream they guard
 class GuardedTerminal:
     """A write-only text stream for ``stream``, a terminal: bounded, never failing."""
 
-    def __init__(self, stream: IO[str], patience: float = PATIENCE) -> None:
+    def __init__(
+        self, stream: IO[str], patience: float | None = None, quiet: float | None = None
+    ) -> None:
         self.stream = stream
-        self.patience = patience
+        self.patience = PATIENCE if patience is None else patience
+        self.quiet = QUIET if quiet is None else quiet
         self.gone = False
         self.encoding = getattr(stream, "encoding", None) or "utf-8"
         self._fd = stream.fileno()
         self._own_fd = _nonblocking_copy(self._fd)
+        self._lock = threading.Lock()
+        self._quiet_until = 0.0
 
     def write(self, text: str) -> int:
-        if not self.gone and text:
+        if self.gone or not text:
+            return len(text)
+        with self._lock:
+            if time.monotonic() < self._quiet_until:
+                return len(text)  # stuck a moment ago: dropped without waiting again
             with contextlib.suppress(OSError, ValueError):  # gone, or closed meanwhile
                 self.stream.flush()  # what was written to it directly goes first
-            self._write(text.encode(self.encoding, errors="replace"))
+            if not self._write(text.encode(self.encoding, errors="replace")):
+                self._quiet_until = time.monotonic() + self.quiet
         return len(text)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> bool:
+        """False when the terminal did not take it all in time (the rest is dropped)."""
         fd = self._fd if self._own_fd is None else self._own_fd
         deadline = time.monotonic() + self.patience
         while data:
             try:
                 if self._own_fd is None and not _writable(fd, deadline):
-                    return  # not taken in time: dropped, the terminal may still come back
+                    return False
                 data = data[os.write(fd, data) :]
             except BlockingIOError:
                 if not _writable(fd, deadline):
-                    return
+                    return False
             except OSError:
                 self.gone = True
-                return
+                return True  # gone, not stuck: `gone` drops the rest
+        return True
 
     def flush(self) -> None:
         """Nothing to do: every write goes straight to the terminal."""
