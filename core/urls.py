@@ -24,16 +24,27 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
 # tolerated as resolvers on private networks allow it.
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0[xX][0-9A-Fa-f]*)$")
 _MAX_URL = 2048
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a host is, with an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``)
+    as the IPv4 address it maps; None for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _is_loopback(host: str) -> bool:
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = _address(host)
+    return address is not None and address.is_loopback
 
 
 def _authority(url: str) -> str:
@@ -97,7 +108,10 @@ def check_registry_url(url: str) -> str:
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise ValueError(f"{hint} (no ?query or #fragment)")
     _check_host(parts.hostname or "", parts.netloc, hint)
-    return url.rstrip("/")
+    if re.search(r"/v2/*$", parts.path):
+        raise ValueError(f"{hint} (without the /v2/ at its end: regprune adds it)")
+    # One spelling of the scheme from here on: `HTTP://` is `http://`.
+    return (parts.scheme.lower() + url[len(parts.scheme) :]).rstrip("/")
 
 
 def _check_host(host: str, netloc: str, hint: str) -> None:
@@ -111,6 +125,14 @@ def _check_host(host: str, netloc: str, hint: str) -> None:
     except ValueError:
         pass
     labels = host.rstrip(".").split(".")
+    if _NUMERIC_LABEL.match(labels[-1]):
+        # A numeric last label makes the host an IPv4 address to URL parsers and
+        # resolvers, in forms (127.1, 2130706433, 0x7f.0.0.1, 0177.0.0.1) that would
+        # be one registry under two identities: only the dotted quad is taken.
+        raise ValueError(
+            f"{hint} ({host!r} is not an IPv4 address written as four decimal numbers, "
+            "e.g. 127.0.0.1)"
+        )
     if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
         raise ValueError(f"{hint} ({host!r} is not a host name)")
 
@@ -128,9 +150,12 @@ def registry_identity(url: str) -> str:
     scheme = parts.scheme.lower()
     port = parts.port or _DEFAULT_PORTS[scheme]
     host = (parts.hostname or "").lower().rstrip(".")
+    address = _address(host)
     if _is_loopback(host):
         host = "loopback"
-    elif ":" in host:
-        host = f"[{ipaddress.ip_address(host).compressed}]"
+    elif isinstance(address, ipaddress.IPv4Address):
+        host = str(address)  # an IPv4-mapped IPv6 address is its IPv4 address
+    elif address is not None:
+        host = f"[{address.compressed}]"
     path = re.sub(r"/+", "/", parts.path).rstrip("/")
     return f"{scheme}://{host}:{port}{path}"

@@ -48,10 +48,51 @@ def localhost(url: str) -> str:
         "http://[::1]:5000",
         "http://[0:0:0:0:0:0:0:1]:5000/",
         "http://app.localhost:5000",
+        "http://[::ffff:127.0.0.1]:5000",  # IPv4-mapped: the IPv4 address it maps
     ],
 )
 def test_spellings_of_one_loopback_registry_share_an_identity(spelling):
     assert registry_identity(spelling) == "http://loopback:5000"
+
+
+def test_an_ipv4_mapped_address_is_its_ipv4_address():
+    assert registry_identity("http://[::ffff:10.1.2.3]:5000") == "http://10.1.2.3:5000"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.1", "2130706433", "0x7f.0.0.1", "0x7f000001", "0177.0.0.1", "127.000.000.001",
+     "999.1.1.1", "1.2.3.4.5", "reg.example.123"],
+)  # fmt: skip
+def test_an_ipv4_address_in_another_form_is_refused(host):
+    """Resolvers take 127.1 or 2130706433 for 127.0.0.1: accepted, one registry would
+    have two identities (and keep rules of the configured one would not apply)."""
+    with pytest.raises(ValueError, match="four decimal numbers") as caught:
+        registry_identity(f"http://{host}:5000")
+    assert "\n" not in str(caught.value)
+
+
+@given(st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=4), st.booleans())
+def test_a_numeric_host_is_a_dotted_quad_or_refused(numbers, hexadecimal):
+    """Whatever the numeric spelling, a host that parses is the one canonical address."""
+    host = ".".join(hex(n) if hexadecimal else str(n) for n in numbers)
+    try:
+        identity = registry_identity(f"http://{host}:5000")
+    except ValueError:
+        return
+    assert len(numbers) == 4 and not hexadecimal and all(n < 256 for n in numbers)
+    address = ".".join(str(n) for n in numbers)
+    assert identity in (f"http://{address}:5000", "http://loopback:5000")
+    assert address == host
+
+
+def test_a_url_ending_in_v2_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="without the /v2/ at its end"):
+        check_registry_url("http://registry.example.org/v2/")
+
+
+def test_an_upper_case_scheme_is_taken_as_lower_case():
+    assert check_registry_url("HTTPS://Registry.example.org/") == "https://Registry.example.org"
 
 
 def test_default_ports_and_paths():
@@ -90,8 +131,11 @@ selectors = [{{ use = "count", keep = 100 }}]
 """
 
 
+@pytest.mark.parametrize(
+    "spell", [localhost, lambda url: url.replace("127.0.0.1", "[::ffff:127.0.0.1]")]
+)
 def test_quick_mode_through_another_spelling_keeps_configured_keep_rules(
-    registry_server, pusher, tmp_path, capsys
+    registry_server, pusher, tmp_path, capsys, spell
 ):
     pusher.push_image("ci/app", ["v1.0.0"], created=days_ago(400))
     pusher.push_image("ci/app", ["build-1"], created=days_ago(300))
@@ -100,7 +144,7 @@ def test_quick_mode_through_another_spelling_keeps_configured_keep_rules(
 
     code, out, err = run_cli(
         capsys, "--state", state, "plan", "--json",
-        "--registry", localhost(registry_server.url) + "/",
+        "--registry", spell(registry_server.url) + "/",
         "--repo", "ci/*", "--older-than", "14d",
     )  # fmt: skip
 
@@ -246,7 +290,8 @@ def test_user_info_is_never_echoed(user, password, rest):
 
 
 _HOSTS = st.one_of(
-    st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]{1,8}){0,2}\Z"),
+    # A name's last label is not numeric (that would be an IPv4 address in another form).
+    st.from_regex(r"\A([a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?\.){0,2}[a-z][a-z0-9]{0,7}\Z"),
     st.ip_addresses(v=4).map(str),
     st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
 )
@@ -264,7 +309,7 @@ def test_identity_ignores_case_default_port_and_slashes(scheme, host, port, slas
     url = f"{scheme}://{host}{'' if port is None else f':{port}'}{'/' * slashes}"
     identity = registry_identity(url)
     assert identity == registry_identity(f"{scheme.lower()}://{host.upper()}:{port or default}")
-    assert check_registry_url(url) == url.rstrip("/")
+    assert check_registry_url(url) == f"{scheme.lower()}{url[len(scheme) :]}".rstrip("/")
 
 
 @settings(max_examples=500, deadline=None)
