@@ -8,6 +8,8 @@ types and labels are documented in docs/operations.md#metrics; keep them in step
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +27,8 @@ from .notify.report import ITEM_STATUSES, OUTCOMES, RunReport
 JOB = "regprune"
 LAST_SUCCESS = "regprune_last_success_timestamp_seconds"
 PUSH_TIMEOUT = 5.0  # seconds per push: metrics never hold a run up for long
+MAX_METRICS_FILE = 4 * 1024 * 1024
+"""An earlier metrics file larger than this is not read (ours are a few kB)."""
 log = logging.getLogger("regprune.metrics")
 
 
@@ -135,11 +139,22 @@ def build_registry(report: RunReport, last_success: dict[str, float]) -> Collect
     return registry
 
 
+def _read_small_file(path: Path) -> str:
+    """A regular file of at most `MAX_METRICS_FILE` bytes; OSError or ValueError else
+    (never a read that blocks on a FIFO or runs on through a device)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_METRICS_FILE:
+            raise ValueError("not a small regular file")
+        return file.read(MAX_METRICS_FILE).decode("utf-8")
+
+
 def read_last_success(path: Path) -> dict[str, float]:
     """``regprune_last_success_timestamp_seconds`` per policy from an earlier metrics
     file; empty when there is none or it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_small_file(path)
         found = {}
         for family in text_string_to_metric_families(text):
             if family.name == LAST_SUCCESS:

@@ -8,12 +8,14 @@ Pushgateway on loopback that records each PUT/POST and its grouping path).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from regprune import metrics
 from regprune.testing import days_ago
 from tests.receivers import HttpReceiver
 
@@ -190,13 +192,38 @@ def test_an_unreachable_pushgateway_is_one_warning(regprune_cli, config, seeded,
         ),
         (["--metrics-file", "missing/dir/x.prom"], "directory missing/dir does not exist"),
         (["--metrics-file", "."], "is a directory"),
+        (["--metrics-file", ""], "--metrics-file '': empty"),
+        # Renamed over, a device would be replaced (as root); read, it never ends.
+        (["--metrics-file", "/dev/full"], "/dev/full: not a regular file"),
+        (["--metrics-file", "/dev/zero"], "/dev/zero: not a regular file"),
+        (["--metrics-file", "FIFO"], "fifo.prom: not a regular file"),
+        (["--metrics-file", "LINK"], "a symbolic link"),
+        (["--metrics-file", "x" * 300], "File name too long"),
+        (["--pushgateway", "http://ci:s3cret@gateway:9091"], "contains a user name or password"),
     ],
 )
 def test_bad_metrics_options_are_one_line_exit_2(regprune_cli, tmp_path, argv, expected):
+    if argv[1] == "FIFO":
+        os.mkfifo(tmp_path / "fifo.prom")
+        argv = [argv[0], str(tmp_path / "fifo.prom")]
+    if argv[1] == "LINK":
+        (tmp_path / "real.prom").write_text("")
+        (tmp_path / "link.prom").symlink_to(tmp_path / "real.prom")
+        argv = [argv[0], str(tmp_path / "link.prom")]
     result = regprune_cli(
         *argv, "plan", "--registry", "http://127.0.0.1:1", "--repo", "x", "--keep", "1"
     )
     assert result.code == 2
     lines = result.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.err
+    assert "s3cret" not in result.err
 
+
+def test_an_earlier_metrics_file_too_large_to_be_ours_is_not_read(tmp_path):
+    big = tmp_path / "big.prom"
+    line = 'regprune_last_success_timestamp_seconds{policy="ci"} 1.0\n'
+    big.write_text(line * (metrics.MAX_METRICS_FILE // len(line) + 1))
+    assert metrics.read_last_success(big) == {}
+    small = tmp_path / "small.prom"
+    small.write_text(line)
+    assert metrics.read_last_success(small) == {"ci": 1.0}

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..errors import Interrupted, RegpruneError, UsageError
 from ..hookcalls import call_each
 from ..plugin_manager import get_plugin_manager
 from ..terminal_guard import guarded
+from ..urls import check_no_userinfo
 from . import (
     apply_cmd,
     cancel_cmd,
@@ -166,13 +168,37 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
 
 
 def _check_metrics_file(value: str | None) -> str | None:
-    """``--metrics-file``: a file in an existing directory (checked before any work)."""
+    """``--metrics-file``: a regular file, or none yet, in an existing directory
+    (checked before any work).  It is replaced by renaming a temporary file over it:
+    over a device or a FIFO that would replace the device itself."""
     if value is None:
         return None
+    if not value:
+        raise UsageError("--metrics-file '': empty; name a file, e.g. regprune.prom")
     path = Path(value).expanduser()
-    if path.is_dir():
+    try:
+        found = path.lstat() if path.is_symlink() else path.stat()
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise UsageError(f"--metrics-file {value}: {exc.strerror}; name another file") from None
+    if found is not None and stat.S_ISLNK(found.st_mode):
+        raise UsageError(
+            f"--metrics-file {value}: a symbolic link (the new file would replace the link, "
+            "not its target); name the file itself"
+        )
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise UsageError(f"--metrics-file {value}: is a directory; name a file, e.g. regprune.prom")
-    if not path.parent.is_dir():
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise UsageError(
+            f"--metrics-file {value}: not a regular file (it is replaced by renaming a new "
+            "file over it); name a regular file, e.g. regprune.prom"
+        )
+    try:
+        parent_is_dir = path.parent.is_dir()
+    except OSError:
+        parent_is_dir = False
+    if not parent_is_dir:
         raise UsageError(f"--metrics-file {value}: directory {path.parent} does not exist")
     return str(path)
 
@@ -187,6 +213,12 @@ def _check_pushgateway(value: str | None) -> str | None:
         url = httpx.URL(value)
     except httpx.InvalidURL:
         url = None
+    try:
+        # Warnings quote the URL: a password in it would be printed (and it is not
+        # how prometheus_client authenticates anyway).
+        check_no_userinfo(value, where="--pushgateway")
+    except ValueError as exc:
+        raise UsageError(str(exc).split(": remove it")[0] + ": remove it from the url") from None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise UsageError(
             f"--pushgateway {value}: not an http:// or https:// URL with a host, "
