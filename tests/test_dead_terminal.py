@@ -265,3 +265,29 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_a_closed_stdout_runs_the_command_and_a_full_one_is_one_line(
+    busy_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """``>&-`` (Python then has no sys.stdout) and ``> /dev/full`` (ENOSPC)."""
+    ls = " ".join(regprune_command(*state_args(tmp_path), "ls", "--registry", busy_registry.url))
+
+    def shell(redirect: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-c", f"exec {ls} --json {redirect}"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            timeout=60,
+            check=False,
+        )
+
+    closed = shell(">&-")
+    assert (closed.returncode, closed.stderr) == (0, "")
+    full = shell("> /dev/full")
+    assert full.returncode == 1
+    assert full.stderr.splitlines() == [
+        "error: cannot write the output: No space left on device; what was done stays done"
+    ]

@@ -291,6 +291,7 @@ def quiet_cli_warnings() -> None:
 def run(argv: Sequence[str] | None = None, *, manager: pluggy.PluginManager | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage or config."""
     debug = bool(os.environ.get(DEBUG_ENV))
+    lost_output.open_missing_streams()
     _show_warnings()
     try:
         manager = manager or get_plugin_manager()
@@ -357,6 +358,12 @@ def _invoke(
             lost_output.silence_stdout()
             if cast(OSError, exc).errno == errno.EIO:  # a closed terminal; a pipe's end is routine
                 error("standard output went away (its terminal closed); what was done stays done")
+            return 1
+        if lost_output.is_full_output(exc):
+            lost_output.silence_stdout()
+            error(
+                f"cannot write the output: {cast(OSError, exc).strerror}; what was done stays done"
+            )
             return 1
         if debug:
             raise

@@ -16,7 +16,22 @@ import select
 import sys
 
 _GONE_ERRNOS = (errno.EPIPE, errno.EIO)
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _HUNG_UP = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def is_full_output(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that found no room (``> /dev/full``, a full disk or
+    quota): the state DB reports its own as SQLite errors, so this is the output."""
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
+
+
+def open_missing_streams() -> None:
+    """A process started with stdout or stderr closed (``>&-``) has None there: point
+    it at the null device, so the command runs and its output goes nowhere."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115  # for the process's life
 
 
 def is_lost_output(exc: BaseException) -> bool:
