@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -132,3 +133,32 @@ def test_delete_untagged_on_2x_warns_while_multi_arch_images_exist(
     )
     engine3.plan("ci")
     assert not engine3.gc(DEFAULT_REGISTRY, dry_run=True).warnings[:-1]
+
+
+@pytest.mark.parametrize(
+    ("command", "timeout", "said"),
+    [
+        (
+            ["/bin/sh", "-c", "echo marking; echo 'failed to mark: boom'; exit 3"],
+            "1m",
+            "exit code 3",
+        ),
+        (["/bin/sh", "-c", "echo started; exec sleep 30"], "1s", "exit code 124"),
+    ],
+    ids=["fails", "times-out"],
+)
+def test_a_failed_gc_is_one_error_line_on_stderr(
+    regprune_cli, registry_server, tmp_path, command, timeout, said
+):
+    (tmp_path / "regprune.toml").write_text(
+        f'[registry.main]\nurl = "{registry_server.url}"\n\n'
+        f"[registry.main.gc]\ncommand = {json.dumps(command)}\ntimeout = {json.dumps(timeout)}\n"
+        'after = [["true"]]\n'
+    )
+    result = regprune_cli("--config", str(tmp_path / "regprune.toml"), "gc")
+    assert result.code == 1
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.err
+    assert errors[0].startswith(f"error: garbage collection of registry 'main' failed ({said})")
+    if said == "exit code 3":
+        assert errors[0].endswith(": failed to mark: boom")

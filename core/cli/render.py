@@ -316,8 +316,29 @@ def gc_result(result: GcResult) -> None:
         console.print(f"{result.registry}: garbage collection {status}{freed}{sizes}")
     if not result.ok:
         console.print(result.output[-2000:], markup=False)
+        # Every failure is one `error:` line on stderr, what the collector said last.
+        last = _last_said(result)
+        said = f": {' '.join(last.split())[:300]}" if last else ""
+        err_console.print(
+            f"error: garbage collection of registry {result.registry!r} failed "
+            f"(exit code {result.exit_code}){said}",
+            soft_wrap=True,
+        )
     if result.preview is not None:
         gc_preview_table(result.preview)
+
+
+def _last_said(result: GcResult) -> str:
+    """The last line the GC command itself printed (the output also holds the before
+    and after commands', each after a ``$ command`` line), or of the whole output."""
+    lines = result.output.splitlines()
+    head = "$ " + " ".join(result.command)
+    starts = [n for n, line in enumerate(lines) if line == head]
+    if starts:
+        own = lines[starts[-1] + 1 :]
+        ends = [n for n, line in enumerate(own) if line.startswith("$ ")]
+        lines = own[: ends[0]] if ends else own
+    return next((line for line in reversed(lines) if line.strip()), "")
 
 
 def _count(n: int, what: str) -> str:
