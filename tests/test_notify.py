@@ -414,3 +414,17 @@ def test_the_slack_summary_escapes_what_the_run_quotes(regprune_cli, registry_se
     text = only_json(slack)["text"]
     assert "unknown selector '&lt;!channel&gt; &amp; co'" in text
     assert "<!channel>" not in text
+
+
+def test_a_notifier_with_an_invalid_name_is_refused_and_never_used(
+    regprune_cli, registry_server, tmp_path
+):
+    with HttpReceiver() as hook:
+        invalid = webhook(hook.url).replace("[notify.hook]", '[notify."a b"]')
+        write_config(tmp_path, registry_server.url, invalid)
+        result = regprune_cli("plan")
+    assert result.code == 2
+    assert (
+        result.err.splitlines() == [result.err.splitlines()[0]] and "invalid name" in result.err
+    ), result.err
+    assert hook.requests == []

@@ -227,7 +227,7 @@ def notifiers_of(context: CliContext) -> list[ConfiguredNotifier]:
 
 
 def _notifiers_from_file(context: CliContext) -> list[ConfiguredNotifier]:
-    from ..config import NotifySettings, expand_env, find_config
+    from ..config import NotifySettings, expand_env, find_config, is_section_name
     from ..plugin_manager import build_catalog
 
     try:
@@ -236,7 +236,12 @@ def _notifiers_from_file(context: CliContext) -> list[ConfiguredNotifier]:
             return []
         document: Any = tomllib.loads(path.read_text(encoding="utf-8"))
         tables = expand_env({"notify": document.get("notify", {})}, os.environ)["notify"]
-        sections = {name: NotifySettings.model_validate(table) for name, table in tables.items()}
+        # Only what a loaded config would accept: an invalid [notify."a b"] is no notifier.
+        sections = {
+            name: NotifySettings.model_validate(table)
+            for name, table in tables.items()
+            if is_section_name(name)
+        }
         return build_notifiers(sections, build_catalog(context.manager))
     except Exception:
         return []

@@ -19,6 +19,7 @@ from .loading import (
     expand_env,
     find_config,
     find_state_path,
+    is_section_name,
     load_settings,
     parse_settings,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "expand_env",
     "find_config",
     "find_state_path",
+    "is_section_name",
     "load_settings",
     "parse_settings",
 ]

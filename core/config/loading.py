@@ -84,12 +84,17 @@ def _format_validation_error(exc: ValidationError) -> str:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def is_section_name(name: object) -> bool:
+    """Whether ``name`` is a valid ``[registry.NAME]``, ``[policy.NAME]`` or ``[notify.NAME]``."""
+    return bool(_NAME.match(str(name)))
+
+
 def _check_document(data: Any, path: str = "") -> None:
     """Checks on the raw document that no model field can make: section names and NULs."""
     if isinstance(data, dict):
         for key, value in data.items():
             where = f"{path}.{key}" if path else str(key)
-            if path in ("registry", "policy", "notify") and not _NAME.match(str(key)):
+            if path in ("registry", "policy", "notify") and not is_section_name(key):
                 raise ConfigError(
                     f"{path}.{key!r}: invalid name: use letters, digits, '_', '.' and '-' "
                     "(at most 64, starting with a letter or digit)"
