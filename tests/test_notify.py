@@ -424,7 +424,6 @@ def test_a_notifier_with_an_invalid_name_is_refused_and_never_used(
         write_config(tmp_path, registry_server.url, invalid)
         result = regprune_cli("plan")
     assert result.code == 2
-    assert (
-        result.err.splitlines() == [result.err.splitlines()[0]] and "invalid name" in result.err
-    ), result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and "invalid name" in lines[0], result.err  # no delivery warning
     assert hook.requests == []
