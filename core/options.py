@@ -10,6 +10,7 @@ and shows it to a person.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -30,7 +31,7 @@ COMMAND_TIMEOUT = 60.0
 class Options(BaseModel):
     """Base for plugin options: unknown keys are errors, values are read-only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 M = TypeVar("M", bound=Options)
@@ -86,6 +87,8 @@ def _one_line(model: type[Options], exc: ValidationError, prefix: str | None = N
             parts.append(f"{where}: required option missing")
         elif kind == "too_short":
             parts.append(f"{where}: must not be empty")
+        elif (expected := expected_type(error)) is not None:
+            parts.append(f"{where}: {expected}")
         elif kind == "value_error":
             # Our own validators' messages are already worded for people.
             message = str(error.get("ctx", {}).get("error", error["msg"]))
@@ -94,6 +97,40 @@ def _one_line(model: type[Options], exc: ValidationError, prefix: str | None = N
             message = error["msg"][:1].lower() + error["msg"][1:]
             parts.append(f"{where}: {message}, got {_short(error.get('input'))}")
     return " ".join("; ".join(parts).split())  # one line, whatever the messages contain
+
+
+_EXPECTED = {
+    "int_type": "expected a whole number without quotes (e.g. 8)",
+    "float_type": "expected a number without quotes (e.g. 30 or 2.5)",
+    "bool_type": "expected true or false without quotes",
+    "string_type": 'expected a string in quotes (e.g. "2h")',
+}
+
+
+def expected_type(error: Mapping[str, Any]) -> str | None:
+    """For a value of the wrong TOML type (``"8"`` or ``true`` for a number: never
+    converted), what was expected and what was written; None for other errors."""
+    expected = _EXPECTED.get(error["type"])
+    return None if expected is None else f"{expected}, not {_toml_value(error.get('input'))}"
+
+
+def _toml_value(value: Any) -> str:
+    """A value as it was written in TOML, shortened: ``"8"``, ``true``, ``1.5``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = json.dumps(value)
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+    else:
+        text = (
+            "an array"
+            if isinstance(value, list)
+            else "a table"
+            if isinstance(value, dict)
+            else type(value).__name__
+        )
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -123,7 +123,7 @@ def test_age_tolerates_naive_times_and_slight_future() -> None:
     [
         ({}, "older_than: required option missing"),
         ({"older_than": "14x"}, "older_than: invalid duration '14x'"),
-        ({"older_than": 14}, "older_than: input should be a valid string"),
+        ({"older_than": 14}, 'older_than: expected a string in quotes (e.g. "2h"), not 14'),
         ({"older_than": "1d", "keep": 3}, "unknown option 'keep' (valid options: older_than)"),
     ],
 )
@@ -231,8 +231,8 @@ def test_count_group_by_accepts_a_branch_group() -> None:
     [
         ({}, "keep: required option missing"),
         ({"keep": -1}, "keep: input should be greater than or equal to 0"),
-        ({"keep": "5"}, "keep: input should be a valid integer"),
-        ({"keep": True}, "keep: input should be a valid integer"),
+        ({"keep": "5"}, 'keep: expected a whole number without quotes (e.g. 8), not "5"'),
+        ({"keep": True}, "keep: expected a whole number without quotes (e.g. 8), not true"),
         ({"keep": 1, "group_by": "("}, "group_by: invalid regular expression '('"),
         ({"keep": 1, "group_by": "^main"}, "group_by: regular expression '^main' has no group"),
         ({"keep": 1, "gruop_by": "x"}, "unknown option 'gruop_by' (valid options: keep, group_by)"),
@@ -484,9 +484,12 @@ def test_branches_command_default_timeout_is_a_minute() -> None:
         ),
         (
             {"branches": ["main"], "keep_per_branch": "2"},
-            "keep_per_branch: input should be a valid integer",
+            'keep_per_branch: expected a whole number without quotes (e.g. 8), not "2"',
         ),
-        ({"branches": ["main"], "normalize": "yes"}, "normalize: input should be a valid boolean"),
+        (
+            {"branches": ["main"], "normalize": "yes"},
+            'normalize: expected true or false without quotes, not "yes"',
+        ),
         (
             {"branches": ["main"], "branch": "x"},
             "unknown option 'branch' (valid options: pattern, branches, branches_file, "

@@ -258,8 +258,8 @@ def test_non_semver_tags_and_untagged_images_are_never_judged() -> None:
     [
         ({}, "keep: required option missing"),
         ({"keep": 0}, "keep: input should be greater than or equal to 1, got 0"),
-        ({"keep": "3"}, "keep: input should be a valid integer, got '3'"),
-        ({"keep": True}, "keep: input should be a valid integer, got True"),
+        ({"keep": "3"}, 'keep: expected a whole number without quotes (e.g. 8), not "3"'),
+        ({"keep": True}, "keep: expected a whole number without quotes (e.g. 8), not true"),
         ({"keep": 1, "per": "patch"}, "per: input should be 'major' or 'minor', got 'patch'"),
         (
             {"keep": 1, "prereleases": "keep"},

@@ -29,6 +29,8 @@ PLAN_COLUMNS = (
     "reasons",
 )
 EVENT_COLUMNS = ("id", "at", "event", "plan_id", "registry", "actor", "details")
+# A plan's manifests by outcome so far, one column each.
+PLAN_LIST_OUTCOMES = (ItemStatus.DELETED, ItemStatus.SKIPPED, ItemStatus.FAILED, ItemStatus.PENDING)
 PLAN_LIST_COLUMNS = (
     "plan_id",
     "policy",
@@ -42,10 +44,7 @@ PLAN_LIST_COLUMNS = (
     "untags",
     "bytes",
     "bytes_exact",
-    "deleted",
-    "skipped",
-    "failed",
-    "pending",
+    *(str(status) for status in PLAN_LIST_OUTCOMES),
 )
 
 _BREAKS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
@@ -177,15 +176,7 @@ def plan_list_tsv(rows: Iterable[PlanRow], out: TextIO) -> None:
                 row.untags,
                 row.bytes,
                 "true" if row.bytes_exact else "false",
-                *(
-                    row.items.get(status, 0)
-                    for status in (
-                        ItemStatus.DELETED,
-                        ItemStatus.SKIPPED,
-                        ItemStatus.FAILED,
-                        ItemStatus.PENDING,
-                    )
-                ),
+                *(row.items.get(status, 0) for status in PLAN_LIST_OUTCOMES),
             )
             for row in rows
         ),

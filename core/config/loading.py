@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, ConfigProblems
 from ..frontends import FrontEnd, default_front_ends, sections_of
+from ..options import expected_type
 from .models import CONFIG_ENV, STATE_ENV, Settings
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def _format_one(error: Any, prefix: str = "") -> str:
         message = "unknown key (check the spelling; see docs/configuration.md)"
     elif error["type"] == "missing":
         message = "required key is missing"
+    elif (expected := expected_type(error)) is not None:
+        message = expected
     return f"{location}: {message}" if location else message
 
 

@@ -42,7 +42,7 @@ M = TypeVar("M", bound=BaseModel)
 class _Model(BaseModel):
     # Frozen: settings are checked once, then shared (by bot worker threads too); a
     # change is a copy (``model_copy(update=...)``), never an edit under a reader.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 _Value = TypeVar("_Value")
@@ -170,7 +170,7 @@ class RegistrySettings(BaseModel):
     known (``check_backend_options``), so a misspelled key is still an error.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     type: str = Field(
         default="distribution",
@@ -231,7 +231,7 @@ class PluginSpec(BaseModel):
     is an option, validated by what ``use`` names.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     use: str = Field(description="Registered name of the selector, protector or approver.")
 
@@ -376,7 +376,7 @@ class NotifySettings(BaseModel):
     that notifier when the plugins are known, so a misspelled key is still an error.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     use: str = Field(
         description="The notifier: a built-in (docs/configuration.md#notify) or one a "

@@ -41,7 +41,10 @@ def test_tags_that_are_not_releases(tag):
             {"keep_per_major": 0},
             "keep_per_major: input should be greater than or equal to 1, got 0",
         ),
-        ({"keep_per_major": True}, "keep_per_major: input should be a valid integer, got True"),
+        (
+            {"keep_per_major": True},
+            "keep_per_major: expected a whole number without quotes (e.g. 8), not true",
+        ),
         ({"keep": 2}, "unknown option 'keep' (valid options: keep_per_major, pattern)"),
         ({"pattern": "^app-"}, "needs a (?P<version>...) group"),
     ],
