@@ -9,6 +9,7 @@ instead of taking the machine down.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -19,7 +20,10 @@ from pathlib import Path
 import pytest
 
 from regprune import bounded_read
+from regprune.config import RegistrySettings
+from regprune.errors import ConfigError, UsageError
 from regprune.plugins import branch, in_use
+from regprune.registry import credentials_for
 from regprune.testing import days_ago
 
 CHILD_MEMORY = 1024 * 1024 * 1024  # the child's address space: plenty for regprune itself
@@ -191,3 +195,65 @@ def test_command_output_just_over_the_limit_is_a_failure() -> None:
         ValueError, match=r"^branches_command: `sh -c .*` printed more than 16 MiB; stopped it$"
     ):
         selector.live_branches()
+
+
+# --- docker_config and ca_file ---------------------------------------------------------
+
+REGISTRY = """\
+[registry.local]
+url = "{url}"
+{key} = "{path}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "expected"),
+    [
+        (
+            "docker_config",
+            "zero",
+            "docker config /dev/zero is not a regular file (a character device)",
+        ),
+        ("docker_config", "fifo", "docker config {path} is not a regular file (a FIFO)"),
+        (
+            "ca_file",
+            "fifo",
+            "ca_file {path} is not a regular file (a FIFO); point it at a PEM CA bundle",
+        ),
+        ("ca_file", "zero", "ca_file /dev/zero is not a regular file (a character device)"),
+    ],
+)
+def test_registry_files_that_are_no_regular_files_are_refused(
+    tmp_path, fifo, registry_server, key, kind, expected
+) -> None:
+    path = _target(kind, fifo)
+    config = tmp_path / "regprune.toml"
+    config.write_text(REGISTRY.format(url=registry_server.url, key=key, path=path))
+    done = run_capped(
+        "--config", str(config), "--state", str(tmp_path / "s.db"), "ls", cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert expected.format(path=path) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_docker_config_over_the_limit_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {}, "pad": " " * bounded_read.DOCKER_CONFIG_LIMIT}))
+    settings = RegistrySettings(url="http://127.0.0.1:5000", docker_config=str(config))
+    with pytest.raises(ConfigError, match=r"over the 1 MiB limit; point docker_config"):
+        credentials_for(settings)
+
+
+def test_credential_helper_answer_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helper = tmp_path / "docker-credential-flood"
+    helper.write_text("#!/bin/sh\nhead -c 2000000 /dev/zero\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credsStore": "flood"}))
+    settings = RegistrySettings(url="http://127.0.0.1:5000", docker_config=str(config))
+    with pytest.raises(UsageError, match=r"docker-credential-flood printed more than 1 MiB"):
+        credentials_for(settings)
