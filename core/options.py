@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from .bounded_read import COMMAND_OUTPUT_LIMIT, LIST_LIMIT, Refused, capture, read_regular_file
 from .durations import parse_duration
 from .models import Image
 from .patterns import check_pattern
@@ -150,41 +151,46 @@ def describe_command(argv: Sequence[str], limit: int = 40) -> str:
 
 
 def run_command(argv: Sequence[str], option: str, timeout: float | None = None) -> str:
-    """Run ``argv`` and return its stdout; any failure is a ValueError naming ``option``."""
+    """Run ``argv`` and return its stdout; any failure is a ValueError naming ``option``.
+
+    The output is read up to `COMMAND_OUTPUT_LIMIT` (16 MiB): a command that prints
+    more is stopped, and that is a failure too.
+    """
     timeout = COMMAND_TIMEOUT if timeout is None else timeout
     shown = describe_command(argv, limit=80)
     # Never wait for a password prompt: git would hang until the timeout.
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     try:
-        done = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            check=False,
-        )
+        done = capture(argv, timeout=timeout, limit=COMMAND_OUTPUT_LIMIT, env=env)
     except FileNotFoundError:
         raise ValueError(f"{option}: command not found: {argv[0]!r}") from None
     except PermissionError:
         raise ValueError(f"{option}: command not executable: {argv[0]!r}") from None
     except subprocess.TimeoutExpired:
         raise ValueError(f"{option}: `{shown}` timed out after {timeout:g}s") from None
+    except Refused as exc:
+        raise ValueError(f"{option}: `{shown}` {exc}") from None
     except OSError as exc:
         raise ValueError(f"{option}: `{shown}` could not run: {exc}") from None
     if done.returncode != 0:
-        lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+        stderr = done.stderr.decode(errors="replace")
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         detail = f": {lines[-1]}" if lines else ""
         raise ValueError(f"{option}: `{shown}` exited with status {done.returncode}{detail}")
-    return done.stdout
+    return done.stdout.decode(errors="replace")
 
 
 def read_text(path: str, option: str) -> str:
-    """Read a UTF-8 file (``~`` expanded); any failure is a ValueError naming ``option``."""
+    """Read a UTF-8 file (``~`` expanded); any failure is a ValueError naming ``option``.
+
+    Only a regular file of at most `LIST_LIMIT` (16 MiB) is read: a FIFO, a device
+    or a directory is refused at once, without blocking.
+    """
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.read()
+        data = read_regular_file(os.path.expanduser(path), LIST_LIMIT)
+        return data.decode("utf-8")
+    except Refused as exc:
+        raise ValueError(f"{option}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ValueError(f"{option}: cannot read {path!r}: {detail}") from None

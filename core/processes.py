@@ -120,9 +120,51 @@ def stop_group(process: subprocess.Popen[bytes], grace: float | None = None) -> 
     return "SIGKILL"
 
 
-def _read(log: IO[bytes]) -> str:
+OUTPUT_TAIL = 1024 * 1024
+"""Bytes of a command's output an `Outcome` keeps: its end (a GC result keeps 8,000
+characters).  The whole output only goes to ``on_output``, piece by piece."""
+_PIECE = 1024 * 1024
+_LONGEST_LINE = 64 * 1024
+"""A line longer than this may reach ``on_output`` cut to its first 64 KiB."""
+
+
+def _tail(log: IO[bytes]) -> str:
+    """The last `OUTPUT_TAIL` bytes of the output, from a line's start when cut."""
+    size = log.seek(0, os.SEEK_END)
+    log.seek(max(0, size - OUTPUT_TAIL))
+    data = log.read(OUTPUT_TAIL)
+    if size <= OUTPUT_TAIL:
+        return data.decode(errors="replace")
+    start = data.find(b"\n") + 1  # 0 when no line starts in the tail: keep it whole
+    kept = data[start:]
+    return f"[{size - len(kept)} bytes of earlier output not kept]\n" + kept.decode(
+        errors="replace"
+    )
+
+
+def _stream(log: IO[bytes], on_output: Callable[[bytes], None]) -> None:
+    """Hand the whole output to ``on_output`` in pieces of whole lines (at most about
+    1 MiB each), so that no more than that is ever in memory."""
     log.seek(0)
-    return log.read().decode(errors="replace")
+    carry = b""
+    skipping = False  # inside a line longer than _LONGEST_LINE, after its first part
+    while piece := log.read(_PIECE):
+        data = carry + piece
+        end = data.rfind(b"\n") + 1
+        if skipping:
+            newline = data.find(b"\n")
+            if newline < 0:
+                carry = b""
+                continue
+            data, end, skipping = data[newline + 1 :], end - newline - 1, False
+        lines, carry = data[:end], data[end:]
+        if lines:
+            on_output(lines)
+        if len(carry) > _LONGEST_LINE:
+            on_output(carry[:_LONGEST_LINE] + b"\n")
+            carry, skipping = b"", True
+    if carry:
+        on_output(carry + b"\n")
 
 
 def _start_error(argv: Sequence[str], exc: OSError) -> Outcome:
@@ -163,6 +205,7 @@ def run_group(
     *,
     on_start: Callable[[int | None], None] | None = None,
     env: Mapping[str, str] | None = None,
+    on_output: Callable[[bytes], None] | None = None,
 ) -> Outcome:
     """Run ``argv`` (stdin closed, stdout and stderr together) in a new process group.
 
@@ -172,6 +215,10 @@ def run_group(
     gives 124.  An exception while waiting stops the group, then propagates.
     ``env`` replaces the whole environment (None: inherit regprune's); its PATH is
     where ``argv[0]`` is looked up.
+
+    The output goes to a temporary file, and the `Outcome` keeps its last
+    `OUTPUT_TAIL` bytes only.  ``on_output`` (when the command ran to its end or
+    timed out) gets the whole output, in pieces of whole lines, before this returns.
     """
     with tempfile.TemporaryFile() as log:
         process: subprocess.Popen[bytes] | None = None
@@ -197,16 +244,20 @@ def run_group(
             except subprocess.TimeoutExpired:
                 with deferred():
                     stopped = stop_group(process)
+                if on_output is not None:
+                    _stream(log, on_output)
                 return Outcome(
-                    124, _read(log) + f"\ntimed out after {timeout:.0f}s: {' '.join(argv)}", stopped
+                    124, _tail(log) + f"\ntimed out after {timeout:.0f}s: {' '.join(argv)}", stopped
                 )
-            return Outcome(code, _read(log))
+            if on_output is not None:
+                _stream(log, on_output)
+            return Outcome(code, _tail(log))
         except KeyboardInterrupt as exc:
             stopped = None
             if process is not None and process.returncode is None:
                 with deferred():
                     stopped = stop_group(process)
-            raise Stopped(Outcome(130, _read(log), stopped)) from exc
+            raise Stopped(Outcome(130, _tail(log), stopped)) from exc
         except BaseException:
             if process is not None and process.returncode is None:
                 with deferred():

@@ -30,7 +30,7 @@ from regprune.durations import parse_duration
 from regprune.errors import GcInterrupted
 from regprune.gc_checks import validate_commands
 from regprune.gc_env import gc_environment
-from regprune.gc_output import eligible_blobs, parse_gc_output
+from regprune.gc_output import GcOutputReader
 from regprune.interrupts import deferred, last_signal, no_forced_exit, signal_name
 from regprune.models import GcEligible, GcResult
 from regprune.processes import Stopped, run_group
@@ -73,19 +73,24 @@ class _Run:
     after_failed: str | None = None
     signal: int | None = None
     """The signal of the first interruption (a second one only waits for ``after``)."""
-    last_output: str = ""
-    gc_output: str = ""
-    """The GC command's whole output: its counts come before the list the tail keeps."""
+    gc_output: GcOutputReader | None = None
+    """What the GC command's whole output said: its counts come before the list the
+    tail keeps, so the output is read as a stream, not kept."""
 
-    def step(self, argv: list[str]) -> int:
+    def step(self, argv: list[str], reader: GcOutputReader | None = None) -> int:
         try:
-            outcome = run_group(argv, self.timeout, on_start=self.track_child, env=self.env)
+            outcome = run_group(
+                argv,
+                self.timeout,
+                on_start=self.track_child,
+                env=self.env,
+                on_output=None if reader is None else reader.feed,
+            )
         except Stopped as stop:
             self.stopped = stop.outcome.stopped
             self.log.append(f"$ {' '.join(argv)}\n{stop.outcome.output}")
             raise
         self.log.append(f"$ {' '.join(argv)}\n{outcome.output}")
-        self.last_output = outcome.output
         return outcome.exit_code
 
 
@@ -124,8 +129,9 @@ def collect_garbage(
                         break
             if run.exit_code == 0:
                 run.stage = "gc"
-                run.exit_code = run.step(command)
-                run.gc_output = run.last_output
+                reader = GcOutputReader()
+                run.exit_code = run.step(command, reader)
+                run.gc_output = reader
         except KeyboardInterrupt as exc:
             interrupted, run.exit_code, run.signal = exc, 130, last_signal()
             run.log.append(f"interrupted ({signal_name(last_signal())}) during {run.stage}")
@@ -158,14 +164,15 @@ def collect_garbage(
         return result
 
 
-def _eligible(output: str, storage_path: str | None) -> GcEligible | None:
+def _eligible(output: GcOutputReader | None, storage_path: str | None) -> GcEligible | None:
     """The collector's counts; with ``storage_path`` (a dry run's: the blobs are still
-    there) the eligible blobs' sizes too, when the output lists every one of them."""
-    eligible = parse_gc_output(output)
-    if eligible is None or not storage_path:
+    there) the eligible blobs' sizes too, when the output lists every one of them (and
+    no more than ``DIGEST_LIMIT``)."""
+    eligible = None if output is None else output.eligible()
+    if output is None or eligible is None or not storage_path:
         return eligible
-    listed = eligible_blobs(output)
-    if len(listed) != eligible.blobs:
+    listed = output.blobs()
+    if listed is None or len(listed) != eligible.blobs:
         return eligible
     try:
         layout = StorageLayout(storage_path, key="gc.storage_path")

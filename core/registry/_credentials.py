@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import UsageError
+from ..bounded_read import DOCKER_CONFIG_LIMIT, Refused, capture, read_regular_file
+from ..errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from ..config import RegistrySettings
@@ -87,11 +88,20 @@ def _find_key(mapping: dict[str, Any], host: str) -> str | None:
 def from_docker_config(path: Path, host: str) -> Credentials | None:
     """Credentials for ``host`` from a Docker config file; None if there are none."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_regular_file(
+            str(path),
+            DOCKER_CONFIG_LIMIT,
+            "point docker_config (or $DOCKER_CONFIG) at a Docker config.json",
+        )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         return None
+    except Refused as exc:
+        raise ConfigError(f"docker config {exc}") from None
     except OSError as exc:
         raise UsageError(f"cannot read docker config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"docker config {path} is not UTF-8 text; fix or remove it") from None
     try:
         config = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
@@ -155,12 +165,11 @@ def _run_helper(name: str, server: str, path: Path) -> Credentials | None:
     """Ask ``docker-credential-<name> get`` for ``server``; None when it has nothing stored."""
     program = f"docker-credential-{name}"
     try:
-        result = subprocess.run(
+        result = capture(
             [program, "get"],
             input=server.encode(),
-            capture_output=True,
             timeout=_HELPER_TIMEOUT,
-            check=False,
+            limit=DOCKER_CONFIG_LIMIT,
         )
     except FileNotFoundError:
         raise UsageError(
@@ -172,6 +181,8 @@ def _run_helper(name: str, server: str, path: Path) -> Credentials | None:
             f"docker credential helper {program} did not answer within {_HELPER_TIMEOUT:.0f}s "
             f"for {server}; check that it works with: echo {server} | {program} get"
         ) from None
+    except Refused as exc:
+        raise UsageError(f"docker credential helper {program} {exc} for {server}") from None
     except OSError as exc:
         raise UsageError(f"cannot run docker credential helper {program}: {exc.strerror}") from None
 

@@ -23,6 +23,7 @@ from typing import Self
 import httpx
 
 from .. import __version__
+from ..bounded_read import CA_FILE_LIMIT, Refused, check_regular_file
 from ..errors import ConfigError, RegistryError, UsageError
 from ._auth import Authenticator
 from ._credentials import Credentials
@@ -79,11 +80,15 @@ def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
         context.load_verify_locations(certifi.where())
     if ca_file:
         try:
+            # ssl would block on a FIFO and read /dev/zero for ever: a file, or nothing.
+            check_regular_file(ca_file, CA_FILE_LIMIT, "point it at a PEM CA bundle")
             context.load_verify_locations(cafile=ca_file)
         except FileNotFoundError:
             raise ConfigError(
                 f"ca_file {ca_file} does not exist; point it at a PEM CA bundle"
             ) from None
+        except Refused as exc:
+            raise ConfigError(f"ca_file {exc}") from None
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"ca_file {ca_file} is not a usable PEM CA bundle ({exc})") from None
     return context
