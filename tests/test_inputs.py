@@ -9,6 +9,7 @@ and the real command line (``regprune.cli.run``).
 from __future__ import annotations
 
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -401,3 +402,42 @@ def test_any_flag_values_through_the_cli(
     )
     if code != 0:
         one_error_line(code, err)
+
+
+# -- repository names: Distribution's grammar, before any request ----------------------
+
+DISTRIBUTION_NAME = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+NAME_TEXT = st.one_of(
+    st.text(alphabet="ab0._-/A%*", max_size=12),
+    st.text(max_size=6),
+    st.integers(250, 260).map(lambda n: "a" * n),
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(NAME_TEXT)
+def test_any_repository_name_is_valid_or_refused_naming_the_flag(tmp_path, capsys, name):
+    """A literal is Distribution's grammar (at most 255 characters) or ``--repo:``, exit
+    2; a valid one goes on to the (closed) registry."""
+    if any(char in name for char in "*?["):  # a glob: only empty path components are refused
+        valid = (
+            bool(name) and "//" not in name and not name.startswith("/") and not name.endswith("/")
+        )
+    else:
+        valid = len(name) <= 255 and DISTRIBUTION_NAME.fullmatch(name) is not None
+    code, _, err = run_cli(
+        capsys, "--state", str(tmp_path / "names.db"),
+        "plan", "--registry", CLOSED, "--repo", name, "--keep", "1",
+    )  # fmt: skip
+    line = one_error_line(code, err)
+    if valid:
+        assert "cannot reach" in line, line
+    else:
+        assert line.startswith("error: --repo: "), line
+        assert len(line) < 300, line
