@@ -158,6 +158,38 @@ CONFIG_CASES = [
         id="env-not-set",
     ),
     pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "${{}}"',
+        ),
+        ["registry.local.password", "'${}' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-empty",
+    ),
+    pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "${{ A }}"',
+        ),
+        ["registry.local.password", "'${ A }' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-spaces",
+    ),
+    pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "${{A-B}}"',
+        ),
+        ["registry.local.password", "'${A-B}' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-dash",
+    ),
+    pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "pw${{A"',
+        ),
+        ["registry.local.password", "'${A' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-unterminated",
+    ),
+    pytest.param(
         _replace('registry = "local"', 'registry = "other"'),
         ["policy.ci.registry", "unknown registry 'other'", "defined: local"],
         id="policy-names-unknown-registry",

@@ -21,7 +21,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regprune.config import parse_settings
+from regprune.config import expand_env, parse_settings
 from regprune.errors import ConfigError
 from regprune.state import State
 from regprune.testing import run_cli
@@ -441,3 +441,28 @@ def test_any_repository_name_is_valid_or_refused_naming_the_flag(tmp_path, capsy
     else:
         assert line.startswith("error: --repo: "), line
         assert len(line) < 300, line
+
+
+# -- ${NAME} references: a broken one is an error, never used as written ----------------
+
+VALID_REFERENCE_OR_ESCAPE = re.compile(r"\$\$|\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="${}A_1 -é", max_size=12))
+def test_any_dollar_brace_is_a_reference_or_an_error_naming_the_key(value):
+    """Left to right, ``$$`` is ``$`` and ``${NAME}`` the variable; any other ``${`` is
+    a ConfigError on one line naming the key, and never reaches the settings."""
+    environ = {"A": "<a>", "A_1": "<a1>", "_": "<u>"}
+    broken = "${" in VALID_REFERENCE_OR_ESCAPE.sub("", value)
+    document = {"registry": {"main": {"url": CLOSED, "password": value}}}
+    try:
+        expanded = expand_env(document, environ)
+    except ConfigError as exc:
+        assert broken or "is not set" in exc.message, exc.message
+        assert exc.message.startswith("registry.main.password: "), exc.message
+        assert "\n" not in exc.message and "unexpected" not in exc.message
+        if broken:
+            assert "is not a ${NAME} reference" in exc.message and "$$" in exc.message
+        return
+    assert not broken, expanded

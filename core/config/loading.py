@@ -24,11 +24,27 @@ if TYPE_CHECKING:
     from ..registry import BackendTypes
 
 
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$$``, or ``${`` with a valid NAME and ``}`` after it (group 1 is None when not).
+_ENV_REF = re.compile(r"\$\$|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)\})?")
+_SHOWN_REFERENCE = 40
+
+
+def _broken_reference(path: str, text: str, start: int) -> ConfigError:
+    """``${`` at ``start`` that is not ``${NAME}``: quoted up to its ``}`` (or the end)."""
+    end = text.find("}", start)
+    broken = text[start : len(text) if end < 0 else end + 1]
+    if len(broken) > _SHOWN_REFERENCE:
+        broken = broken[: _SHOWN_REFERENCE - 3] + "..."
+    return ConfigError(
+        f"{path}: {broken!r} is not a ${{NAME}} reference (NAME is letters, digits and _; "
+        "write $$ for a literal $)"
+    )
 
 
 def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
-    """Replace ``${NAME}`` in every string of a parsed TOML document."""
+    """Replace ``${NAME}`` in every string of a parsed TOML document; ``$$`` is a
+    literal ``$``.  A ``${`` that does not start a ``${NAME}`` is a ConfigError naming
+    the key: a reference written wrong must not be used as it is (a password, a URL)."""
     if isinstance(data, dict):
         return {
             key: expand_env(value, environ, f"{path}.{key}" if path else key)
@@ -42,6 +58,8 @@ def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
             if match.group(0) == "$$":
                 return "$"
             name = match.group(1)
+            if name is None:
+                raise _broken_reference(path, data, match.start())
             if name not in environ:
                 raise ConfigError(f"{path}: environment variable {name} is not set")
             return environ[name]
