@@ -97,6 +97,8 @@ CASES = [
     ("registry.local.url", "http://[::1", "registry.local.url"),
     ("registry.local.url", "http://127.0.0.1:99999", "registry.local.url"),
     ("registry.local.url", "http://127.0.0.1:0", "registry.local.url"),
+    ("policy.ci.keep_tags", ["a)"], "'a)': unmatched )"),
+    ("policy.ci.keep_tags", ["a" * 4000 + ")"], "unmatched )"),
     ("policy.ci.schedule", "61 * * * *", "policy.ci.schedule"),
     ("policy.ci.schedule", "every day", "policy.ci.schedule"),
     ("registry.local.ca_file", "a\x00b", "NUL"),
