@@ -99,6 +99,7 @@ CASES = [
     ("registry.local.url", "http://127.0.0.1:0", "registry.local.url"),
     ("policy.ci.keep_tags", ["a)"], "'a)': unmatched )"),
     ("policy.ci.keep_tags", ["a" * 4000 + ")"], "unmatched )"),
+    ("registry.local.storage", "/" + "a" * 300, "registry.local.storage = '/aaa"),
     ("policy.ci.schedule", "61 * * * *", "policy.ci.schedule"),
     ("policy.ci.schedule", "every day", "policy.ci.schedule"),
     ("registry.local.ca_file", "a\x00b", "NUL"),
@@ -124,6 +125,16 @@ def test_bad_config_values_are_one_error_line(tmp_path, capsys, path, value, exp
 def _float_toml(data: dict[str, Any]) -> str:
     # tomli-w writes inf/nan as TOML's inf/nan, which is what the review typed.
     return tomli_w.dumps(data)
+
+
+def test_gc_storage_path_too_long_is_refused_before_any_command(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    config = tmp_path / "regprune.toml"
+    gc = {"command": ["touch", str(marker)], "storage_path": "/" + "a" * 300}
+    config.write_text(tomli_w.dumps(with_("registry.local.gc", gc)))
+    code, _, err = run_cli(capsys, "--config", str(config), "--state", str(tmp_path / "s.db"), "gc")
+    one_error_line(code, err, "registry.local.gc.storage_path: the name is too long")
+    assert not marker.exists()
 
 
 def test_config_that_is_not_utf8(tmp_path, capsys):

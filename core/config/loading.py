@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, ConfigProblems
 from ..frontends import FrontEnd, default_front_ends, sections_of
+from ..paths import PathProblem, describe_other, path_kind, shown_path
 from .models import CONFIG_ENV, STATE_ENV, Settings
 
 if TYPE_CHECKING:
@@ -201,15 +202,28 @@ def find_config(explicit: str | None) -> Path | None:
     chosen = explicit or os.environ.get(CONFIG_ENV)
     if chosen:
         path = Path(chosen).expanduser()
-        if not path.is_file():
-            given_by = "--config" if explicit else f"${CONFIG_ENV}"
+        given_by = "--config" if explicit else f"${CONFIG_ENV}"
+        where = f"config file {shown_path(chosen)} (from {given_by})"
+        try:
+            kind = path_kind(path)
+        except PathProblem as exc:
             raise ConfigError(
-                f"config file {chosen} (from {given_by}) does not exist; "
-                f"point {given_by} at an existing file"
+                f"{where} cannot be read: {exc}; point {given_by} at a file"
+            ) from None
+        if kind == "missing":
+            raise ConfigError(f"{where} does not exist; point {given_by} at an existing file")
+        if kind != "file":
+            what = "a directory" if kind == "directory" else describe_other(path)
+            raise ConfigError(
+                f"{where} is not a regular file ({what}); point {given_by} at a TOML file"
             )
         return path
     for path in default_config_paths():
-        if path.is_file():
+        try:
+            kind = path_kind(path)
+        except PathProblem as exc:
+            raise ConfigError(f"config file {shown_path(path)} cannot be read: {exc}") from None
+        if kind == "file":
             return path
     return None
 
