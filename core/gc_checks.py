@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from .config import GcSettings
 from .errors import ConfigError
 from .gc_env import gc_environment
+from .paths import PathProblem, path_kind
 
 SUBCOMMAND = "garbage-collect"
 LONG_FLAG = "--delete-untagged"
@@ -139,7 +140,8 @@ def validate_commands(gc: GcSettings, registry: str) -> None:
     """Raise `ConfigError` naming the key of the first command that cannot run.
 
     Checked up front, so nothing (no ``before`` command) runs when any of them,
-    ``after`` included, is empty, has an empty word or names no executable program.
+    ``after`` included, is empty, has an empty word or names no executable program,
+    or when ``storage_path`` is a name no file system takes (too long).
     """
     path = gc_environment(gc).get("PATH")
     entries: list[tuple[str, object]] = []
@@ -162,3 +164,14 @@ def validate_commands(gc: GcSettings, registry: str) -> None:
         problem = _executable(argv[0], path)
         if problem:
             raise ConfigError(f"{where}: program {argv[0]!r} {problem}")
+    if gc.storage_path:
+        try:
+            path_kind(gc.storage_path)
+        except PathProblem as exc:
+            # Missing or unreadable only means the bytes freed are not recorded; a
+            # name no file system takes is a mistake in the config.
+            if exc.bad_name:
+                raise ConfigError(
+                    f"registry.{registry}.gc.storage_path: {exc}; set it to the registry's "
+                    "storage root on this machine, or remove it"
+                ) from None

@@ -84,11 +84,31 @@ def _options() -> re2.Options:
     return options
 
 
-def _reason(exc: Exception) -> str:
+# RE2's words for its error codes where they would mislead a reader of one line.
+_RE2_WORDS = {
+    "unexpected )": "unmatched )",
+    "unexpected error": "internal error in RE2",
+}
+_MAX_DETAIL = 40
+
+
+def _reason(exc: Exception, pattern: str) -> str:
+    """RE2's error, on one short line: ``what: the part it is about``.
+
+    RE2 writes ``code: argument``, where the argument is the offending part, or the
+    whole pattern (after ``missing )``, for instance).  The pattern is quoted before
+    the reason already: a copy of it is dropped, and any other part is capped."""
     detail = exc.args[0] if exc.args else str(exc)
     if isinstance(detail, bytes):
         detail = detail.decode("utf-8", "replace")
-    return " ".join(str(detail).split())
+    text = " ".join(str(detail).split())
+    what, sep, part = text.partition(": ")
+    what = _RE2_WORDS.get(what, what).replace("unexpected", "stray")
+    if not sep or not part or part == " ".join(pattern.split()):
+        return what
+    if len(part) > _MAX_DETAIL:
+        part = part[: _MAX_DETAIL - 3] + "..."
+    return f"{what}: {part}"
 
 
 def compile_pattern(pattern: str) -> Pattern:
@@ -109,7 +129,7 @@ def compile_pattern(pattern: str) -> Pattern:
         compiled = re2.compile(pattern, _options())
     except re2.error as exc:
         raise PatternError(
-            f"invalid regular expression {shown}: {_reason(exc)} (regprune uses RE2 syntax: "
+            f"invalid regular expression {shown}: {_reason(exc, pattern)} (regprune uses RE2 syntax: "
             "no backreferences or lookaround)"
         ) from None
     if compiled.programsize > MAX_PROGRAM_SIZE:

@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import RegistryError, UsageError
 from .registry import RegistryBackend
+from .repository_names import repository_problem
 from .scan import is_literal, match_repositories
 
 __all__ = ["Scope", "resolve_scope", "suggestions"]
@@ -62,7 +63,12 @@ def resolve_scope(
 ) -> Scope:
     """The repositories ``include``/``exclude`` cover on ``source``; `UsageError` for a
     literal name the registry does not have.  ``where`` names the setting or flag for
-    messages (``policy ci``, ``ls``)."""
+    messages (``policy ci``, ``ls``).  A name or glob no repository can have is a
+    `UsageError` before any request (settings check them already; this is for callers
+    that build a scope otherwise)."""
+    for pattern in [*include, *exclude]:
+        if (problem := repository_problem(pattern)) is not None:
+            raise UsageError(f"{where}: {problem}")
     literals = [pattern for pattern in include if is_literal(pattern)]
     globs = [pattern for pattern in include if not is_literal(pattern)]
     scope = Scope(repositories=[])

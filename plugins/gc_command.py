@@ -33,6 +33,7 @@ from regprune.gc_env import gc_environment
 from regprune.gc_output import GcOutputReader
 from regprune.interrupts import deferred, last_signal, no_forced_exit, signal_name
 from regprune.models import GcEligible, GcResult
+from regprune.paths import PathProblem, path_kind
 from regprune.processes import Stopped, run_group
 from regprune.storage import StorageLayout, StorageUnreadable
 
@@ -45,7 +46,10 @@ def disk_usage(path: str | None) -> int | None:
     if not path:
         return None
     root = Path(path)
-    if not root.is_dir():
+    try:
+        if path_kind(root) != "directory":
+            return None
+    except PathProblem:  # a name too long, a parent not searchable: not readable
         return None
     total = 0
     for folder, _, files in os.walk(root):

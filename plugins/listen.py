@@ -59,12 +59,18 @@ def register_commands(cli: typer.Typer) -> None:
         from regprune.cli.context import get_context
         from regprune.usage.server import Listener
 
+        if host is not None and not host.strip():
+            raise UsageError(
+                "--host: empty address; leave --host out for [listen] host (else "
+                "127.0.0.1), or give one, e.g. 0.0.0.0 for every interface"
+            )
         cli_context = get_context(ctx)
         settings = cli_context.settings()
         section = listen_settings(settings)
-        if not section.token:
+        if not section.token or not section.token.strip():
+            what = "is not set" if not section.token else "is only whitespace"
             raise UsageError(
-                '[listen] token is not set: add token = "${REGPRUNE_LISTEN_TOKEN}" to the '
+                f'[listen] token {what}: add token = "${{REGPRUNE_LISTEN_TOKEN}}" to the '
                 "[listen] section and send the same value from the registry"
             )
         names = list(settings.registry)
@@ -74,7 +80,7 @@ def register_commands(cli: typer.Typer) -> None:
                 f"(configured: {', '.join(names) or 'none'})"
             )
         state = cli_context.state()
-        bind_host = host or section.host
+        bind_host = section.host if host is None else host
         bind_port = section.port if port is None else port
         try:
             listener = Listener(state, section, names, host=bind_host, port=bind_port)

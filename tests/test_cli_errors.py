@@ -158,6 +158,38 @@ CONFIG_CASES = [
         id="env-not-set",
     ),
     pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "${{}}"',
+        ),
+        ["registry.local.password", "'${}' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-empty",
+    ),
+    pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "${{ A }}"',
+        ),
+        ["registry.local.password", "'${ A }' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-spaces",
+    ),
+    pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "${{A-B}}"',
+        ),
+        ["registry.local.password", "'${A-B}' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-dash",
+    ),
+    pytest.param(
+        _replace(
+            '[registry.local]\nurl = "{url}"',
+            '[registry.local]\nurl = "{url}"\npassword = "pw${{A"',
+        ),
+        ["registry.local.password", "'${A' is not a ${NAME} reference", "write $$"],
+        id="broken-env-reference-unterminated",
+    ),
+    pytest.param(
         _replace('registry = "local"', 'registry = "other"'),
         ["policy.ci.registry", "unknown registry 'other'", "defined: local"],
         id="policy-names-unknown-registry",
@@ -199,6 +231,33 @@ def test_unknown_policy(seeded, tmp_path, capsys, command):
 
     assert_one_error_line(code, err, "unknown policy 'nope'", "defined: ci")
     assert stored_plans(tmp_path / "state.db") == []
+
+
+@pytest.mark.parametrize("how", ["--config", "env"])
+@pytest.mark.parametrize("what", ["directory", "fifo", "dev-null", "too-long"])
+def test_config_path_that_is_no_file(tmp_path, capsys, monkeypatch, how, what):
+    """A directory, a FIFO or a device is "not a regular file"; a name too long for the
+    file system is one line too (it was an OSError, exit 1)."""
+    if what == "directory":
+        chosen, expected = str(tmp_path), "is not a regular file (a directory)"
+    elif what == "fifo":
+        chosen, expected = str(tmp_path / "fifo"), "is not a regular file (a FIFO)"
+        os.mkfifo(chosen)
+    elif what == "dev-null":
+        if not Path("/dev/null").is_char_device():
+            pytest.skip("/dev/null is no device here")
+        chosen, expected = "/dev/null", "is not a regular file (a device)"
+    else:
+        chosen, expected = str(tmp_path / ("a" * 300)), "the name is too long"
+    given_by = "(from --config)" if how == "--config" else "(from $REGPRUNE_CONFIG)"
+    argv = ["--config", chosen] if how == "--config" else []
+    if how == "env":
+        monkeypatch.setenv("REGPRUNE_CONFIG", chosen)
+
+    code, _, err = run_cli(capsys, *argv, "--state", str(tmp_path / "state.db"), "ls")
+
+    line = assert_one_error_line(code, err, given_by, expected)
+    assert "does not exist" not in line and "unexpected" not in line and len(line) < 300
 
 
 @pytest.mark.parametrize(

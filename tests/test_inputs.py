@@ -9,6 +9,7 @@ and the real command line (``regprune.cli.run``).
 from __future__ import annotations
 
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regprune.config import parse_settings
+from regprune.config import expand_env, parse_settings
 from regprune.errors import ConfigError
 from regprune.state import State
 from regprune.testing import run_cli
@@ -96,6 +97,9 @@ CASES = [
     ("registry.local.url", "http://[::1", "registry.local.url"),
     ("registry.local.url", "http://127.0.0.1:99999", "registry.local.url"),
     ("registry.local.url", "http://127.0.0.1:0", "registry.local.url"),
+    ("policy.ci.keep_tags", ["a)"], "'a)': unmatched )"),
+    ("policy.ci.keep_tags", ["a" * 4000 + ")"], "unmatched )"),
+    ("registry.local.storage", "/" + "a" * 300, "registry.local.storage = '/aaa"),
     ("policy.ci.schedule", "61 * * * *", "policy.ci.schedule"),
     ("policy.ci.schedule", "every day", "policy.ci.schedule"),
     ("registry.local.ca_file", "a\x00b", "NUL"),
@@ -121,6 +125,16 @@ def test_bad_config_values_are_one_error_line(tmp_path, capsys, path, value, exp
 def _float_toml(data: dict[str, Any]) -> str:
     # tomli-w writes inf/nan as TOML's inf/nan, which is what the review typed.
     return tomli_w.dumps(data)
+
+
+def test_gc_storage_path_too_long_is_refused_before_any_command(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    config = tmp_path / "regprune.toml"
+    gc = {"command": ["touch", str(marker)], "storage_path": "/" + "a" * 300}
+    config.write_text(tomli_w.dumps(with_("registry.local.gc", gc)))
+    code, _, err = run_cli(capsys, "--config", str(config), "--state", str(tmp_path / "s.db"), "gc")
+    one_error_line(code, err, "registry.local.gc.storage_path: the name is too long")
+    assert not marker.exists()
 
 
 def test_config_that_is_not_utf8(tmp_path, capsys):
@@ -401,3 +415,67 @@ def test_any_flag_values_through_the_cli(
     )
     if code != 0:
         one_error_line(code, err)
+
+
+# -- repository names: Distribution's grammar, before any request ----------------------
+
+DISTRIBUTION_NAME = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+NAME_TEXT = st.one_of(
+    st.text(alphabet="ab0._-/A%*", max_size=12),
+    st.text(max_size=6),
+    st.integers(250, 260).map(lambda n: "a" * n),
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(NAME_TEXT)
+def test_any_repository_name_is_valid_or_refused_naming_the_flag(tmp_path, capsys, name):
+    """A literal is Distribution's grammar (at most 255 characters) or ``--repo:``, exit
+    2; a valid one goes on to the (closed) registry."""
+    if any(char in name for char in "*?["):  # a glob: only empty path components are refused
+        valid = (
+            bool(name) and "//" not in name and not name.startswith("/") and not name.endswith("/")
+        )
+    else:
+        valid = len(name) <= 255 and DISTRIBUTION_NAME.fullmatch(name) is not None
+    code, _, err = run_cli(
+        capsys, "--state", str(tmp_path / "names.db"),
+        "plan", "--registry", CLOSED, "--repo", name, "--keep", "1",
+    )  # fmt: skip
+    line = one_error_line(code, err)
+    if valid:
+        assert "cannot reach" in line, line
+    else:
+        assert line.startswith("error: --repo: "), line
+        assert len(line) < 300, line
+
+
+# -- ${NAME} references: a broken one is an error, never used as written ----------------
+
+VALID_REFERENCE_OR_ESCAPE = re.compile(r"\$\$|\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="${}A_1 -é", max_size=12))
+def test_any_dollar_brace_is_a_reference_or_an_error_naming_the_key(value):
+    """Left to right, ``$$`` is ``$`` and ``${NAME}`` the variable; any other ``${`` is
+    a ConfigError on one line naming the key, and never reaches the settings."""
+    environ = {"A": "<a>", "A_1": "<a1>", "_": "<u>"}
+    broken = "${" in VALID_REFERENCE_OR_ESCAPE.sub("", value)
+    document = {"registry": {"main": {"url": CLOSED, "password": value}}}
+    try:
+        expanded = expand_env(document, environ)
+    except ConfigError as exc:
+        assert broken or "is not set" in exc.message, exc.message
+        assert exc.message.startswith("registry.main.password: "), exc.message
+        assert "\n" not in exc.message and "unexpected" not in exc.message
+        if broken:
+            assert "is not a ${NAME} reference" in exc.message and "$$" in exc.message
+        return
+    assert not broken, expanded

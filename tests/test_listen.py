@@ -338,6 +338,28 @@ def test_listen_without_token_exits_2_with_one_line(tmp_path):
         assert err.count("\n") == 1 and "[listen] token is not set" in err
 
 
+def test_listen_refuses_a_whitespace_token_and_an_empty_host(tmp_path):
+    """A blank token is no secret; an empty host would bind every interface (0.0.0.0)
+    where the default is 127.0.0.1: both exit 2 with one line, before binding."""
+    cases = [
+        ('token = " \\t"', (), "[listen] token is only whitespace"),
+        ('token = "t"\nhost = ""', (), "listen.host: empty address"),
+        ('token = "t"\nhost = " "', (), "listen.host: empty address"),
+        ('token = "t"\nhost = "0.0.0.0"', ("--host", ""), "--host: empty address"),
+    ]
+    for listen, argv, expected in cases:
+        process = _command(tmp_path, _config(tmp_path, listen), "--port", "0", *argv)
+        try:
+            _out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:  # it listened: stop it, the assertion below says so
+                process.kill()
+                process.communicate()
+        assert process.returncode == 2, err
+        assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+        assert "listening on" not in err
+
+
 def test_listen_bad_settings_exit_2(tmp_path):
     process = _command(tmp_path, _config(tmp_path, 'token = "t"\nignore_agents = ["(("]'))
     _, err = process.communicate(timeout=30)

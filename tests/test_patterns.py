@@ -62,6 +62,39 @@ def test_unsupported_syntax_is_one_line_naming_the_key(pattern, reason):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("a)", "unmatched )"),
+        ("a" * 4000 + ")", "unmatched )"),
+        ("(" * 4000, "missing )"),
+        ("x[" + "a" * 4000, "missing ]"),
+        ("[z-" + "a" * 3000 + "]", "invalid character class range"),
+    ],
+    ids=["short", "long-unmatched", "long-missing", "long-class", "long-range"],
+)
+def test_re2_errors_are_short_and_never_say_unexpected(pattern, reason):
+    """RE2 says "unexpected )" and repeats the pattern after its reason: regprune says
+    "unmatched )", quotes the pattern once, capped, so the line stays short."""
+    with pytest.raises(PatternError) as caught:
+        compile_pattern(pattern)
+    message = str(caught.value)
+    assert reason in message and "unexpected" not in message, message
+    assert len(message) < 250, message
+    assert message.count("a" * 50) <= 1, message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="a()[]{}\\?*+|^$-,:1P<=!", max_size=40), st.integers(0, 3000))
+def test_any_re2_error_is_one_short_line(pattern, padding):
+    try:
+        compile_pattern("b" * padding + pattern)
+    except PatternError as exc:
+        message = str(exc)
+        assert "\n" not in message and "unexpected" not in message, message
+        assert len(message) < 250, message
+
+
 def test_tags_filter_and_plugin_options_use_the_same_engine():
     with pytest.raises(ConfigError, match=r"policy\.p\.tags: invalid regular expression"):
         parse_settings(_policy(tags="(?=x)"))

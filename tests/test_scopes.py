@@ -273,3 +273,67 @@ selectors = [{{ use = "age", older_than = "1d" }}]
         assert [item["repository"] for item in json.loads(out)["delete"]] == ["app/api"]
     finally:
         issuer.stop()
+
+
+BAD_NAMES = [
+    ("", "empty repository name"),
+    ("app//web", "not a repository name"),
+    ("app/web/", "not a repository name"),
+    ("/app/web", "not a repository name"),
+    ("app/web%2f", "not a repository name"),
+    ("App/Web", "names are lower-case, e.g. 'app/web'"),
+    ("a" * 300, "has 300 characters; a repository name has at most 255"),
+    ("app//*", "empty path component"),
+    ("*/", "empty path component"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), BAD_NAMES, ids=[n[:12] or "empty" for n, _ in BAD_NAMES]
+)
+def test_names_no_repository_can_have_are_refused_before_any_request(
+    cli, registry_server, fault_proxy, images, tmp_path, name, expected
+):
+    """Quick mode's ``--repo`` and ``--exclude``, ``ls REPOSITORY`` and a policy's
+    ``repositories``: exit 2, one line naming the flag or key, and no request (the
+    registry would answer 301 or 500)."""
+    cli.config = tmp_path / "regprune.toml"
+    cli.config.write_text(
+        f"""
+[registry.local]
+url = "{fault_proxy.url}"
+
+[policy.ci]
+registry = "local"
+repositories = ["app/*", {json.dumps(name)}]
+selectors = [{{ use = "age", older_than = "1d" }}]
+"""
+    )
+    runs = [
+        (("plan", "--policy", "ci"), "policy.ci.repositories.1: "),
+        (("plan", "--registry", fault_proxy.url, "--repo", name, "--keep", "1"), "--repo: "),
+        (
+            (
+                "plan",
+                "--registry",
+                fault_proxy.url,
+                "--repo",
+                "app/*",
+                "--exclude",
+                name,
+                "--keep",
+                "1",
+            ),
+            "--exclude: ",
+        ),
+        (("ls", "--registry", fault_proxy.url, name), "REPOSITORY: "),
+    ]
+    for argv, where in runs:
+        code, out, err = cli(*argv)
+        line = _one_error_line(err)
+        assert code == 2, line
+        assert where in line and expected in line, line
+        assert "unexpected" not in line and len(line) < 400, line
+        assert out == ""
+    assert fault_proxy.requests == []
+    assert cli.stored_plans() == 0

@@ -8,6 +8,8 @@ import sys
 import typer
 
 from ..engine import images_by_time
+from ..errors import UsageError
+from ..repository_names import repository_problem
 from .context import get_context
 from .credentials import read_credentials, with_credentials
 from .flags import (
@@ -50,12 +52,15 @@ def register(app: typer.Typer) -> None:
         attestations are counted with the image they belong to.
         """
         chosen = output_format(fmt, as_json)
+        if repository is not None and (problem := repository_problem(repository)):
+            # Before any request: the registry would answer a bad name with a 301 or a 500.
+            raise UsageError(f"REPOSITORY: {problem}")
         cli = get_context(ctx)
         settings, name = resolve_registry(cli, registry)
         where = registry or settings.get_registry(name).url
         credentials = read_credentials(username, password_stdin, where, dict(os.environ))
         engine = cli.engine(with_credentials(settings, name, credentials))
-        scans = engine.list_images(name, [repository or "*"])
+        scans = engine.list_images(name, ["*" if repository is None else repository])
         images = images_by_time(scans)
         if chosen is OutputFormat.JSON:
             print_json([image_json(image) for image in images])

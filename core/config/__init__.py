@@ -6,7 +6,7 @@ top-level section is valid only when a registered front end claims it
 (``regprune.frontends``), and is then validated with that front end's model.
 
 Every string may use ``${ENV_VAR}`` (``$$`` for a literal ``$``); a variable that is
-not set is an error naming the key.  Errors name the offending key, e.g.
+not set, or a ``${`` that starts no valid reference, is an error naming the key.  Errors name the offending key, e.g.
 ``policy.ci.keep_tags.0: invalid regular expression '(': missing ), ...``.
 
 The package: ``models`` (the settings models) and ``loading`` (reading a file into

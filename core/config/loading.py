@@ -19,17 +19,34 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError, ConfigProblems
 from ..frontends import FrontEnd, default_front_ends, sections_of
 from ..options import expected_type
+from ..paths import PathProblem, describe_other, path_kind, shown_path
 from .models import CONFIG_ENV, STATE_ENV, Settings
 
 if TYPE_CHECKING:
     from ..registry import BackendTypes
 
 
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$$``, or ``${`` with a valid NAME and ``}`` after it (group 1 is None when not).
+_ENV_REF = re.compile(r"\$\$|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)\})?")
+_SHOWN_REFERENCE = 40
+
+
+def _broken_reference(path: str, text: str, start: int) -> ConfigError:
+    """``${`` at ``start`` that is not ``${NAME}``: quoted up to its ``}`` (or the end)."""
+    end = text.find("}", start)
+    broken = text[start : len(text) if end < 0 else end + 1]
+    if len(broken) > _SHOWN_REFERENCE:
+        broken = broken[: _SHOWN_REFERENCE - 3] + "..."
+    return ConfigError(
+        f"{path}: {broken!r} is not a ${{NAME}} reference (NAME is letters, digits and _; "
+        "write $$ for a literal $)"
+    )
 
 
 def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
-    """Replace ``${NAME}`` in every string of a parsed TOML document."""
+    """Replace ``${NAME}`` in every string of a parsed TOML document; ``$$`` is a
+    literal ``$``.  A ``${`` that does not start a ``${NAME}`` is a ConfigError naming
+    the key: a reference written wrong must not be used as it is (a password, a URL)."""
     if isinstance(data, dict):
         return {
             key: expand_env(value, environ, f"{path}.{key}" if path else key)
@@ -43,6 +60,8 @@ def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> Any:
             if match.group(0) == "$$":
                 return "$"
             name = match.group(1)
+            if name is None:
+                raise _broken_reference(path, data, match.start())
             if name not in environ:
                 raise ConfigError(f"{path}: environment variable {name} is not set")
             return environ[name]
@@ -191,15 +210,28 @@ def find_config(explicit: str | None) -> Path | None:
     chosen = explicit or os.environ.get(CONFIG_ENV)
     if chosen:
         path = Path(chosen).expanduser()
-        if not path.is_file():
-            given_by = "--config" if explicit else f"${CONFIG_ENV}"
+        given_by = "--config" if explicit else f"${CONFIG_ENV}"
+        where = f"config file {shown_path(chosen)} (from {given_by})"
+        try:
+            kind = path_kind(path)
+        except PathProblem as exc:
             raise ConfigError(
-                f"config file {chosen} (from {given_by}) does not exist; "
-                f"point {given_by} at an existing file"
+                f"{where} cannot be read: {exc}; point {given_by} at a file"
+            ) from None
+        if kind == "missing":
+            raise ConfigError(f"{where} does not exist; point {given_by} at an existing file")
+        if kind != "file":
+            what = "a directory" if kind == "directory" else describe_other(path)
+            raise ConfigError(
+                f"{where} is not a regular file ({what}); point {given_by} at a TOML file"
             )
         return path
     for path in default_config_paths():
-        if path.is_file():
+        try:
+            kind = path_kind(path)
+        except PathProblem as exc:
+            raise ConfigError(f"config file {shown_path(path)} cannot be read: {exc}") from None
+        if kind == "file":
             return path
     return None
 

@@ -28,6 +28,7 @@ from ..durations import parse_duration, parse_positive_duration
 from ..errors import ConfigError
 from ..notify.report import FAILURE, OUTCOMES
 from ..patterns import check_pattern
+from ..repository_names import check_repository
 from ..urls import check_registry_url, registry_identity
 
 if TYPE_CHECKING:
@@ -95,6 +96,12 @@ def _check_env_name(name: str) -> None:
             "not starting with a digit)"
         )
 
+
+RepositoryGlob = Annotated[
+    str,
+    AfterValidator(check_repository),
+    Field(description="A repository name, or a glob of them ('*' matches across '/')."),
+]
 
 Regex = Annotated[
     str,
@@ -244,10 +251,10 @@ class PolicySettings(_Model):
     """What to delete in which repositories of one registry, and who approves it."""
 
     registry: str = Field(description="Name of a [registry.NAME] section.")
-    repositories: list[str] = Field(
+    repositories: list[RepositoryGlob] = Field(
         min_length=1, description="Repository globs, e.g. ['ci/*']; '*' matches across '/'."
     )
-    exclude: list[str] = Field(default_factory=list, description="Repository globs to leave out.")
+    exclude: list[RepositoryGlob] = Field(default_factory=list, description="Repository globs to leave out.")
     tags: Regex | None = Field(
         default=None,
         description="Only tags matching this regex are considered; an image that also carries "

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import PathProblem, path_kind, shown_path
 
 __all__ = ["Link", "StorageLayout", "StorageUnreadable"]
 
@@ -64,6 +65,14 @@ def _read_to_end(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory; False, not an OSError, when it cannot be told."""
+    try:
+        return path_kind(path) == "directory"
+    except PathProblem:
+        return False
+
+
 class StorageLayout:
     """The storage root of one registry (``rootdirectory``), read through plain files.
 
@@ -82,8 +91,14 @@ class StorageLayout:
         self._check()
 
     def _check(self) -> None:
-        where = f"{self.key} = {str(self.root)!r}"
-        if not self.root.exists():
+        where = f"{self.key} = {shown_path(self.root)!r}"
+        try:
+            kind = path_kind(self.root)
+        except PathProblem as exc:
+            raise StorageUnreadable(
+                f"{where}: {exc}; set it to the registry's storage rootdirectory"
+            ) from None
+        if kind == "missing":
             raise StorageUnreadable(
                 f"{where}: no such directory; set it to the registry's storage rootdirectory"
             )
@@ -91,8 +106,8 @@ class StorageLayout:
             raise StorageUnreadable(
                 f"{where}: not readable by this user; grant read access (a read-only mount is enough)"
             )
-        if not (self.v2 / "repositories").is_dir() and not (self.v2 / "blobs").is_dir():
-            if (self.root / "repositories").is_dir() or (self.root / "blobs").is_dir():
+        if not _is_dir(self.v2 / "repositories") and not _is_dir(self.v2 / "blobs"):
+            if _is_dir(self.root / "repositories") or _is_dir(self.root / "blobs"):
                 hint = f"; it looks like the v2 directory itself: use {str(self.root.parents[2])!r}"
             else:
                 hint = "; set it to the directory the filesystem driver's rootdirectory names"
@@ -101,7 +116,7 @@ class StorageLayout:
             )
         for part in ("repositories", "blobs"):
             path = self.v2 / part
-            if path.exists() and not os.access(path, os.R_OK | os.X_OK):
+            if _is_dir(path) and not os.access(path, os.R_OK | os.X_OK):
                 raise StorageUnreadable(
                     f"{where}: {V2 / part} is not readable by this user; grant read access"
                 )

@@ -134,8 +134,8 @@ class Listener:
         """Bind the address (raises OSError, e.g. when the port is taken); nothing is
         recorded until `start`.  ``registries`` are the config names served on
         ``/events/NAME``; ``settings.registry`` is the one served on ``/events``."""
-        if not settings.token:
-            raise ValueError("[listen] token is not set")
+        if not settings.token or not settings.token.strip():
+            raise ValueError("[listen] token is not set (or only whitespace)")
         self._token = f"Bearer {settings.token}".encode()
         self._settings = settings
         self._state = state

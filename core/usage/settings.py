@@ -43,7 +43,9 @@ class ListenSettings(BaseModel):
         description="User agents (RE2 regexes, searched) whose pulls are not use: "
         "scanners, mirrors, health checks.  regprune's own reads are always ignored.",
     )
-    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    host: str = Field(
+        default="127.0.0.1", description="Address to bind; 0.0.0.0 for every interface."
+    )
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="Port to bind.")
     max_gap: str = Field(
         default=DEFAULT_MAX_GAP,
@@ -54,6 +56,17 @@ class ListenSettings(BaseModel):
         default=DEFAULT_HEARTBEAT,
         description="How often the listener records that it is alive.",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        # An empty host would bind every interface: the opposite of the default.
+        if not value.strip():
+            raise ValueError(
+                "empty address (it would bind every interface); remove the key for "
+                "127.0.0.1, or write the address, e.g. 0.0.0.0 for every interface"
+            )
+        return value
 
     @field_validator("max_gap", "heartbeat")
     @classmethod
