@@ -603,3 +603,24 @@ def test_subprocess_apply_without_terminal_deletes_nothing(seeded, tmp_path, cap
 
     assert_one_error_line(result.returncode, result.stderr, "no terminal", "--yes")
     assert sorted(pusher.tags("ci/app")) == tags
+
+
+@pytest.mark.parametrize("what", ["directory", "fifo", "device"])
+def test_a_state_db_that_is_no_regular_file_is_refused_before_sqlite_opens_it(
+    tmp_path, capsys, what
+):
+    """SQLite would open a device as a DB and leave its -journal file beside it."""
+    if what == "directory":
+        chosen, expected = tmp_path / "dir", "a directory"
+        chosen.mkdir()
+    elif what == "fifo":
+        chosen, expected = tmp_path / "fifo", "a FIFO"
+        os.mkfifo(chosen)
+    else:
+        chosen, expected = Path("/dev/zero"), "a device"
+
+    code, _, err = run_cli(capsys, "--state", str(chosen), "plans")
+
+    assert_one_error_line(code, err, f"cannot open the state DB {chosen}: {expected}")
+    assert not Path(f"{chosen}-journal").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["dir"], ["fifo"], [])

@@ -21,6 +21,7 @@ from ..config import (
 from ..engine import Engine
 from ..errors import ConfigError, UsageError
 from ..frontends import collect_front_ends
+from ..paths import PathProblem, describe_other, path_kind, shown_path
 from ..plugin_manager import build_catalog
 from ..state import State
 from .progress import scan_progress
@@ -99,6 +100,7 @@ class CliContext:
     def state(self) -> State:
         if self._state is None:
             path = find_state_path(self.state_path)
+            self._check_state_path(path)
             try:
                 self._state = State(path, notify=lambda line: typer.echo(line, err=True))
             except (OSError, ValueError, sqlite3.Error) as exc:
@@ -111,6 +113,24 @@ class CliContext:
                     f"{STATE_ENV} to a writable path"
                 ) from None
         return self._state
+
+    @staticmethod
+    def _check_state_path(path: str | Path) -> None:
+        """A state DB that is a directory, a device or a FIFO is refused before SQLite
+        opens it (it would leave its -journal files beside /dev/null)."""
+        if str(path) == ":memory:":
+            return
+        try:
+            kind = path_kind(path)
+        except PathProblem as exc:
+            kind, what = "other", str(exc)
+        else:
+            what = "a directory" if kind == "directory" else describe_other(path)
+        if kind in ("directory", "other"):
+            raise UsageError(
+                f"cannot open the state DB {shown_path(path)}: {what}; pass --state FILE or "
+                f"set {STATE_ENV} to a regular file (or one that does not exist yet)"
+            )
 
     def engine(self, settings: Settings | None = None) -> Engine:
         engine = Engine(settings or self.settings(), self.state(), manager=self.manager)
