@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_PART = re.compile(r"(\d+)([smhdw])")
-_WHOLE = re.compile(r"^(?:\d{1,12}[smhdw]){1,10}$")
+# ASCII digits only: `\d` would take "１４d" (full-width) as 14 days.
+_PART = re.compile(r"([0-9]+)([smhdw])")
+_WHOLE = re.compile(r"^(?:[0-9]{1,12}[smhdw]){1,10}$")
 
 MAX_DURATION = timedelta(days=100 * 365)
 """The longest duration accepted (about 100 years).

@@ -102,6 +102,9 @@ CASES = [
     ("registry.local.storage", "/" + "a" * 300, "registry.local.storage = '/aaa"),
     ("policy.ci.schedule", "61 * * * *", "policy.ci.schedule"),
     ("policy.ci.schedule", "every day", "policy.ci.schedule"),
+    # Quartz puts seconds first, croniter last: six fields would mean two schedules.
+    ("policy.ci.schedule", "0 0 6 * * 1", "use five fields"),
+    ("policy.ci.selectors.0.older_than", "\uff11\uff14d", "invalid duration"),  # full-width
     ("registry.local.ca_file", "a\x00b", "NUL"),
     ("registry.local.gc.timeout", "0s", "registry.local.gc.timeout"),
     ("slack", {"plan_ttl": "0s"}, "slack.plan_ttl"),

@@ -68,7 +68,9 @@ def _check_duration(value: str) -> str:
 
 
 def _check_schedule(value: str | None) -> str | None:
-    """A cron expression croniter accepts (5 fields, or 6 with seconds)."""
+    """A five-field cron expression croniter accepts.  A sixth field is refused:
+    croniter reads it as seconds at the end, where Quartz-style schedules put
+    seconds first (``0 0 6 * * 1``), so one expression would mean two schedules."""
     if value is None:
         return None
     from croniter import croniter  # imported here: only configs with a schedule need it
@@ -77,7 +79,7 @@ def _check_schedule(value: str | None) -> str | None:
         valid = croniter.is_valid(value)
     except Exception:  # croniter raises assorted errors on odd input
         valid = False
-    if not valid or len(value.split()) not in (5, 6):
+    if not valid or len(value.split()) != 5:
         raise ValueError(
             f"invalid cron expression {value!r}: use five fields, minute hour day month "
             "weekday, like '0 6 * * 1-5'"
