@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-# ASCII digits only: `\d` would take "１４d" (full-width) as 14 days.
+# ASCII digits only: `\d` would take full-width digits (U+FF11 U+FF14 "d") as 14 days.
 _PART = re.compile(r"([0-9]+)([smhdw])")
 _WHOLE = re.compile(r"^(?:[0-9]{1,12}[smhdw]){1,10}$")
 
