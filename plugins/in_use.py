@@ -10,16 +10,22 @@ protectors = [{ use = "in_use", file = "/var/lib/regprune/in-use.txt" }]
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from regprune import hookimpl
 from regprune.models import Image, SelectionContext
 from regprune.options import Argv, Options, describe_command, parse_options, read_text, run_command
+
+# host[:port] as an image reference names its registry: a DNS name, IPv4 or [IPv6].
+_HOST_PORT = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
 
 
 class InUseOptions(Options):
@@ -28,6 +34,19 @@ class InUseOptions(Options):
     file: str | None = None
     command: Argv | None = None
     registry_hosts: list[str] | None = None
+
+    @field_validator("registry_hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str] | None) -> list[str] | None:
+        # A reference names its registry as host[:port]: a URL here would never match,
+        # and references naming any host would silently stop counting as in use.
+        for host in value or []:
+            if not _HOST_PORT.fullmatch(host.strip()):
+                raise ValueError(
+                    f"registry_hosts: {host!r} is not a host[:port] as image references "
+                    "write it (e.g. registry.example.org or localhost:5000), no scheme or path"
+                )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> InUseOptions:

@@ -63,6 +63,14 @@ class EmailOptions(Options):
     def _recipients(cls, values: list[str]) -> list[str]:
         return [_address(value) for value in values]
 
+    @field_validator("subject_prefix")
+    @classmethod
+    def _one_line_prefix(cls, value: str) -> str:
+        # A line break in a header would end it: refused, never sent as a second header.
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("subject_prefix must be one line of printable text")
+        return value
+
     @model_validator(mode="after")
     def _login_pair(self) -> EmailOptions:
         if (self.username is None) != (self.password is None):

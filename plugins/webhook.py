@@ -15,6 +15,7 @@ so the receiver can check who sent it.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import httpx
@@ -36,6 +37,7 @@ def check_http_url(value: str) -> str:
     return value
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110)
 Timeout = Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)]
 Retries = Annotated[int, Field(ge=0, le=10)]
 
@@ -50,6 +52,22 @@ class WebhookOptions(Options):
     headers: dict[str, str] = Field(default_factory=dict)
 
     _url = field_validator("url")(check_http_url)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        # Checked here, not at delivery: a bad header would fail every report later.
+        for name, text in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(
+                    f"header name {name!r} is not an HTTP field name (letters, digits and "
+                    "!#$%&'*+-.^_`|~, no spaces)"
+                )
+            if not text.isascii() or any(ord(c) < 32 or ord(c) == 127 for c in text):
+                raise ValueError(
+                    f"header {name}: its value must be printable ASCII (no line breaks)"
+                )
+        return value
 
 
 class Webhook:

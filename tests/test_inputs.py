@@ -105,6 +105,33 @@ CASES = [
     # Quartz puts seconds first, croniter last: six fields would mean two schedules.
     ("policy.ci.schedule", "0 0 6 * * 1", "use five fields"),
     ("policy.ci.selectors.0.older_than", "\uff11\uff14d", "invalid duration"),  # full-width
+    ("policy.ci.time_source", ["created", "created"], "'created' is named twice"),
+    (
+        "policy.ci.protectors",
+        [{"use": "in_use", "file": "x", "registry_hosts": ["http://r.example"]}],
+        "is not a host[:port]",
+    ),
+    ("slack", {"api_url": "x"}, "slack.api_url"),
+    (
+        "notify.hook",
+        {"use": "webhook", "url": "http://h/x", "headers": {"Bad Header": "v"}},
+        "not an HTTP field name",
+    ),
+    (
+        "notify.hook",
+        {"use": "webhook", "url": "http://h/x", "headers": {"X-A": "caf\u00e9"}},
+        "printable ASCII",
+    ),
+    (
+        "notify.mail",
+        {
+            "use": "email",
+            "to": ["a@example.org"],
+            "host": "localhost",
+            "subject_prefix": "[x]\r\nBcc: b@example.org",
+        },
+        "one line",
+    ),
     ("registry.local.ca_file", "a\x00b", "NUL"),
     ("registry.local.gc.timeout", "0s", "registry.local.gc.timeout"),
     ("slack", {"plan_ttl": "0s"}, "slack.plan_ttl"),

@@ -9,6 +9,7 @@ start-up, long before slack_bolt is needed.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,6 +47,19 @@ class SlackSettings(BaseModel):
     api_url: str | None = Field(
         default=None, description="Slack Web API base URL (proxies, tests)."
     )
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+            raise ValueError(
+                f"{value!r} is not an http:// or https:// URL with a host (and no user "
+                "info), e.g. https://slack-proxy.example.org/api/"
+            )
+        return value
 
     @field_validator("channel")
     @classmethod

@@ -149,7 +149,7 @@ class GcSettings(_Model):
     env: ReadOnly[str] = Field(
         default_factory=lambda: MappingProxyType({}),
         description="Variables set for the GC commands (after pass_env; ${ENV} expansion "
-        "applies), e.g. { AWS_PROFILE = \"registry\" }.",
+        'applies), e.g. { AWS_PROFILE = "registry" }.',
     )
 
     _timeout = field_validator("timeout")(_check_duration)
@@ -256,7 +256,9 @@ class PolicySettings(_Model):
     repositories: list[RepositoryGlob] = Field(
         min_length=1, description="Repository globs, e.g. ['ci/*']; '*' matches across '/'."
     )
-    exclude: list[RepositoryGlob] = Field(default_factory=list, description="Repository globs to leave out.")
+    exclude: list[RepositoryGlob] = Field(
+        default_factory=list, description="Repository globs to leave out."
+    )
     tags: Regex | None = Field(
         default=None,
         description="Only tags matching this regex are considered; an image that also carries "
@@ -327,6 +329,8 @@ class PolicySettings(_Model):
                         "settings go in [plugins.NAME])"
                     )
                 entry = entry["use"]
+            if entry in names:
+                raise ValueError(f"entry {index}: {entry!r} is named twice; name each once")
             names.append(entry)
         return names
 
