@@ -143,6 +143,21 @@ def _warn_unmatched(blocked: set[str], extra_names: Iterable[str]) -> None:
         )
 
 
+def _warn_unknown_wanted(wanted: set[str]) -> None:
+    """One ``warning:`` line naming the ``REGPRUNE_LOAD_PLUGINS`` names no installed
+    plugin has: a misspelling would otherwise load nothing, silently."""
+    installed = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if not _is_own(ep)})
+    unknown = sorted(wanted - set(installed))
+    if unknown:
+        log.warning(
+            "%s: %s matches no installed plugin, so nothing was loaded for it "
+            "(installed plugins: %s; see `regprune plugins`)",
+            LOAD_ENV,
+            ", ".join(repr(name) for name in unknown),
+            ", ".join(installed) or "none besides the built-ins",
+        )
+
+
 def get_plugin_manager(
     *, load_entrypoints: bool = True, extra_plugins: Iterable[object] = ()
 ) -> pluggy.PluginManager:
@@ -212,6 +227,8 @@ def _load_builtin_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) 
 def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
     only = os.environ.get(LOAD_ENV)
     wanted = None if only is None else _names(only)
+    if wanted:
+        _warn_unknown_wanted(wanted)
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         if _is_own(entry_point):
             continue  # a built-in, loaded by _load_builtin_entrypoints

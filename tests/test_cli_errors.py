@@ -624,3 +624,21 @@ def test_a_state_db_that_is_no_regular_file_is_refused_before_sqlite_opens_it(
     assert_one_error_line(code, err, f"cannot open the state DB {chosen}: {expected}")
     assert not Path(f"{chosen}-journal").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) in (["dir"], ["fifo"], [])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--config", "", "plans"], "--config '': empty"),
+        (["--state", "", "plans"], "--state '': empty"),
+        (["history", "--plan", ""], "--plan '': empty"),
+        (["plans", "--format", ""], "--format '' is not one of"),
+        (["gc", "--registry", ""], "--registry '': empty"),
+        (["plan", "--registry", " ", "--repo", "a/*", "--keep", "1"], "--registry ' ': empty"),
+    ],
+)
+def test_an_empty_value_is_a_mistake_never_not_given(tmp_path, capsys, monkeypatch, argv, expected):
+    """An unset variable in a script (`--config "$CONFIG"`) must not fall back to defaults."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_error_line(code, err, expected)

@@ -112,6 +112,9 @@ CASES = [
         "is not a host[:port]",
     ),
     ("slack", {"api_url": "x"}, "slack.api_url"),
+    ("slack", {"approvals_required": "2"}, "slack.approvals_required: expected a whole number"),
+    ("listen", {"port": "5002"}, "listen.port: expected a whole number"),
+    ("listen", {"token": " secret "}, "listen.token: has spaces at its start or end"),
     (
         "notify.hook",
         {"use": "webhook", "url": "http://h/x", "headers": {"Bad Header": "v"}},

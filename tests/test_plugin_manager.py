@@ -472,6 +472,19 @@ def test_a_blocked_name_that_matches_nothing_is_one_warning_line(install, monkey
     ]
 
 
+def test_a_load_name_that_matches_nothing_is_one_warning_line(install, monkeypatch, capsys):
+    """REGPRUNE_LOAD_PLUGINS=nope loaded nothing, silently; BLOCK already warned."""
+    _two_plugin_distribution(install)
+    monkeypatch.setenv(LOAD_ENV, "pair-a,paira")
+
+    assert run(["plugins", "--json"]) == 0
+    err = capsys.readouterr().err
+
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"warning: {LOAD_ENV}: 'paira' matches no installed plugin")
+    assert "pair-a" in err  # the installed plugins are listed
+
+
 def test_blocked_names_that_all_match_warn_nothing(install, monkeypatch, capsys):
     _two_plugin_distribution(install)
     monkeypatch.setenv(BLOCK_ENV, "pair-a,regprune.plugins.count,age,regprune-pair")

@@ -27,7 +27,7 @@ CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
 class SlackSettings(BaseModel):
     """The Slack approval bot."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     channel: str | None = Field(default=None, description="Channel ID plans are posted to.")
     approvers: list[str] = Field(

@@ -152,6 +152,10 @@ def make_app(manager: pluggy.PluginManager) -> typer.Typer:
     ) -> None:
         obj = ctx.obj
         assert isinstance(obj, CliContext)
+        for flag, value in (("--config", config), ("--state", state)):
+            if value is not None and not value.strip():
+                # Empty is a mistake (an unset variable in a script), never "not given".
+                raise UsageError(f"{flag} {value!r}: empty; name a file")
         obj.config_path, obj.state_path, obj.verbose = config, state, verbose
         obj.metrics_file = _check_metrics_file(metrics_file)
         obj.pushgateway = _check_pushgateway(pushgateway)

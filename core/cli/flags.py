@@ -290,7 +290,7 @@ def output_format(chosen: str | None, as_json: bool) -> OutputFormat:
     """The format a command prints in, from ``--format`` and ``--json``: an unknown
     format, or both flags disagreeing, is a usage error."""
     try:
-        picked = OutputFormat((chosen or "table").lower())
+        picked = OutputFormat((chosen if chosen is not None else "table").lower())
     except ValueError:
         names = ", ".join(f.value for f in OutputFormat)
         raise UsageError(f"--format {chosen!r} is not one of {names}") from None

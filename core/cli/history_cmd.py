@@ -8,6 +8,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..errors import UsageError
 from .context import get_context
 from .flags import OutputFormat, format_flag, json_flag, output_format, registry_flag
 from .render import console, event_summary, print_json
@@ -40,6 +41,8 @@ def register(app: typer.Typer) -> None:
         chosen = output_format(fmt, as_json)
         state = get_context(ctx).state()
         # A plan removed by retention keeps its events: --plan still finds them.
+        if plan is not None and not plan.strip():
+            raise UsageError("--plan '': empty; give a plan ID (see `regprune plans`)")
         plan_id = state.plans.id_of(plan) if plan else None
         events = state.audit_log.events(limit=limit, registry=registry, plan_id=plan_id)
         if chosen is OutputFormat.JSON:

@@ -36,6 +36,8 @@ def resolve_registry(
     cli: CliContext, registry: str | None, *, allow_url: bool = True
 ) -> tuple[Settings, str]:
     """Settings and the registry name to use: a configured name, a URL, or the only one configured."""
+    if registry is not None and not registry.strip():
+        raise UsageError(f"--registry {registry!r}: empty; give a registry name or URL")
     if registry and is_url(registry):
         if not allow_url:
             raise UsageError(

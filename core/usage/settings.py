@@ -26,7 +26,7 @@ DEFAULT_HEARTBEAT = "30s"
 class ListenSettings(BaseModel):
     """``regprune listen``: the endpoint that records the registry's notifications."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     token: str | None = Field(
         default=None,
@@ -56,6 +56,17 @@ class ListenSettings(BaseModel):
         default=DEFAULT_HEARTBEAT,
         description="How often the listener records that it is alive.",
     )
+
+    @field_validator("token")
+    @classmethod
+    def _token_as_sent(cls, value: str | None) -> str | None:
+        # HTTP drops spaces around a header's value: such a token would never match.
+        if value is not None and value.strip() and value != value.strip():
+            raise ValueError(
+                "has spaces at its start or end, which never arrive in an HTTP header; "
+                "remove them"
+            )
+        return value
 
     @field_validator("host")
     @classmethod
