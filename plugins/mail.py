@@ -28,7 +28,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from regprune import hookimpl
 from regprune.formatting import human_bytes
-from regprune.notify import RunReport
+from regprune.notify import DeliveryError, RunReport
 from regprune.options import Options, parse_options
 
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
@@ -123,6 +123,16 @@ class Email:
         return mail
 
     def send(self, report: RunReport) -> None:
+        try:
+            self._send(report)
+        except smtplib.SMTPServerDisconnected:
+            # smtplib's own words ("Connection unexpectedly closed") read like a bug here.
+            raise DeliveryError(
+                f"the mail server {self.options.host} closed the connection before the "
+                "report was sent"
+            ) from None
+
+    def _send(self, report: RunReport) -> None:
         options = self.options
         port, timeout = options.effective_port, options.timeout
         smtp: smtplib.SMTP

@@ -9,9 +9,12 @@ run and gc (a registry refusing deletes, a broken policy, a failing GC command).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -427,3 +430,39 @@ def test_a_notifier_with_an_invalid_name_is_refused_and_never_used(
     lines = result.err.splitlines()
     assert len(lines) == 1 and "invalid name" in lines[0], result.err  # no delivery warning
     assert hook.requests == []
+
+
+def test_a_mail_server_that_hangs_up_is_one_plain_warning(regprune_cli, registry_server, tmp_path):
+    """A real socket that accepts and closes: smtplib says "Connection unexpectedly
+    closed", which must not read like a bug in regprune."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = server.accept()
+                connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        notify = (
+            '[notify.mail]\nuse = "email"\nhost = "127.0.0.1"\n'
+            f'port = {port}\nsecurity = "none"\nfrom = "regprune@example.org"\n'
+            'to = ["ops@example.org"]\non = ["success"]\n'
+        )
+        write_config(tmp_path, registry_server.url, notify)
+        result = regprune_cli("plan")
+    finally:
+        server.close()
+    assert result.code == 0, result.err
+    [warning] = [line for line in result.err.splitlines() if "notify.mail" in line]
+    assert "closed the connection before the report was sent" in warning
+    assert "unexpected" not in result.err.lower()
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(regprune_cli, registry_server, tmp_path):
+    path = write_config(tmp_path, registry_server.url, "")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = regprune_cli("plan", "--json")
+    assert result.code == 0, result.err

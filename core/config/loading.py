@@ -244,7 +244,9 @@ def load_settings(
 ) -> Settings:
     """Read and validate a config file (see ``parse_settings``)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: an editor's byte-order mark is not part of the TOML (tomllib
+        # would call it an invalid statement at line 1).
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
