@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_NAME_LENGTH", "NAME_RULE", "check_repository", "repository_problem"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "NAME_RULE",
+    "REPOSITORY_NAME",
+    "check_repository",
+    "repository_problem",
+]
 
 MAX_NAME_LENGTH = 255
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+NAME_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+"""Distribution's repository name grammar, unanchored: the one copy regprune has."""
+REPOSITORY_NAME = re.compile(NAME_PATTERN)
+"""`NAME_PATTERN` compiled; use ``fullmatch``."""
+_NAME = REPOSITORY_NAME
 NAME_RULE = (
     "use lower-case letters and digits, '.', '_', '__' or '-' between them, and single "
     "'/' between path components, e.g. 'team/app-web'"

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ..errors import RegistryError
+from ..repository_names import MAX_NAME_LENGTH, NAME_PATTERN
 from ._text import load_json, one_line
 
 __all__ = [
@@ -44,10 +45,8 @@ MEDIA_TYPE_PATTERN = (
 )
 # Distribution's reference grammar: a tag, and a repository name (path components).
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
-REPOSITORY_PATTERN = (
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-MAX_REPOSITORY_LENGTH = 255
+REPOSITORY_PATTERN = f"^{NAME_PATTERN}$"
+MAX_REPOSITORY_LENGTH = MAX_NAME_LENGTH
 _PATTERN_NAMES = {
     DIGEST_PATTERN: "a digest (sha256:<64 hex> or sha512:<128 hex>)",
     MEDIA_TYPE_PATTERN: "a media type",

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..paths import PathProblem, path_kind, shown_path
+from ..repository_names import REPOSITORY_NAME
 
 __all__ = ["Link", "StorageLayout", "StorageUnreadable"]
 
@@ -32,9 +33,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX = re.compile(r"[0-9a-f]{64}")
 # Distribution's repository name grammar: anything else is not a repository here (and
 # never a path that climbs out of the storage root).
-_REPOSITORY = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
+_REPOSITORY = REPOSITORY_NAME
 _LINK_LIMIT = 256  # a link holds ~71 bytes; anything longer is not a link
 
 

@@ -15,7 +15,6 @@ import copy
 import ctypes
 import json
 import os
-import re
 import signal
 import socket
 import ssl
@@ -29,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from ..repository_names import REPOSITORY_NAME
 from .prerequisites import (
     BINARY_ENV,
     BINARY_NAMES,
@@ -53,10 +53,7 @@ __all__ = [
 HTTP_SECRET = "regprune-testing-secret-not-for-production"
 START_TIMEOUT = 10.0
 _PORT_RETRIES = 5
-# Distribution's repository name grammar (path components joined by "/").
-_REPOSITORY_NAME = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
+_REPOSITORY_NAME = REPOSITORY_NAME  # Distribution's grammar (path components joined by "/")
 _RESTARTABLE = frozenset(
     {"delete_enabled", "htpasswd", "token_auth", "readonly", "tls", "extra_config", "notify"}
 )
