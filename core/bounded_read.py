@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .paths import describe_mode
+
 __all__ = [
     "CA_FILE_LIMIT",
     "COMMAND_OUTPUT_LIMIT",
@@ -48,14 +50,6 @@ _STDERR_TAIL = 64 * 1024
 """Bytes of a command's standard error kept: its last line is all a message quotes."""
 _CHUNK = 64 * 1024
 
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
 
 class Refused(ValueError):
     """A file that is not a regular file or is over its limit, or a command whose
@@ -71,10 +65,6 @@ def limit_text(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
 def _open_regular(path: str, limit: int, hint: str) -> tuple[int, int]:
     """An open descriptor of ``path`` and its size; Refused unless a regular file of
     at most ``limit`` bytes.  OSError (missing, no permission) passes through."""
@@ -83,7 +73,7 @@ def _open_regular(path: str, limit: int, hint: str) -> tuple[int, int]:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise Refused(f"{path} is not a regular file ({_kind(info.st_mode)}); {hint}")
+            raise Refused(f"{path} is not a regular file ({describe_mode(info.st_mode)}); {hint}")
         if info.st_size > limit:
             raise Refused(
                 f"{path} is {info.st_size} bytes, over the {limit_text(limit)} limit; {hint}"

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from collections.abc import Sequence
 
 from .config import GcSettings
 from .errors import ConfigError
+from .executables import resolve_executable
 from .gc_env import gc_environment
 from .paths import PathProblem, path_kind
 
@@ -123,16 +123,16 @@ def _executable(program: str, path: str | None) -> str | None:
     """
     if "\0" in program:
         return "contains a NUL character"
-    if os.sep in program:
-        if os.path.isdir(program):
-            return "is a directory"
-        if not os.path.exists(program):
+    try:
+        resolve_executable(program, {} if path is None else {"PATH": path})
+    except FileNotFoundError:
+        if os.sep in program:
             return "does not exist"
-        if not os.access(program, os.X_OK):
-            return "is not executable (chmod +x it)"
-        return None
-    if shutil.which(program, path=path if path is not None else os.defpath) is None:
         return "is not found on PATH (give its full path or install it)"
+    except PermissionError:
+        return "is a directory" if os.path.isdir(program) else "is not executable (chmod +x it)"
+    except OSError:
+        return None  # ENOEXEC (no #! line): the start says so, with exec's own words
     return None
 
 

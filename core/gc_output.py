@@ -20,7 +20,7 @@ import re
 
 from .models import GcEligible
 
-__all__ = ["DIGEST_LIMIT", "GcOutputReader", "eligible_blobs", "parse_gc_output"]
+__all__ = ["DIGEST_LIMIT", "GcOutputReader"]
 
 DIGEST_LIMIT = 100_000
 """Eligible blob digests kept for sizing a dry run's savings (about 15 MB of memory);
@@ -72,18 +72,3 @@ class GcOutputReader:
         """The digests of the blobs listed as eligible; None when over `digest_limit`."""
         return None if self._digests is None else set(self._digests)
 
-
-def _read(text: str) -> GcOutputReader:
-    reader = GcOutputReader(digest_limit=len(text))  # a whole text in memory: no limit
-    reader.feed(text.encode(errors="replace"))
-    return reader
-
-
-def parse_gc_output(text: str) -> GcEligible | None:
-    """The counts a collector's whole output reports (see `GcOutputReader.eligible`)."""
-    return _read(text).eligible()
-
-
-def eligible_blobs(text: str) -> set[str]:
-    """The digests of the blobs the output lists as eligible for deletion."""
-    return _read(text).blobs() or set()

@@ -8,8 +8,6 @@ types and labels are documented in docs/operations.md#metrics; keep them in step
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from .bounded_read import read_regular_file
 from .notify.report import ITEM_STATUSES, OUTCOMES, RunReport
 
 JOB = "regprune"
@@ -139,22 +138,12 @@ def build_registry(report: RunReport, last_success: dict[str, float]) -> Collect
     return registry
 
 
-def _read_small_file(path: Path) -> str:
-    """A regular file of at most `MAX_METRICS_FILE` bytes; OSError or ValueError else
-    (never a read that blocks on a FIFO or runs on through a device)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_METRICS_FILE:
-            raise ValueError("not a small regular file")
-        return file.read(MAX_METRICS_FILE).decode("utf-8")
-
-
 def read_last_success(path: Path) -> dict[str, float]:
     """``regprune_last_success_timestamp_seconds`` per policy from an earlier metrics
     file; empty when there is none or it cannot be read."""
     try:
-        text = _read_small_file(path)
+        # Never a read that blocks on a FIFO or runs on through a device (Refused: ValueError).
+        text = read_regular_file(str(path), MAX_METRICS_FILE).decode("utf-8")
         found = {}
         for family in text_string_to_metric_families(text):
             if family.name == LAST_SUCCESS:

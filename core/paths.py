@@ -14,7 +14,7 @@ import os
 import stat
 from typing import Literal
 
-__all__ = ["PathKind", "PathProblem", "describe_other", "path_kind", "shown_path"]
+__all__ = ["PathKind", "PathProblem", "describe_mode", "describe_other", "path_kind", "shown_path"]
 
 PathKind = Literal["missing", "file", "directory", "other"]
 _REASONS = {
@@ -57,19 +57,26 @@ def path_kind(path: str | os.PathLike[str]) -> PathKind:
     return "other"
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def describe_mode(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message: "a FIFO", "a directory"..."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
 def describe_other(path: str | os.PathLike[str]) -> str:
-    """What a path of kind ``other`` is, for a message: "a FIFO", "a device"..."""
+    """What a path of kind ``other`` is, for a message: "a FIFO", "a character device"..."""
     try:
-        mode = os.stat(path).st_mode
+        return describe_mode(os.stat(path).st_mode)
     except (OSError, ValueError):
         return "not a regular file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def shown_path(path: str | os.PathLike[str]) -> str:

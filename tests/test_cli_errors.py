@@ -244,7 +244,7 @@ def test_config_path_that_is_no_file(tmp_path, capsys, monkeypatch, how, what):
         chosen, expected = str(tmp_path / "fifo"), "is not a regular file (a FIFO)"
         os.mkfifo(chosen)
     elif what == "device":
-        chosen, expected = "/dev/zero", "is not a regular file (a device)"
+        chosen, expected = "/dev/zero", "is not a regular file (a character device)"
     else:
         chosen, expected = str(tmp_path / ("a" * 300)), "the name is too long"
     given_by = "(from --config)" if how == "--config" else "(from $REGPRUNE_CONFIG)"
@@ -617,7 +617,7 @@ def test_a_state_db_that_is_no_regular_file_is_refused_before_sqlite_opens_it(
         chosen, expected = tmp_path / "fifo", "a FIFO"
         os.mkfifo(chosen)
     else:
-        chosen, expected = Path("/dev/zero"), "a device"
+        chosen, expected = Path("/dev/zero"), "a character device"
 
     code, _, err = run_cli(capsys, "--state", str(chosen), "plans")
 

@@ -198,7 +198,7 @@ def test_an_unreachable_pushgateway_is_one_warning(regprune_cli, config, seeded,
         (["--metrics-file", "/dev/zero"], "/dev/zero: not a regular file"),
         (["--metrics-file", "FIFO"], "fifo.prom: not a regular file"),
         (["--metrics-file", "LINK"], "a symbolic link"),
-        (["--metrics-file", "x" * 300], "File name too long"),
+        (["--metrics-file", "x" * 300], "the name is too long"),
         (["--pushgateway", "http://ci:s3cret@gateway:9091"], "contains a user name or password"),
     ],
 )

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import logging
 import os
-import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import typer
 from .. import __version__, interrupts
 from ..errors import Interrupted, RegpruneError, UsageError
 from ..hookcalls import call_each
+from ..paths import PathProblem, path_kind, shown_path
 from ..plugin_manager import get_plugin_manager
 from ..terminal_guard import guarded
 from ..urls import check_no_userinfo
@@ -181,28 +181,23 @@ def _check_metrics_file(value: str | None) -> str | None:
         raise UsageError("--metrics-file '': empty; name a file, e.g. regprune.prom")
     path = Path(value).expanduser()
     try:
-        found = path.lstat() if path.is_symlink() else path.stat()
-    except FileNotFoundError:
-        found = None
-    except OSError as exc:
-        raise UsageError(f"--metrics-file {value}: {exc.strerror}; name another file") from None
-    if found is not None and stat.S_ISLNK(found.st_mode):
+        kind = path_kind(path)
+        parent = path_kind(path.parent)
+    except PathProblem as exc:
+        raise UsageError(f"--metrics-file {shown_path(value)}: {exc}; name another file") from None
+    if os.path.islink(path):
         raise UsageError(
             f"--metrics-file {value}: a symbolic link (the new file would replace the link, "
             "not its target); name the file itself"
         )
-    if found is not None and stat.S_ISDIR(found.st_mode):
+    if kind == "directory":
         raise UsageError(f"--metrics-file {value}: is a directory; name a file, e.g. regprune.prom")
-    if found is not None and not stat.S_ISREG(found.st_mode):
+    if kind == "other":
         raise UsageError(
             f"--metrics-file {value}: not a regular file (it is replaced by renaming a new "
             "file over it); name a regular file, e.g. regprune.prom"
         )
-    try:
-        parent_is_dir = path.parent.is_dir()
-    except OSError:
-        parent_is_dir = False
-    if not parent_is_dir:
+    if parent != "directory":
         raise UsageError(f"--metrics-file {value}: directory {path.parent} does not exist")
     return str(path)
 
