@@ -143,10 +143,11 @@ def _warn_unmatched(blocked: set[str], extra_names: Iterable[str]) -> None:
         )
 
 
-def _warn_unknown_wanted(wanted: set[str]) -> None:
-    """One ``warning:`` line naming the ``REGPRUNE_LOAD_PLUGINS`` names no installed
-    plugin has: a misspelling would otherwise load nothing, silently."""
-    installed = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if not _is_own(ep)})
+def _warn_unknown_wanted(wanted: set[str], found: Iterable[EntryPoint]) -> None:
+    """One ``warning:`` line naming the ``REGPRUNE_LOAD_PLUGINS`` names that none of
+    the installed plugins (entry points ``found``) has: a misspelling would otherwise
+    load nothing, silently."""
+    installed = sorted({ep.name for ep in found if not _is_own(ep)})
     unknown = sorted(wanted - set(installed))
     if unknown:
         log.warning(
@@ -227,9 +228,10 @@ def _load_builtin_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) 
 def _load_entrypoints(manager: pluggy.PluginManager, blocked: set[str]) -> None:
     only = os.environ.get(LOAD_ENV)
     wanted = None if only is None else _names(only)
+    found = list(entry_points(group=ENTRY_POINT_GROUP))  # read once: it scans every dist
     if wanted:
-        _warn_unknown_wanted(wanted)
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        _warn_unknown_wanted(wanted, found)
+    for entry_point in found:
         if _is_own(entry_point):
             continue  # a built-in, loaded by _load_builtin_entrypoints
         if entry_point.name in blocked or (wanted is not None and entry_point.name not in wanted):
